@@ -1,0 +1,550 @@
+# cython: language_level=3
+"""Compiled spherical lensing for sl_cy (module ``sl_cy._lensing``).
+
+A lens is de Vaucouleurs stars + gNFW halo (see ``sl_cy._profiles``); x is a signed position
+(kpc) along a line through the centre. Everything below the ``def`` entry points is nogil C:
+
+* deflection alpha, convergence kappa, 1/mu_r, 1/mu_t, mu;
+* Einstein radius (alpha(x) = x), radial critical curve (1/mu_r = 0 inside theta_E), radial
+  caustic y_c = alpha(x_r) - x_r;
+* images A (x > theta_E) and B (-theta_E < x < -x_r) of a source at 0 <= beta < y_c;
+* inversion (x_A, x_B) -> (M*, beta) at fixed halo, and the analytic Jacobian
+  |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|).
+
+Root finders are bracketed (safeguarded Newton, Brent) and bounded in iterations. Failures are
+reported as status codes (``ST_*`` in ``_lensing.pxd``), never as exceptions inside a batch.
+"""
+import numpy as np
+from libc.math cimport exp, log, fabs, sqrt, pow, isfinite, M_PI, NAN, M_LN10
+
+from sl_cy._profiles cimport (Cosmo, GStencil, cosmo_init, sigma_cr_kpc, rhoc_kpc3, devauc_unit,
+                              gamma_stencil, gnfw_lnsigma_lnm2, gnfw_lnm3)
+from sl_cy import _profiles
+
+cdef enum:
+    MAXIT = 200
+
+cdef double GAMMA_MAX = 2.4
+cdef double XTOL = 1e-14          # relative tolerance on root positions
+
+STATUS_NAMES = {
+    ST_OK: "ok",
+    ST_NO_EINSTEIN: "no Einstein radius (subcritical lens)",
+    ST_NO_RADIAL: "no radial critical curve inside the Einstein radius",
+    ST_BETA_NEGATIVE: "source position beta < 0",
+    ST_BEYOND_CAUSTIC: "source beyond the radial caustic (single image)",
+    ST_MSTAR_NONPOS: "inverted stellar mass M* <= 0",
+    ST_XB_CENTRAL: "|x_B| inside the radial critical curve (central image, not image B)",
+    ST_ROOT_FAILED: "root finder hit its iteration limit",
+    ST_BAD_INPUT: "non-finite or out-of-domain input",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# lens set-up and local quantities
+# --------------------------------------------------------------------------------------------
+cdef void lens_setup(Lens* L, const Cosmo* c, double sigma_cr, double rhoc, double logM_star,
+                     double logM_halo, double logRe, double gamma_in, double c_halo) noexcept nogil:
+    """Fill a Lens. logM_star may be NaN (stellar part then set later from the inversion)."""
+    cdef double m200 = pow(10.0, logM_halo)
+    cdef double r200 = pow(3.0 * m200 / (4.0 * M_PI * 200.0 * rhoc), 1.0 / 3.0)
+    cdef double m3c
+    L.re = pow(10.0, logRe)
+    L.inv_re = 1.0 / L.re
+    L.rs = r200 / c_halo
+    L.ln_rs = log(L.rs)
+    L.sigma_cr = sigma_cr
+    gamma_stencil(gamma_in, &L.st)
+    m3c = exp(gnfw_lnm3(log(c_halo), &L.st))
+    L.a_halo = m200 / (m3c * M_PI * sigma_cr)
+    L.k_halo = m200 / (4.0 * M_PI * L.rs * L.rs * m3c * sigma_cr)
+    lens_set_mstar(L, pow(10.0, logM_star) if isfinite(logM_star) else 0.0)
+
+
+cdef inline void lens_set_mstar(Lens* L, double mstar) noexcept nogil:
+    L.mstar = mstar
+    L.a_star = mstar / (M_PI * L.sigma_cr)
+    L.k_star = mstar / L.sigma_cr
+
+
+cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
+                          double* kstar_unit, double* khalo) noexcept nogil:
+    """Per-unit-M* stellar and halo parts of alpha (signed) and kappa at x != 0."""
+    cdef double R = fabs(x), pm, ps, lsig, lm2
+    devauc_unit(R, L.re, &pm, &ps)
+    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    astar_unit[0] = pm / (M_PI * L.sigma_cr * x)
+    ahalo[0] = L.a_halo * exp(lm2) / x
+    kstar_unit[0] = ps / L.sigma_cr
+    khalo[0] = L.k_halo * exp(lsig)
+
+
+cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil:
+    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0."""
+    cdef double R = fabs(x), pm, ps, lsig, lm2
+    devauc_unit(R, L.re, &pm, &ps)
+    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    alpha[0] = (L.a_star * pm + L.a_halo * exp(lm2)) / x
+    kappa[0] = L.k_star * ps + L.k_halo * exp(lsig)
+
+
+cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil:
+    cdef double a, k
+    lens_alpha_kappa(L, x, &a, &k)
+    return 1.0 + a / x - 2.0 * k
+
+
+cdef double lens_mu(const Lens* L, double x) noexcept nogil:
+    cdef double a, k
+    lens_alpha_kappa(L, x, &a, &k)
+    return 1.0 / ((1.0 - a / x) * (1.0 + a / x - 2.0 * k))
+
+
+# --------------------------------------------------------------------------------------------
+# root finders
+# --------------------------------------------------------------------------------------------
+ctypedef void (*fdf_t)(const Lens* L, double x, double p, double* f, double* df) noexcept nogil
+ctypedef double (*f_t)(const Lens* L, double x) noexcept nogil
+
+
+cdef void _f_einstein(const Lens* L, double x, double p, double* f, double* df) noexcept nogil:
+    # alpha(x) - x ; d/dx = 2 kappa - alpha/x - 1
+    cdef double a, k
+    lens_alpha_kappa(L, x, &a, &k)
+    f[0] = a - x
+    df[0] = 2.0 * k - a / x - 1.0
+
+
+cdef void _f_lenseq(const Lens* L, double x, double beta, double* f, double* df) noexcept nogil:
+    # x - alpha(x) - beta ; d/dx = 1/mu_r
+    cdef double a, k
+    lens_alpha_kappa(L, x, &a, &k)
+    f[0] = x - a - beta
+    df[0] = 1.0 + a / x - 2.0 * k
+
+
+cdef double _f_radial(const Lens* L, double x) noexcept nogil:
+    return lens_inv_mu_r(L, x)
+
+
+cdef int _rtsafe(fdf_t fn, const Lens* L, double p, double x1, double x2, double f1, double f2,
+                 double* root) noexcept nogil:
+    """Safeguarded Newton on a bracket [x1, x2] with f1 f2 <= 0 (Numerical Recipes rtsafe)."""
+    cdef double xl, xh, rts, dx, dxold, f, df, tol, tmp
+    cdef int j
+    if f1 == 0.0:
+        root[0] = x1
+        return ST_OK
+    if f2 == 0.0:
+        root[0] = x2
+        return ST_OK
+    if f1 < 0.0:
+        xl = x1
+        xh = x2
+    else:
+        xl = x2
+        xh = x1
+    tol = XTOL * (fabs(x1) if fabs(x1) > fabs(x2) else fabs(x2))
+    rts = 0.5 * (x1 + x2)
+    dxold = fabs(x2 - x1)
+    dx = dxold
+    fn(L, rts, p, &f, &df)
+    for j in range(MAXIT):
+        if (((rts - xh) * df - f) * ((rts - xl) * df - f) > 0.0) or (fabs(2.0 * f) > fabs(dxold * df)):
+            dxold = dx
+            dx = 0.5 * (xh - xl)
+            rts = xl + dx
+            if xl == rts:
+                root[0] = rts
+                return ST_OK
+        else:
+            dxold = dx
+            dx = f / df
+            tmp = rts
+            rts -= dx
+            if tmp == rts:
+                root[0] = rts
+                return ST_OK
+        if fabs(dx) < tol:
+            fn(L, rts, p, &f, &df)
+            root[0] = rts
+            return ST_OK
+        fn(L, rts, p, &f, &df)
+        if f == 0.0:
+            root[0] = rts
+            return ST_OK
+        if f < 0.0:
+            xl = rts
+        else:
+            xh = rts
+    root[0] = rts
+    return ST_ROOT_FAILED
+
+
+cdef int _brent(f_t fn, const Lens* L, double a, double b, double fa, double fb,
+                double* root) noexcept nogil:
+    """Brent's method on a bracket [a, b] with fa fb <= 0 (Numerical Recipes zbrent)."""
+    cdef double c = b, fc = fb, d = 0.0, e = 0.0, tol1, xm, p, q, r, s, mn1, mn2
+    cdef int it
+    for it in range(MAXIT):
+        if (fb > 0.0 and fc > 0.0) or (fb < 0.0 and fc < 0.0):
+            c = a
+            fc = fa
+            d = b - a
+            e = d
+        if fabs(fc) < fabs(fb):
+            a = b
+            b = c
+            c = a
+            fa = fb
+            fb = fc
+            fc = fa
+        tol1 = 2.0 * 2.2e-16 * fabs(b) + 0.5 * XTOL * fabs(b)
+        xm = 0.5 * (c - b)
+        if fabs(xm) <= tol1 or fb == 0.0:
+            root[0] = b
+            return ST_OK
+        if fabs(e) >= tol1 and fabs(fa) > fabs(fb):
+            s = fb / fa
+            if a == c:
+                p = 2.0 * xm * s
+                q = 1.0 - s
+            else:
+                q = fa / fc
+                r = fb / fc
+                p = s * (2.0 * xm * q * (q - r) - (b - a) * (r - 1.0))
+                q = (q - 1.0) * (r - 1.0) * (s - 1.0)
+            if p > 0.0:
+                q = -q
+            p = fabs(p)
+            mn1 = 3.0 * xm * q - fabs(tol1 * q)
+            mn2 = fabs(e * q)
+            if 2.0 * p < (mn1 if mn1 < mn2 else mn2):
+                e = d
+                d = p / q
+            else:
+                d = xm
+                e = d
+        else:
+            d = xm
+            e = d
+        a = b
+        fa = fb
+        if fabs(d) > tol1:
+            b += d
+        else:
+            b += tol1 if xm > 0 else -tol1
+        fb = fn(L, b)
+    root[0] = b
+    return ST_ROOT_FAILED
+
+
+# --------------------------------------------------------------------------------------------
+# critical curves and images
+# --------------------------------------------------------------------------------------------
+cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil:
+    """Einstein radius, radial critical curve (outermost inside theta_E) and radial caustic."""
+    cdef double lo, hi, flo, fhi, df, x, a, k
+    cdef int i, st
+    cr.theta_e = NAN
+    cr.x_rad = NAN
+    cr.y_caustic = NAN
+    # --- Einstein radius: bracket alpha(x) - x by doubling/halving around Re
+    x = L.re
+    _f_einstein(L, x, 0.0, &flo, &df)
+    if flo > 0.0:
+        lo = x
+        hi = 2.0 * x
+        _f_einstein(L, hi, 0.0, &fhi, &df)
+        i = 0
+        while fhi > 0.0:
+            lo = hi
+            flo = fhi
+            hi *= 2.0
+            _f_einstein(L, hi, 0.0, &fhi, &df)
+            i += 1
+            if i > 200:
+                cr.status = ST_ROOT_FAILED
+                return
+    else:
+        hi = x
+        fhi = flo
+        lo = 0.5 * x
+        _f_einstein(L, lo, 0.0, &flo, &df)
+        while flo <= 0.0:
+            hi = lo
+            fhi = flo
+            lo *= 0.5
+            if lo < 1e-9 * L.re:
+                cr.status = ST_NO_EINSTEIN
+                return
+            _f_einstein(L, lo, 0.0, &flo, &df)
+    st = _rtsafe(_f_einstein, L, 0.0, lo, hi, flo, fhi, &cr.theta_e)
+    if st != ST_OK:
+        cr.status = st
+        return
+    # --- radial critical curve: outermost sign change of 1/mu_r below theta_E
+    hi = cr.theta_e
+    fhi = _f_radial(L, hi)
+    lo = 0.5 * hi
+    flo = _f_radial(L, lo)
+    while flo >= 0.0:
+        hi = lo
+        fhi = flo
+        lo *= 0.5
+        if lo < 1e-8 * cr.theta_e:
+            cr.status = ST_NO_RADIAL
+            return
+        flo = _f_radial(L, lo)
+    if fhi < 0.0:
+        # 1/mu_r < 0 at theta_E cannot happen for a monotonic profile; refuse rather than guess
+        cr.status = ST_NO_RADIAL
+        return
+    st = _brent(_f_radial, L, lo, hi, flo, fhi, &cr.x_rad)
+    if st != ST_OK:
+        cr.status = st
+        return
+    lens_alpha_kappa(L, cr.x_rad, &a, &k)
+    cr.y_caustic = a - cr.x_rad
+    cr.status = ST_OK
+
+
+cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA, double* xB) noexcept nogil:
+    """Images A (x > theta_E) and B (-theta_E < x < -x_r) of a source at beta (kpc)."""
+    cdef double lo, hi, flo, fhi, df, d
+    cdef int i, st
+    xA[0] = NAN
+    xB[0] = NAN
+    if cr.status != ST_OK:
+        return cr.status
+    if not beta >= 0.0:
+        return ST_BETA_NEGATIVE
+    if beta >= cr.y_caustic:
+        return ST_BEYOND_CAUSTIC
+    if beta == 0.0:
+        xA[0] = cr.theta_e
+        xB[0] = -cr.theta_e
+        return ST_OK
+    # image A on [theta_E, hi]
+    lo = cr.theta_e
+    flo = -beta
+    d = beta if beta > 1e-3 * cr.theta_e else 1e-3 * cr.theta_e
+    hi = lo + d
+    _f_lenseq(L, hi, beta, &fhi, &df)
+    i = 0
+    while fhi < 0.0:
+        d *= 2.0
+        hi = lo + d
+        _f_lenseq(L, hi, beta, &fhi, &df)
+        i += 1
+        if i > 200:
+            return ST_ROOT_FAILED
+    st = _rtsafe(_f_lenseq, L, beta, lo, hi, flo, fhi, xA)
+    if st != ST_OK:
+        return st
+    # image B on [-theta_E, -x_r]: f(-theta_E) = -beta < 0, f(-x_r) = y_c - beta > 0
+    st = _rtsafe(_f_lenseq, L, beta, -cr.theta_e, -cr.x_rad, -beta, cr.y_caustic - beta, xB)
+    return st
+
+
+# --------------------------------------------------------------------------------------------
+# inversion
+# --------------------------------------------------------------------------------------------
+cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
+                     Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil:
+    """(x_A, x_B) -> (log M*, beta) for the halo in L; fills critical curves, mu and |J|."""
+    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, mstar, b, irA, irB, den
+    lens_components(L, xA, &asA, &ahA, &ksA, &khA)
+    lens_components(L, xB, &asB, &ahB, &ksB, &khB)
+    den = asA - asB
+    mstar = ((xA - xB) - ahA + ahB) / den
+    logM_star[0] = NAN
+    beta[0] = NAN
+    muA[0] = NAN
+    muB[0] = NAN
+    detJ[0] = NAN
+    cr.theta_e = NAN
+    cr.x_rad = NAN
+    cr.y_caustic = NAN
+    if not mstar > 0.0:
+        cr.status = ST_MSTAR_NONPOS
+        return ST_MSTAR_NONPOS
+    lens_set_mstar(L, mstar)
+    b = xA - mstar * asA - ahA
+    logM_star[0] = log(mstar) / M_LN10
+    beta[0] = b
+    # 1/mu_r = 1 + alpha/x - 2 kappa, 1/mu_t = 1 - alpha/x at both images
+    irA = 1.0 + (mstar * asA + ahA) / xA - 2.0 * (mstar * ksA + khA)
+    irB = 1.0 + (mstar * asB + ahB) / xB - 2.0 * (mstar * ksB + khB)
+    muA[0] = fabs(1.0 / ((1.0 - (mstar * asA + ahA) / xA) * irA))
+    muB[0] = fabs(1.0 / ((1.0 - (mstar * asB + ahB) / xB) * irB))
+    detJ[0] = fabs(irA * irB) / (mstar * M_LN10 * fabs(den))
+    lens_critical(L, cr)
+    if cr.status != ST_OK:
+        return cr.status
+    if b < 0.0:
+        return ST_BETA_NEGATIVE
+    if b >= cr.y_caustic:
+        return ST_BEYOND_CAUSTIC
+    if -xB <= cr.x_rad:
+        return ST_XB_CENTRAL
+    return ST_OK
+
+
+# --------------------------------------------------------------------------------------------
+# batched entry points
+# --------------------------------------------------------------------------------------------
+cdef inline bint _bad_lens(double logMh, double logRe, double g, double c, double zl, double zs) noexcept nogil:
+    return not (isfinite(logMh) and isfinite(logRe) and g >= 0.0 and g <= GAMMA_MAX and c > 0.0
+                and isfinite(c) and zl > 0.0 and zs > zl and isfinite(zs))
+
+
+cdef inline void _cosmo_update(Cosmo* c, double zl, double zs, double* last_zl, double* last_zs,
+                               double* sigcr, double* rhoc) noexcept nogil:
+    if zl != last_zl[0] or zs != last_zs[0]:
+        sigcr[0] = sigma_cr_kpc(c, zl, zs)
+        rhoc[0] = rhoc_kpc3(c, zl)
+        last_zl[0] = zl
+        last_zs[0] = zs
+
+
+def _arrays(*args):
+    """Broadcast inputs to contiguous float64 1-D arrays; return (arrays, shape)."""
+    b = np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in args])
+    shape = b[0].shape
+    return [np.ascontiguousarray(a, dtype=float).ravel() for a in b], shape
+
+
+def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_unit,
+                  double H0, double Om, double Ode, bint images=True):
+    """Critical curves and (optionally) images for a batch of lenses (arrays broadcast).
+
+    Returns a dict of arrays: theta_e, x_rad, y_caustic (kpc), and with ``images`` x_A, x_B
+    (kpc), mu_A, mu_B (signed), plus ``status`` (int8, 0 = ok).
+    """
+    _profiles.ensure_gnfw_table()
+    (ms, mh, re, gg, cc, zlv, zsv, bu), shape = _arrays(logM_star, logM_halo, logRe, gamma_in,
+                                                      c_halo, zl, zs, beta_unit)
+    cdef Py_ssize_t n = ms.shape[0], k
+    out = {name: np.full(n, np.nan) for name in ("theta_e", "x_rad", "y_caustic", "x_A", "x_B", "mu_A", "mu_B")}
+    status = np.zeros(n, dtype=np.int8)
+    cdef double[::1] vms = ms, vmh = mh, vre = re, vg = gg, vc = cc, vzl = zlv, vzs = zsv, vbu = bu
+    cdef double[::1] te = out["theta_e"], xr = out["x_rad"], yc = out["y_caustic"]
+    cdef double[::1] xa = out["x_A"], xb = out["x_B"], mua = out["mu_A"], mub = out["mu_B"]
+    cdef signed char[::1] stv = status
+    cdef Cosmo cosmo
+    cdef Lens L
+    cdef Critical cr
+    cdef double last_zl = NAN, last_zs = NAN, sigcr = NAN, rhoc = NAN, a, b
+    cdef int st
+    cdef bint do_images = images
+    cosmo_init(&cosmo, H0, Om, Ode)
+    with nogil:
+        for k in range(n):
+            if _bad_lens(vmh[k], vre[k], vg[k], vc[k], vzl[k], vzs[k]) or not isfinite(vms[k]) \
+                    or (do_images and not (vbu[k] >= 0.0 and vbu[k] < 1.0)):
+                stv[k] = ST_BAD_INPUT
+                continue
+            _cosmo_update(&cosmo, vzl[k], vzs[k], &last_zl, &last_zs, &sigcr, &rhoc)
+            lens_setup(&L, &cosmo, sigcr, rhoc, vms[k], vmh[k], vre[k], vg[k], vc[k])
+            lens_critical(&L, &cr)
+            stv[k] = cr.status
+            if cr.status != ST_OK:
+                continue
+            te[k] = cr.theta_e
+            xr[k] = cr.x_rad
+            yc[k] = cr.y_caustic
+            if do_images:
+                st = lens_images(&L, &cr, vbu[k] * cr.y_caustic, &a, &b)
+                stv[k] = st
+                if st == ST_OK:
+                    xa[k] = a
+                    xb[k] = b
+                    mua[k] = lens_mu(&L, a)
+                    mub[k] = lens_mu(&L, b)
+    out = {key: v.reshape(shape) for key, v in out.items()}
+    out["status"] = status.reshape(shape)
+    return out
+
+
+def invert_batch(x_A, x_B, logRe, logM_halo, gamma_in, c_halo, zl, zs,
+                 double H0, double Om, double Ode):
+    """Inversion (x_A, x_B) -> (logM*, beta) at given halo for a batch (arrays broadcast).
+
+    Returns a dict of arrays: logM_star, beta (kpc), y_caustic (kpc), theta_e, x_rad, mu_A,
+    mu_B (absolute values), detJ and status (int8, 0 = valid grid point).
+    """
+    _profiles.ensure_gnfw_table()
+    (xa, xb, re, mh, gg, cc, zlv, zsv), shape = _arrays(x_A, x_B, logRe, logM_halo, gamma_in,
+                                                      c_halo, zl, zs)
+    cdef Py_ssize_t n = xa.shape[0], k
+    names = ("logM_star", "beta", "y_caustic", "theta_e", "x_rad", "mu_A", "mu_B", "detJ")
+    out = {name: np.full(n, np.nan) for name in names}
+    status = np.zeros(n, dtype=np.int8)
+    cdef double[::1] vxa = xa, vxb = xb, vre = re, vmh = mh, vg = gg, vc = cc, vzl = zlv, vzs = zsv
+    cdef double[::1] olm = out["logM_star"], obe = out["beta"], oyc = out["y_caustic"]
+    cdef double[::1] ote = out["theta_e"], oxr = out["x_rad"], oma = out["mu_A"], omb = out["mu_B"]
+    cdef double[::1] odj = out["detJ"]
+    cdef signed char[::1] stv = status
+    cdef Cosmo cosmo
+    cdef Lens L
+    cdef Critical cr
+    cdef double last_zl = NAN, last_zs = NAN, sigcr = NAN, rhoc = NAN
+    cosmo_init(&cosmo, H0, Om, Ode)
+    with nogil:
+        for k in range(n):
+            if _bad_lens(vmh[k], vre[k], vg[k], vc[k], vzl[k], vzs[k]) or not (vxa[k] > 0.0) \
+                    or not (vxb[k] < 0.0) or not isfinite(vxa[k]):
+                stv[k] = ST_BAD_INPUT
+                continue
+            _cosmo_update(&cosmo, vzl[k], vzs[k], &last_zl, &last_zs, &sigcr, &rhoc)
+            lens_setup(&L, &cosmo, sigcr, rhoc, NAN, vmh[k], vre[k], vg[k], vc[k])
+            stv[k] = lens_invert(&L, vxa[k], vxb[k], &olm[k], &obe[k], &cr, &oma[k], &omb[k], &odj[k])
+            oyc[k] = cr.y_caustic
+            ote[k] = cr.theta_e
+            oxr[k] = cr.x_rad
+    out = {key: v.reshape(shape) for key, v in out.items()}
+    out["status"] = status.reshape(shape)
+    return out
+
+
+def profile_batch(x, double logM_star, double logM_halo, double logRe, double gamma_in,
+                  double c_halo, double zl, double zs, double H0, double Om, double Ode):
+    """Local lens quantities of ONE lens at signed positions x (kpc, x != 0).
+
+    Returns a dict of arrays: alpha, alpha_star, alpha_halo (signed, kpc), kappa, kappa_star,
+    kappa_halo, inv_mu_r, inv_mu_t, plus scalars sigma_cr (Msun/kpc^2), rs (kpc), M200.
+    """
+    _profiles.ensure_gnfw_table()
+    xa = np.asarray(x, dtype=float)
+    shape = xa.shape
+    cdef double[::1] xv = np.ascontiguousarray(xa).ravel()
+    cdef Py_ssize_t n = xv.shape[0], k
+    names = ("alpha", "alpha_star", "alpha_halo", "kappa", "kappa_star", "kappa_halo", "inv_mu_r", "inv_mu_t")
+    out = np.empty((len(names), n))
+    cdef double[:, ::1] o = out
+    cdef Cosmo cosmo
+    cdef Lens L
+    cdef double sigcr, rhoc, asu, ah, ksu, kh, a, kap
+    cosmo_init(&cosmo, H0, Om, Ode)
+    sigcr = sigma_cr_kpc(&cosmo, zl, zs)
+    rhoc = rhoc_kpc3(&cosmo, zl)
+    lens_setup(&L, &cosmo, sigcr, rhoc, logM_star, logM_halo, logRe, gamma_in, c_halo)
+    with nogil:
+        for k in range(n):
+            lens_components(&L, xv[k], &asu, &ah, &ksu, &kh)
+            a = L.mstar * asu + ah
+            kap = L.mstar * ksu + kh
+            o[0, k] = a
+            o[1, k] = L.mstar * asu
+            o[2, k] = ah
+            o[3, k] = kap
+            o[4, k] = L.mstar * ksu
+            o[5, k] = kh
+            o[6, k] = 1.0 + a / xv[k] - 2.0 * kap
+            o[7, k] = 1.0 - a / xv[k]
+    res = {name: out[i].reshape(shape) for i, name in enumerate(names)}
+    res["sigma_cr"] = sigcr
+    res["rs"] = L.rs
+    res["M200"] = 10.0 ** logM_halo
+    return res

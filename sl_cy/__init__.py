@@ -1,0 +1,1 @@
+from sl_cy._version import __version__

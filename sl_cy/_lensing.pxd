@@ -1,0 +1,43 @@
+# C-level interface of sl_cy._lensing (compiled from csrc/lensing.pyx).
+from sl_cy._profiles cimport Cosmo, GStencil
+
+# status codes (mirrored by sl_cy.lensing.Status)
+cdef enum:
+    ST_OK = 0
+    ST_NO_EINSTEIN = 1         # subcritical: mean convergence < 1 everywhere
+    ST_NO_RADIAL = 2           # no radial critical curve inside the Einstein radius
+    ST_BETA_NEGATIVE = 3       # inversion: beta < 0
+    ST_BEYOND_CAUSTIC = 4      # beta >= y_caustic: a single image
+    ST_MSTAR_NONPOS = 5        # inversion: M* <= 0
+    ST_XB_CENTRAL = 6          # inversion: |x_B| < x_r, x_B would be the central image
+    ST_ROOT_FAILED = 7         # iteration limit reached
+    ST_BAD_INPUT = 8           # non-finite or out-of-domain input in a batch
+
+ctypedef struct Lens:
+    double re           # kpc
+    double inv_re
+    double rs           # kpc
+    double ln_rs
+    double a_star       # alpha* = a_star * P(8, b (R/Re)^1/4) / x   [a_star = M*/(pi Sigma_cr)]
+    double k_star       # kappa* = k_star * exp(-b (R/Re)^1/4)
+    double a_halo       # alpha_h = a_halo * m2(R/rs) / x
+    double k_halo       # kappa_h = k_halo * sigma(R/rs)
+    double sigma_cr     # Msun/kpc^2
+    double mstar        # Msun (0 while unknown, during the inversion)
+    GStencil st
+
+ctypedef struct Critical:
+    double theta_e
+    double x_rad
+    double y_caustic
+    int status
+
+cdef void lens_setup(Lens* L, const Cosmo* c, double sigma_cr, double rhoc, double logM_star,
+                     double logM_halo, double logRe, double gamma_in, double c_halo) noexcept nogil
+cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil
+cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
+                          double* kstar_unit, double* khalo) noexcept nogil
+cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil
+cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA, double* xB) noexcept nogil
+cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil
+cdef double lens_mu(const Lens* L, double x) noexcept nogil
