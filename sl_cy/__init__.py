@@ -1,1 +1,18 @@
+"""sl_cy: statistical strong lensing with a compiled (Cython) core.
+
+Simulate populations of galaxy-scale lenses (de Vaucouleurs stars + generalised-NFW halo),
+precompute per-lens likelihood grids and infer the population hyper-parameters
+eta = (alpha_sps, mu_h, beta_h, sigma_h, mu_gamma, sigma_gamma) with a selection correction.
+"""
 from sl_cy._version import __version__
+from sl_cy.cosmology import Cosmology, DEFAULT_COSMOLOGY, Dang, Sigma_cr, rhoc, kpc_to_arcsec, arcsec_to_kpc
+from sl_cy.profiles import devauc_sigma, devauc_m2d, gnfw_dimensionless, gnfw_halo
+from sl_cy.lensing import (LensModel, LensingWarning, Status, compute_detJ, forward_solve, invert_images,
+                           lens_properties, orient_images, solve_lens_parameters_from_obs, solve_single_lens)
+
+__all__ = [
+    "__version__", "Cosmology", "DEFAULT_COSMOLOGY", "Dang", "Sigma_cr", "rhoc", "kpc_to_arcsec",
+    "arcsec_to_kpc", "devauc_sigma", "devauc_m2d", "gnfw_dimensionless", "gnfw_halo", "LensModel",
+    "LensingWarning", "Status", "compute_detJ", "forward_solve", "invert_images", "lens_properties",
+    "orient_images", "solve_lens_parameters_from_obs", "solve_single_lens",
+]
