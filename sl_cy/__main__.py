@@ -1,0 +1,5 @@
+import sys
+
+from sl_cy.cli import main
+
+sys.exit(main())
