@@ -449,11 +449,11 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
             lens_setup(&L, &cosmo, sigcr, rhoc, vms[k], vmh[k], vre[k], vg[k], vc[k])
             lens_critical(&L, &cr)
             stv[k] = cr.status
-            if cr.status != ST_OK:
-                continue
             te[k] = cr.theta_e
             xr[k] = cr.x_rad
             yc[k] = cr.y_caustic
+            if cr.status != ST_OK:
+                continue
             if do_images:
                 st = lens_images(&L, &cr, vbu[k] * cr.y_caustic, &a, &b)
                 stv[k] = st

@@ -84,12 +84,14 @@ def get_cosmology(cosmo=None) -> Cosmology:
     raise TypeError(f"cosmo must be None, sl_cy.Cosmology or an astropy cosmology, got {type(cosmo)!r}")
 
 
-def _pair(z1, z2):
-    z1 = as_float_array("z1", z1, lo=0.0)
-    z2 = as_float_array("z2", z2, lo=0.0)
+def _pair(z1, z2, names=("z1", "z2"), strict=False):
+    z1 = as_float_array(names[0], z1, lo=0.0, lo_open=strict)
+    z2 = as_float_array(names[1], z2, lo=0.0)
     z1, z2 = np.broadcast_arrays(z1, z2)
-    if np.any(z2 < z1):
-        raise ValueError("z2 must be >= z1")
+    if np.any(z2 <= z1 if strict else z2 < z1):
+        i = int(np.argmax(np.ravel(z2 <= z1 if strict else z2 < z1)))
+        raise ValueError(f"{names[1]} must be {'>' if strict else '>='} {names[0]} "
+                         f"(got {names[0]}={np.ravel(z1)[i]!r}, {names[1]}={np.ravel(z2)[i]!r} at index {i})")
     return z1, z2
 
 
@@ -143,9 +145,7 @@ def Sigma_cr(zl, zs, cosmo=None):
     '2.352363e+09'
     """
     c = get_cosmology(cosmo)
-    a, b = _pair(zl, zs)
-    if np.any(b <= a) or np.any(a <= 0):
-        raise ValueError("Sigma_cr needs 0 < zl < zs")
+    a, b = _pair(zl, zs, names=("zl", "zs"), strict=True)
     return _scalar(_profiles.cosmology_arrays(a, b, *c.params)[3])
 
 
