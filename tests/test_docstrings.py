@@ -1,0 +1,17 @@
+"""Every Examples section in the installed package's docstrings runs and gives what it says."""
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import sl_cy
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(sl_cy.__path__, "sl_cy.") if not m.name.split(".")[-1].startswith("_"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    mod = importlib.import_module(name)
+    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert res.failed == 0, f"{res.failed} docstring example(s) failed in {name}"
