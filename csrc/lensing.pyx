@@ -428,7 +428,14 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
     cdef Py_ssize_t n = ms.shape[0], k
     out = {name: np.full(n, np.nan) for name in ("theta_e", "x_rad", "y_caustic", "x_A", "x_B", "mu_A", "mu_B")}
     status = np.zeros(n, dtype=np.int8)
-    cdef double[::1] vms = ms, vmh = mh, vre = re, vg = gg, vc = cc, vzl = zlv, vzs = zsv, vbu = bu
+    cdef const double[::1] vms = ms
+    cdef const double[::1] vmh = mh
+    cdef const double[::1] vre = re
+    cdef const double[::1] vg = gg
+    cdef const double[::1] vc = cc
+    cdef const double[::1] vzl = zlv
+    cdef const double[::1] vzs = zsv
+    cdef const double[::1] vbu = bu
     cdef double[::1] te = out["theta_e"], xr = out["x_rad"], yc = out["y_caustic"]
     cdef double[::1] xa = out["x_A"], xb = out["x_B"], mua = out["mu_A"], mub = out["mu_B"]
     cdef signed char[::1] stv = status
@@ -481,7 +488,14 @@ def invert_batch(x_A, x_B, logRe, logM_halo, gamma_in, c_halo, zl, zs,
     names = ("logM_star", "beta", "y_caustic", "theta_e", "x_rad", "mu_A", "mu_B", "detJ")
     out = {name: np.full(n, np.nan) for name in names}
     status = np.zeros(n, dtype=np.int8)
-    cdef double[::1] vxa = xa, vxb = xb, vre = re, vmh = mh, vg = gg, vc = cc, vzl = zlv, vzs = zsv
+    cdef const double[::1] vxa = xa
+    cdef const double[::1] vxb = xb
+    cdef const double[::1] vre = re
+    cdef const double[::1] vmh = mh
+    cdef const double[::1] vg = gg
+    cdef const double[::1] vc = cc
+    cdef const double[::1] vzl = zlv
+    cdef const double[::1] vzs = zsv
     cdef double[::1] olm = out["logM_star"], obe = out["beta"], oyc = out["y_caustic"]
     cdef double[::1] ote = out["theta_e"], oxr = out["x_rad"], oma = out["mu_A"], omb = out["mu_B"]
     cdef double[::1] odj = out["detJ"]
@@ -518,7 +532,7 @@ def profile_batch(x, double logM_star, double logM_halo, double logRe, double ga
     _profiles.ensure_gnfw_table()
     xa = np.asarray(x, dtype=float)
     shape = xa.shape
-    cdef double[::1] xv = np.ascontiguousarray(xa).ravel()
+    cdef const double[::1] xv = np.ascontiguousarray(xa).ravel()
     cdef Py_ssize_t n = xv.shape[0], k
     names = ("alpha", "alpha_star", "alpha_halo", "kappa", "kappa_star", "kappa_halo", "inv_mu_r", "inv_mu_t")
     out = np.empty((len(names), n))

@@ -270,8 +270,8 @@ def gnfw_quadrature(x, g):
     """
     xa, ga = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(g, dtype=float))
     shape = xa.shape
-    cdef double[::1] xv = np.ascontiguousarray(xa, dtype=float).ravel()
-    cdef double[::1] gv = np.ascontiguousarray(ga, dtype=float).ravel()
+    cdef const double[::1] xv = np.ascontiguousarray(xa, dtype=float).ravel()
+    cdef const double[::1] gv = np.ascontiguousarray(ga, dtype=float).ravel()
     cdef Py_ssize_t n = xv.shape[0], k
     out = np.empty((3, n))
     cdef double[:, ::1] o = out
@@ -492,8 +492,8 @@ def gnfw_dimensionless(x, g):
     ensure_gnfw_table()
     xa, ga = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(g, dtype=float))
     shape = xa.shape
-    cdef double[::1] xv = np.ascontiguousarray(xa, dtype=float).ravel()
-    cdef double[::1] gv = np.ascontiguousarray(ga, dtype=float).ravel()
+    cdef const double[::1] xv = np.ascontiguousarray(xa, dtype=float).ravel()
+    cdef const double[::1] gv = np.ascontiguousarray(ga, dtype=float).ravel()
     cdef Py_ssize_t n = xv.shape[0], k
     out = np.empty((3, n))
     cdef double[:, ::1] o = out
@@ -513,8 +513,8 @@ def devauc_arrays(R, Re):
     """(Sigma, M2d) per unit stellar mass of a de Vaucouleurs profile at radii R (kpc)."""
     Ra, Rea = np.broadcast_arrays(np.asarray(R, dtype=float), np.asarray(Re, dtype=float))
     shape = Ra.shape
-    cdef double[::1] rv = np.ascontiguousarray(Ra, dtype=float).ravel()
-    cdef double[::1] ev = np.ascontiguousarray(Rea, dtype=float).ravel()
+    cdef const double[::1] rv = np.ascontiguousarray(Ra, dtype=float).ravel()
+    cdef const double[::1] ev = np.ascontiguousarray(Rea, dtype=float).ravel()
     cdef Py_ssize_t n = rv.shape[0], k
     out = np.empty((2, n))
     cdef double[:, ::1] o = out
@@ -528,7 +528,7 @@ def devauc_arrays(R, Re):
 def gammainc8_array(z):
     """P(8, z) elementwise (exposed for tests)."""
     za = np.asarray(z, dtype=float)
-    cdef double[::1] zv = np.ascontiguousarray(za).ravel()
+    cdef const double[::1] zv = np.ascontiguousarray(za).ravel()
     out = np.empty(zv.shape[0])
     cdef double[::1] o = out
     cdef Py_ssize_t k
@@ -542,8 +542,8 @@ def cosmology_arrays(z1, z2, double H0, double Om, double Ode):
     Msun/kpc^2 and rho_c(z1) in Msun/Mpc^3 (broadcast arrays)."""
     za, zb = np.broadcast_arrays(np.asarray(z1, dtype=float), np.asarray(z2, dtype=float))
     shape = za.shape
-    cdef double[::1] av = np.ascontiguousarray(za, dtype=float).ravel()
-    cdef double[::1] bv = np.ascontiguousarray(zb, dtype=float).ravel()
+    cdef const double[::1] av = np.ascontiguousarray(za, dtype=float).ravel()
+    cdef const double[::1] bv = np.ascontiguousarray(zb, dtype=float).ravel()
     cdef Py_ssize_t n = av.shape[0], k
     out = np.empty((5, n))
     cdef double[:, ::1] o = out

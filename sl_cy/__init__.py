@@ -9,10 +9,20 @@ from sl_cy.cosmology import Cosmology, DEFAULT_COSMOLOGY, Dang, Sigma_cr, rhoc, 
 from sl_cy.profiles import devauc_sigma, devauc_m2d, gnfw_dimensionless, gnfw_halo
 from sl_cy.lensing import (LensModel, LensingWarning, Status, compute_detJ, forward_solve, invert_images,
                            lens_properties, orient_images, solve_lens_parameters_from_obs, solve_single_lens)
+from sl_cy.config import SCATTER, SourceLaw, SurveyConfig
+from sl_cy.population import (MODEL_PARAMS, DEFAULT_ETA, ETA_NAMES, Eta, generate_samples, mstar_gene, logRe_given_logM,
+                              logMh_given_logM_logRe, sample_gamma, gamma_logpdf, mstar_logpdf, logRe_logpdf,
+                              logMh_logpdf)
+from sl_cy.mock import run_mock_simulation, simulate_mock, MockResult, save_mock, load_mock
+from sl_cy.parallel import map_chunks
 
 __all__ = [
     "__version__", "Cosmology", "DEFAULT_COSMOLOGY", "Dang", "Sigma_cr", "rhoc", "kpc_to_arcsec",
     "arcsec_to_kpc", "devauc_sigma", "devauc_m2d", "gnfw_dimensionless", "gnfw_halo", "LensModel",
     "LensingWarning", "Status", "compute_detJ", "forward_solve", "invert_images", "lens_properties",
     "orient_images", "solve_lens_parameters_from_obs", "solve_single_lens",
+    "SCATTER", "SourceLaw", "SurveyConfig", "MODEL_PARAMS", "DEFAULT_ETA", "ETA_NAMES", "Eta", "generate_samples",
+    "mstar_gene", "logRe_given_logM", "logMh_given_logM_logRe", "sample_gamma", "gamma_logpdf", "mstar_logpdf",
+    "logRe_logpdf", "logMh_logpdf", "run_mock_simulation", "simulate_mock", "MockResult", "save_mock", "load_mock",
+    "map_chunks",
 ]

@@ -36,9 +36,97 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _add_simulate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-galaxy", type=int, default=100_000, help="number of galaxies (default 100000)")
+    p.add_argument("--seed", type=int, default=None, help="root random seed (default: fresh entropy, recorded)")
+    p.add_argument("--sim-id", default=None, help="table folder name (default sim_<hash8> of the configuration)")
+    p.add_argument("--out", default=".", help="root folder; writes <out>/data/tables/<sim_id>/mock.h5 (default .)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
+    p.add_argument("--detection", choices=["observed", "independent"], default="observed",
+                   help="detection rule (default observed: both noisy reported magnitudes <= m_lim)")
+    p.add_argument("--nbkg", type=float, default=None, help="background sources per kpc^2 of the lens plane (4e-4)")
+    p.add_argument("--nbkg-per-arcsec2", type=float, default=None, help="source density per arcsec^2 instead")
+    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
+    p.add_argument("--model", choices=["deVauc", "SerExp", "Sersic"], default="deVauc", help="population model")
+    p.add_argument("--zl", type=float, default=0.3, help="lens redshift (0.3)")
+    p.add_argument("--zs", type=float, default=2.0, help="source redshift (2.0)")
+    p.add_argument("--eta", default=None,
+                   help="6 comma-separated values alpha_sps,mu_h,beta_h,sigma_h,mu_gamma,sigma_gamma "
+                        "(default: the model's, 0,12.91,2.04,0.37,1,0.2 for deVauc)")
+    p.add_argument("--chunk-size", type=int, default=None, help="galaxies per random chunk (default 25000)")
+    p.add_argument("--cache-every", type=int, default=None,
+                   help="flush to resumable cache files every N galaxies (kept in <sim dir>/cache until done)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing mock.h5 of another configuration")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_simulate(args) -> int:
+    import shutil
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from sl_cy.io import read_attrs
+    from sl_cy.mock import DEFAULT_CHUNK_SIZE, mock_config, simulate_mock
+
+    t0 = time.perf_counter()
+    seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy)
+    eta = None
+    if args.eta is not None:
+        try:
+            eta = [float(v) for v in args.eta.split(",")]
+        except ValueError:
+            raise SystemExit(f"sl-cy simulate: --eta must be 6 comma-separated numbers, got {args.eta!r}")
+    kw = dict(maximum_magnitude=args.m_lim, zl=args.zl, zs=args.zs, model=args.model, seed=seed, nbkg=args.nbkg,
+              eta=eta, detection=args.detection, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+              nbkg_per_arcsec2=args.nbkg_per_arcsec2)
+    try:
+        config, chash = mock_config(args.n_galaxy, **kw)
+    except ValueError as exc:
+        print(f"sl-cy simulate: error: {exc}", file=sys.stderr)
+        return 2
+    sim_id = args.sim_id or f"sim_{chash[:8]}"
+    sim_dir = Path(args.out) / "data" / "tables" / sim_id
+    path = sim_dir / "mock.h5"
+    if path.exists() and not args.overwrite:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                old = read_attrs(f)
+        except OSError:
+            old = {}
+        if old.get("config_hash") == chash:
+            st = old.get("stats", {})
+            print(f"sl-cy simulate: {path} already holds this configuration (config hash {chash[:12]}); nothing to do")
+            print(f"  galaxies       {st.get('n_galaxies')}\n  lenses         {st.get('n_lenses')}")
+            return 0
+        print(f"sl-cy simulate: error: {path} exists with another configuration; use --overwrite or another "
+              "--sim-id", file=sys.stderr)
+        return 2
+    cache_dir = sim_dir / "cache" if args.cache_every else None
+    res = simulate_mock(args.n_galaxy, n_jobs=args.n_jobs, cache_every=args.cache_every, cache_dir=cache_dir,
+                        show_progress=False if args.no_progress else None, keep_galaxies=cache_dir is None, **kw)
+    res.save(path, extra_attrs=dict(sim_id=sim_id))
+    if cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    st = res.stats
+    print(f"sl-cy simulate: sim_id {sim_id} (seed {seed}, config hash {chash[:12]})")
+    print(f"  galaxies       {st['n_galaxies']}")
+    print(f"  lenses         {st['n_lenses']}")
+    print(f"  lens fraction  {100 * st['lens_fraction']:.4f} %")
+    print(f"  detection      {args.detection}")
+    print(f"  wall time      {time.perf_counter() - t0:.2f} s (simulation {st['wall_time_s']:.2f} s, "
+          f"{st['n_galaxies'] / max(st['wall_time_s'], 1e-9):,.0f} galaxies/s)")
+    print(f"  file           {path}")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
+    "simulate": ("simulate a mock lens survey; write data/tables/<sim_id>/mock.h5", _add_simulate, _cmd_simulate),
 }
 
 

@@ -223,3 +223,17 @@ def test_seed_helpers_and_arcsec():
 def test_bad_input_raises_clear_valueerror(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_read_only_inputs_are_accepted():
+    """pandas hands out read-only arrays; the compiled kernels take const buffers."""
+    zl = np.array([0.3, 0.4])
+    zl.flags.writeable = False
+    out = sl_cy.forward_solve(11.5, 13.0, 0.9, zl=zl, beta_unit=0.5)
+    assert np.all(out["status"] == 0)
+    r = sl_cy.invert_images(out["x_A"], out["x_B"], 0.9, 13.0, zl=zl)
+    np.testing.assert_allclose(r["logM_star"], 11.5, atol=1e-10)
+    assert np.all(np.isfinite(sl_cy.kpc_to_arcsec(1.0, zl)))
+    x = np.array([0.5, 2.0])
+    x.flags.writeable = False
+    assert np.all(np.isfinite(sl_cy.gnfw_dimensionless(x, 1.0)[0]))
