@@ -420,13 +420,15 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
     """Critical curves and (optionally) images for a batch of lenses (arrays broadcast).
 
     Returns a dict of arrays: theta_e, x_rad, y_caustic (kpc), and with ``images`` x_A, x_B
-    (kpc), mu_A, mu_B (signed), plus ``status`` (int8, 0 = ok).
+    (kpc), mu_A, mu_B (signed), kappa_A, kappa_B, shear_A, shear_B at the images and the
+    Jacobian detJ = |d(logM*, beta)/d(x_A, x_B)| of the lens, plus ``status`` (int8, 0 = ok).
     """
     _profiles.ensure_gnfw_table()
     (ms, mh, re, gg, cc, zlv, zsv, bu), shape = _arrays(logM_star, logM_halo, logRe, gamma_in,
                                                       c_halo, zl, zs, beta_unit)
     cdef Py_ssize_t n = ms.shape[0], k
-    out = {name: np.full(n, np.nan) for name in ("theta_e", "x_rad", "y_caustic", "x_A", "x_B", "mu_A", "mu_B")}
+    out = {name: np.full(n, np.nan) for name in ("theta_e", "x_rad", "y_caustic", "x_A", "x_B", "mu_A", "mu_B",
+                                                 "kappa_A", "kappa_B", "shear_A", "shear_B", "detJ")}
     status = np.zeros(n, dtype=np.int8)
     cdef const double[::1] vms = ms
     cdef const double[::1] vmh = mh
@@ -438,11 +440,14 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
     cdef const double[::1] vbu = bu
     cdef double[::1] te = out["theta_e"], xr = out["x_rad"], yc = out["y_caustic"]
     cdef double[::1] xa = out["x_A"], xb = out["x_B"], mua = out["mu_A"], mub = out["mu_B"]
+    cdef double[::1] kpa = out["kappa_A"], kpb = out["kappa_B"], sha = out["shear_A"], shb = out["shear_B"]
+    cdef double[::1] dj = out["detJ"]
     cdef signed char[::1] stv = status
     cdef Cosmo cosmo
     cdef Lens L
     cdef Critical cr
     cdef double last_zl = NAN, last_zs = NAN, sigcr = NAN, rhoc = NAN, a, b
+    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, alA, alB, kA, kB, irA, irB
     cdef int st
     cdef bint do_images = images
     cosmo_init(&cosmo, H0, Om, Ode)
@@ -467,8 +472,21 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
                 if st == ST_OK:
                     xa[k] = a
                     xb[k] = b
-                    mua[k] = lens_mu(&L, a)
-                    mub[k] = lens_mu(&L, b)
+                    lens_components(&L, a, &asA, &ahA, &ksA, &khA)
+                    lens_components(&L, b, &asB, &ahB, &ksB, &khB)
+                    alA = L.mstar * asA + ahA
+                    alB = L.mstar * asB + ahB
+                    kA = L.mstar * ksA + khA
+                    kB = L.mstar * ksB + khB
+                    irA = 1.0 + alA / a - 2.0 * kA
+                    irB = 1.0 + alB / b - 2.0 * kB
+                    mua[k] = 1.0 / ((1.0 - alA / a) * irA)
+                    mub[k] = 1.0 / ((1.0 - alB / b) * irB)
+                    kpa[k] = kA
+                    kpb[k] = kB
+                    sha[k] = alA / a - kA
+                    shb[k] = alB / b - kB
+                    dj[k] = fabs(irA * irB) / (L.mstar * M_LN10 * fabs(asA - asB))
     out = {key: v.reshape(shape) for key, v in out.items()}
     out["status"] = status.reshape(shape)
     return out

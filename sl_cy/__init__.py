@@ -15,6 +15,10 @@ from sl_cy.population import (MODEL_PARAMS, DEFAULT_ETA, ETA_NAMES, Eta, generat
                               logMh_logpdf)
 from sl_cy.mock import run_mock_simulation, simulate_mock, MockResult, save_mock, load_mock
 from sl_cy.parallel import map_chunks
+from sl_cy.photometry import (PhotometryModel, get_photometry_model, fphot, selection_function, mag_likelihood,
+                              source_mag_pdf)
+from sl_cy.ktable import KTable, build_K_table, save_K_table_hdf5, load_K_interpolator, K_direct
+from sl_cy.grids import LensGrid, tabulate_likelihood_grids, save_grids_hdf5, load_grids_hdf5
 
 __all__ = [
     "__version__", "Cosmology", "DEFAULT_COSMOLOGY", "Dang", "Sigma_cr", "rhoc", "kpc_to_arcsec",
@@ -24,5 +28,7 @@ __all__ = [
     "SCATTER", "SourceLaw", "SurveyConfig", "MODEL_PARAMS", "DEFAULT_ETA", "ETA_NAMES", "Eta", "generate_samples",
     "mstar_gene", "logRe_given_logM", "logMh_given_logM_logRe", "sample_gamma", "gamma_logpdf", "mstar_logpdf",
     "logRe_logpdf", "logMh_logpdf", "run_mock_simulation", "simulate_mock", "MockResult", "save_mock", "load_mock",
-    "map_chunks",
+    "map_chunks", "PhotometryModel", "get_photometry_model", "fphot", "selection_function", "mag_likelihood",
+    "source_mag_pdf", "KTable", "build_K_table", "save_K_table_hdf5", "load_K_interpolator", "K_direct",
+    "LensGrid", "tabulate_likelihood_grids", "save_grids_hdf5", "load_grids_hdf5",
 ]

@@ -123,10 +123,36 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _add_grid(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--axes", required=True,
+                   help="comma-separated name:start:stop:step axes or name=value fixed parameters; names: "
+                        "logMh, logMstar, logRe, beta, gamma, c, zl, zs "
+                        "(e.g. logMh:10:16:0.1,logMstar:11:13:0.05,logRe:0:2:0.05,beta:0:1:0.01)")
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--n-proc", type=int, default=1, help="worker processes (default 1, -1 = all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_grid(args) -> int:
+    from sl_cy.grid_generator import generate_grid
+
+    try:
+        s = generate_grid(args.axes, args.out, n_jobs=args.n_proc, overwrite=args.overwrite,
+                          progress=False if args.no_progress else None)
+    except (ValueError, FileExistsError) as exc:
+        print(f"sl-cy grid: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"sl-cy grid: {s['n_points']} lenses {s['shape']}, {s['n_ok']} two-image solutions, "
+          f"{s['seconds']:.2f} s -> {s['path']}")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
     "simulate": ("simulate a mock lens survey; write data/tables/<sim_id>/mock.h5", _add_simulate, _cmd_simulate),
+    "grid": ("forward-solve a lens bank on a parameter grid and stream it to HDF5", _add_grid, _cmd_grid),
 }
 
 

@@ -98,7 +98,9 @@ def forward_solve(logM_star, logM_halo, logRe, gamma_in=1.0, c_halo=5.0, zl=0.3,
     -------
     dict of ndarray
         ``theta_e``, ``x_rad``, ``y_caustic`` (kpc); with ``beta_unit`` also ``beta``, ``x_A``,
-        ``x_B`` (kpc) and signed ``mu_A``, ``mu_B``; ``status`` (int8, :class:`Status`).
+        ``x_B`` (kpc), signed ``mu_A``, ``mu_B``, ``kappa_A``, ``kappa_B``, ``shear_A``,
+        ``shear_B`` at the images and ``detJ`` = |d(logM*, beta)/d(x_A, x_B)| (1/kpc);
+        ``status`` (int8, :class:`Status`).
         Quantities of lenses without a solution are NaN.
 
     Performance
@@ -125,7 +127,7 @@ def forward_solve(logM_star, logM_halo, logRe, gamma_in=1.0, c_halo=5.0, zl=0.3,
     if images:
         out["beta"] = bu * out["y_caustic"]
     else:
-        for k in ("x_A", "x_B", "mu_A", "mu_B"):
+        for k in ("x_A", "x_B", "mu_A", "mu_B", "kappa_A", "kappa_B", "shear_A", "shear_B", "detJ"):
             del out[k]
     return out
 

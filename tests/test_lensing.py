@@ -142,6 +142,13 @@ def test_inversion_round_trip_and_jacobian():
     np.testing.assert_allclose(r["detJ"][idx], det_fd, rtol=1e-6)
     dj = sl_cy.compute_detJ(xA, xB, sub["logRe"], sub["logM_halo"], sub["zl"], sub["zs"], sub["gamma_in"], sub["c_halo"])
     np.testing.assert_allclose(dj, r["detJ"][idx], rtol=1e-14)
+    # the forward solve reports the same Jacobian, and kappa / shear at the images
+    np.testing.assert_allclose(out["detJ"][ok][idx], r["detJ"][idx], rtol=1e-9)
+    for i in idx[:5]:
+        j = np.flatnonzero(ok)[i]
+        m = LensModel(*(L[k][j] for k in ("logM_star", "logM_halo", "logRe", "zl", "zs", "gamma_in", "c_halo")))
+        assert out["kappa_A"][j] == pytest.approx(m.kappa(out["x_A"][j]), rel=1e-13)
+        assert out["shear_B"][j] == pytest.approx(m.gamma(out["x_B"][j]), rel=1e-12)
 
 
 def test_inversion_validity_codes():

@@ -1,0 +1,454 @@
+"""Per-lens likelihood grids: the eta-independent part of each lens's likelihood.
+
+For every observed lens and every point (logMh_j, gamma_k) of a grid, the inversion of the two
+image positions gives the stellar mass logM* and the source position beta that reproduce the
+images with that halo; with them come the magnifications, the analytic Jacobian |J| and the
+photometric factor F_phot. None of this depends on the hyper-parameters eta, so it is computed
+once per lens and stored (:class:`LensGrid`); the likelihood then only re-weights the grid.
+
+A point that is not a valid two-image lens (M* <= 0, beta outside [0, y_c), no radial caustic,
+x_B inside the radial critical curve) keeps its ``valid`` status code (non-zero, see
+:class:`sl_cy.Status`) and contributes zero weight.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sl_cy._validate import as_float_array
+from sl_cy._version import __version__
+from sl_cy.config import DEFAULT_C_HALO, DEFAULT_ZL, DEFAULT_ZS, SurveyConfig
+from sl_cy.cosmology import get_cosmology
+from sl_cy.io import array_digest, atomic_h5, config_hash, read_attrs, write_attrs, write_json_atomic
+from sl_cy.lensing import Status, invert_images
+from sl_cy.parallel import iter_chunks
+
+GRID_ARRAYS = ("logM_star", "beta", "ycaustic", "muA", "muB", "detJ", "F_phot")
+OBSERVED_FIELDS = ("xA", "xB", "logRe", "logM_star_sps_observed", "magnitude_observedA",
+                   "magnitude_observedB", "zl", "zs")
+
+
+@dataclass
+class LensGrid:
+    """Eta-independent likelihood grid of one lens.
+
+    Attributes
+    ----------
+    logMh_axis : ndarray, shape (n_Mh,)
+        Halo-mass grid log10 M200 (Msun).
+    gamma_axis : ndarray, shape (n_gamma,)
+        Inner-slope grid; a single value means gamma_in is fixed (1-D logMh grid).
+    logM_star, beta, ycaustic, muA, muB, detJ, F_phot : ndarray, shape (n_Mh, n_gamma)
+        Inverted stellar mass (log10 Msun, the lensing mass M* = M*_sps 10^alpha_sps), source
+        position and radial caustic (kpc), absolute magnifications, Jacobian
+        |d(logM*, beta)/d(x_A, x_B)| (1/kpc) and photometric factor (1/mag^2 for "observed").
+    valid : ndarray of int8, shape (n_Mh, n_gamma)
+        0 where the point is a valid two-image lens, otherwise the :class:`sl_cy.Status` code.
+    observed : dict
+        The lens's observed inputs (``OBSERVED_FIELDS``).
+    config : dict
+        What the grid was computed with (c_halo, sigma_m, m_lim, detection, cosmology, ...).
+
+    Examples
+    --------
+    >>> g = LensGrid.empty(np.linspace(12, 14, 3), np.array([1.0]))
+    >>> g.shape
+    (3, 1)
+    """
+
+    logMh_axis: np.ndarray
+    gamma_axis: np.ndarray
+    logM_star: np.ndarray
+    beta: np.ndarray
+    ycaustic: np.ndarray
+    muA: np.ndarray
+    muB: np.ndarray
+    detJ: np.ndarray
+    F_phot: np.ndarray
+    valid: np.ndarray
+    observed: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, logMh_axis, gamma_axis, observed=None, config=None):
+        """A grid of the given axes with NaN arrays and status BAD_INPUT everywhere."""
+        shape = (len(logMh_axis), len(gamma_axis))
+        arrays = {k: np.full(shape, np.nan) for k in GRID_ARRAYS}
+        return cls(np.asarray(logMh_axis, float), np.asarray(gamma_axis, float), valid=np.full(shape, int(Status.BAD_INPUT), np.int8),
+                   observed=dict(observed or {}), config=dict(config or {}), **arrays)
+
+    @property
+    def shape(self):
+        return self.logM_star.shape
+
+    @property
+    def is_valid(self) -> np.ndarray:
+        """Boolean mask of the valid grid points."""
+        return self.valid == 0
+
+    @property
+    def n_invalid(self) -> int:
+        """Number of grid points without a physical solution (they contribute zero)."""
+        return int(np.count_nonzero(self.valid))
+
+    def weight(self) -> np.ndarray:
+        """beta |J| F_phot on valid points and 0 elsewhere (the eta-independent factor of the
+        integrand, up to the constant 2 pi n_bkg)."""
+        w = self.beta * self.detJ * self.F_phot
+        return np.where(self.is_valid & np.isfinite(w), w, 0.0)
+
+    def invalid_reasons(self) -> dict:
+        """Counts of invalid points by reason."""
+        codes, counts = np.unique(self.valid[self.valid != 0], return_counts=True)
+        return {Status(int(c)).name: int(n) for c, n in zip(codes, counts)}
+
+    # --- HDF5 ----------------------------------------------------------------------------
+    def to_hdf5(self, group) -> None:
+        """Write into an (open, empty) h5py group: datasets for axes and arrays, attributes for
+        the observed inputs and the configuration."""
+        group.create_dataset("logMh_axis", data=self.logMh_axis)
+        group.create_dataset("gamma_axis", data=self.gamma_axis)
+        for k in GRID_ARRAYS:
+            group.create_dataset(k, data=getattr(self, k))
+        group.create_dataset("valid", data=self.valid.astype(np.int8))
+        obs = group.create_group("observed")
+        for k, v in self.observed.items():
+            obs.attrs[k] = v
+        cfg = group.create_group("config")
+        for k, v in self.config.items():
+            cfg.attrs[k] = v
+
+    @classmethod
+    def from_hdf5(cls, group) -> "LensGrid":
+        """Read a grid written by :meth:`to_hdf5`."""
+        arrays = {k: group[k][()] for k in GRID_ARRAYS}
+        observed = {k: _py(v) for k, v in group["observed"].attrs.items()}
+        config = {k: _py(v) for k, v in group["config"].attrs.items()}
+        return cls(group["logMh_axis"][()], group["gamma_axis"][()], valid=group["valid"][()].astype(np.int8),
+                   observed=observed, config=config, **arrays)
+
+    def equals(self, other: "LensGrid") -> bool:
+        """Bit-for-bit equality of axes, arrays (NaN == NaN), status, inputs and configuration."""
+        same = all(np.array_equal(getattr(self, k), getattr(other, k), equal_nan=True)
+                   for k in ("logMh_axis", "gamma_axis", "valid") + GRID_ARRAYS)
+        return same and self.observed == other.observed and self.config == other.config
+
+
+def _py(v):
+    """HDF5 attribute value -> plain Python scalar / string."""
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# observed table
+# --------------------------------------------------------------------------------------------
+REQUIRED_COLUMNS = ("xA", "xB", "logRe", "logM_star_sps_observed", "magnitude_observedA", "magnitude_observedB")
+
+
+def check_observed_table(table, zl=DEFAULT_ZL, zs=DEFAULT_ZS) -> dict:
+    """Validate an observed-lens table and return its columns as float arrays.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or mapping of column -> array
+        Must hold ``REQUIRED_COLUMNS`` (x in kpc); optional ``zl`` and ``zs`` columns override
+        the scalar defaults per lens.
+    zl, zs : float
+        Redshifts used when the table has no such column.
+
+    Returns
+    -------
+    dict
+        The required columns plus ``zl``, ``zs`` (float arrays, images oriented x_A > 0 > x_B)
+        and ``row`` (the table's index labels, for messages).
+
+    Raises
+    ------
+    ValueError
+        naming the missing column, or the column and row of a non-finite value, or the row whose
+        images lie on the same side of the lens, or zs <= zl.
+    """
+    df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"observed table is missing column(s) {missing}; required: {list(REQUIRED_COLUMNS)} "
+                         f"(optional: zl, zs); it has {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError("observed table has no rows")
+    out = {}
+    for c in REQUIRED_COLUMNS + ("zl", "zs"):
+        if c in df.columns:
+            a = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        else:
+            a = np.full(len(df), float(as_float_array(c, zl if c == "zl" else zs)))
+        bad = ~np.isfinite(a)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"column {c!r} has a non-finite value {df[c].iloc[i]!r} in row {df.index[i]!r} "
+                             f"({int(bad.sum())} bad row(s))")
+        out[c] = a
+    same = out["xA"] * out["xB"] >= 0
+    if same.any():
+        i = int(np.argmax(same))
+        raise ValueError(f"row {df.index[i]!r}: xA={out['xA'][i]!r} and xB={out['xB'][i]!r} must lie on opposite "
+                         "sides of the lens centre")
+    bad_z = ~((out["zl"] > 0) & (out["zs"] > out["zl"]))
+    if bad_z.any():
+        i = int(np.argmax(bad_z))
+        raise ValueError(f"row {df.index[i]!r}: need 0 < zl < zs, got zl={out['zl'][i]!r}, zs={out['zs'][i]!r}")
+    sign = np.sign(out["xA"])
+    out["xA"], out["xB"] = out["xA"] * sign, out["xB"] * sign
+    out["row"] = np.asarray(df.index)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# tabulation
+# --------------------------------------------------------------------------------------------
+def photometry_for(survey: SurveyConfig):
+    """The :class:`sl_cy.photometry.PhotometryModel` of a survey configuration (shared, cached)."""
+    from sl_cy.photometry import get_photometry_model
+
+    s = survey.source
+    return get_photometry_model(survey.detection, m_lim=survey.m_lim, sigma_m=survey.sigma_m, m_star=s.m_star,
+                                alpha_s=s.alpha_s, m_min=s.m_min, m_max=s.m_max)
+
+
+def _tabulate_task(task: dict) -> dict:
+    """Worker: grids of a chunk of lenses, stacked as arrays of shape (n, n_Mh, n_gamma)."""
+    o = task["obs"]
+    mh = task["logMh"][None, :, None]
+    g = task["gamma"][None, None, :]
+    col = {k: v[:, None, None] for k, v in o.items()}
+    r = invert_images(col["xA"], col["xB"], col["logRe"], mh, g, task["c_halo"], col["zl"], col["zs"],
+                      cosmo=task["cosmo"])
+    survey = SurveyConfig.from_dict(task["survey"])
+    phot = photometry_for(survey)
+    shape = r["logM_star"].shape
+    fph = np.zeros(shape)
+    finite = np.isfinite(r["mu_A"]) & np.isfinite(r["mu_B"])
+    if finite.any():
+        mA = np.broadcast_to(col["magnitude_observedA"], shape)[finite]
+        mB = np.broadcast_to(col["magnitude_observedB"], shape)[finite]
+        fph[finite] = phot.fphot(mA, mB, r["mu_A"][finite], r["mu_B"][finite])
+    return dict(index=task["index"], logM_star=r["logM_star"], beta=r["beta"], ycaustic=r["y_caustic"],
+                muA=r["mu_A"], muB=r["mu_B"], detJ=r["detJ"], F_phot=fph, valid=r["status"].astype(np.int8),
+                nbkg_kpc2=np.asarray(survey.nbkg_kpc2(o["zl"], task["cosmo"]), dtype=float) * np.ones(len(o["zl"])))
+
+
+def _chunk_path(root: Path, i: int) -> Path:
+    return root / f"chunk_{i:06d}.h5"
+
+
+def _write_chunk(path: Path, key: str, res: dict) -> None:
+    with atomic_h5(path) as f:
+        f.attrs["key"] = key
+        for k, v in res.items():
+            if k != "index":
+                f.create_dataset(k, data=v)
+
+
+def _read_chunk(path: Path, key: str, index: int):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("key") != key:
+                return None
+            res = {k: f[k][()] for k in GRID_ARRAYS + ("valid", "nbkg_kpc2")}
+    except (OSError, KeyError):
+        return None
+    res["index"] = index
+    return res
+
+
+def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS, *,
+                              c_halo=DEFAULT_C_HALO, survey: SurveyConfig | None = None, sigma_m=None, m_lim=None,
+                              detection=None, cosmo=None, n_jobs=1, executor=None, cache_every=None,
+                              cache_dir=None, show_progress=None):
+    """Tabulate the eta-independent likelihood grid of every observed lens.
+
+    Parameters
+    ----------
+    mock_observed_data : pandas.DataFrame
+        Observed lenses: xA, xB (kpc, opposite sides), logRe, logM_star_sps_observed,
+        magnitude_observedA, magnitude_observedB; optional per-lens zl, zs columns.
+    logMh_grid : array
+        Halo-mass axis (log10 M200), strictly increasing.
+    gamma_grid : array, optional
+        Inner-slope axis in [0, 2.4]; ``None`` fixes gamma_in = 1 (a 1-D logMh grid).
+    zl, zs : float
+        Redshifts for tables without zl/zs columns.
+    c_halo : float
+        Halo concentration used in the inversion.
+    survey : SurveyConfig, optional
+        Photometry and detection; ``sigma_m``, ``m_lim`` and ``detection`` override its fields
+        (the seed's keyword names).
+    cosmo : optional
+    n_jobs, executor :
+        Parallelism, as in :func:`sl_cy.parallel.iter_chunks` (results do not depend on it).
+    cache_every : int, optional
+        Lenses per chunk (default 256); with ``cache_dir`` each chunk is written to HDF5 as soon as
+        it is done.
+    cache_dir : str or Path, optional
+        Resumable cache: chunks keyed by a hash of (inputs, grid, configuration, package version);
+        a rerun recomputes only missing chunks. A directory holding a cache for different inputs
+        is refused with ``ValueError``.
+    show_progress : bool, optional
+        tqdm bar (default: when stderr is a terminal).
+
+    Returns
+    -------
+    list of LensGrid
+        One per row of the table, in order.
+
+    Performance
+    -----------
+    About 3 ms per lens on a 30 x 30 grid on one core (inversion + |J| ~3 us and F_phot ~0.1 us
+    per point).
+
+    Precision
+    ---------
+    That of the lensing core (~1e-8 relative) and of F_phot (~1e-8 relative).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> obs = pd.DataFrame(dict(xA=[6.62], xB=[-3.07], logRe=[0.9], logM_star_sps_observed=[11.5],
+    ...                         magnitude_observedA=[24.0], magnitude_observedB=[24.8]))
+    >>> g = tabulate_likelihood_grids(obs, np.linspace(12.5, 13.5, 11), np.linspace(0.8, 1.2, 5))[0]
+    >>> g.shape, bool(g.is_valid.any())
+    ((11, 5), True)
+    """
+    obs = check_observed_table(mock_observed_data, zl, zs)
+    rows = obs.pop("row")
+    mh = as_float_array("logMh_grid", logMh_grid).ravel()
+    gam = np.array([1.0]) if gamma_grid is None else as_float_array("gamma_grid", gamma_grid, lo=0.0, hi=2.4).ravel()
+    for name, axis in (("logMh_grid", mh), ("gamma_grid", gam)):
+        if len(axis) == 0 or np.any(np.diff(axis) <= 0):
+            raise ValueError(f"{name} must be non-empty and strictly increasing")
+    c_halo = float(as_float_array("c_halo", c_halo, lo=0.0, lo_open=True))
+    survey = survey or SurveyConfig()
+    over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}
+    if over:
+        survey = SurveyConfig.from_dict({**survey.to_dict(), **over})
+    cos = get_cosmology(cosmo)
+    n = len(obs["xA"])
+    chunk = int(cache_every or 256)
+    if chunk < 1:
+        raise ValueError(f"cache_every must be >= 1, got {cache_every!r}")
+    config = dict(c_halo=c_halo, survey=survey.to_dict(), cosmology=dict(zip(("H0", "Om", "Ode"), cos.params)),
+                  version=__version__)
+    key = config_hash(dict(inputs={k: array_digest(v) for k, v in obs.items()}, logMh=mh, gamma=gam,
+                           chunk=chunk, **config))
+    tasks = [dict(index=i, obs={k: v[s:s + chunk] for k, v in obs.items()}, logMh=mh, gamma=gam, c_halo=c_halo,
+                  survey=survey.to_dict(), cosmo=cos) for i, s in enumerate(range(0, n, chunk))]
+
+    results: list = [None] * len(tasks)
+    root = None
+    if cache_dir is not None:
+        root = Path(cache_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        manifest = root / "grid_cache.json"
+        if manifest.exists():
+            old = json.loads(manifest.read_text())
+            if old.get("key") != key:
+                raise ValueError(f"cache_dir {str(root)!r} holds likelihood grids for different inputs or settings "
+                                 f"(key {old.get('key', '?')[:12]} != {key[:12]}); use another directory or delete it")
+        else:
+            write_json_atomic(manifest, dict(key=key, n_lenses=n, n_chunks=len(tasks), chunk=chunk,
+                                             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **config))
+        for i in range(len(tasks)):
+            p = _chunk_path(root, i)
+            if p.exists():
+                results[i] = _read_chunk(p, key, i)
+    todo = [t for t in tasks if results[t["index"]] is None]
+    for _, res in iter_chunks(_tabulate_task, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
+                              desc="tabulate"):
+        if root is not None:
+            _write_chunk(_chunk_path(root, res["index"]), key, res)
+        results[res["index"]] = res
+
+    grids = []
+    base_cfg = dict(c_halo=c_halo, detection=survey.detection, m_lim=survey.m_lim, sigma_m=survey.sigma_m,
+                    H0=cos.H0, Om=cos.Om, Ode=cos.Ode, version=__version__, key=key)
+    for t, res in zip(tasks, results):
+        for j in range(len(res["nbkg_kpc2"])):
+            observed = {k: float(v[j]) for k, v in t["obs"].items()}
+            observed["row"] = str(rows[t["index"] * chunk + j])
+            grids.append(LensGrid(mh.copy(), gam.copy(), valid=res["valid"][j],
+                                  observed=observed, config=dict(base_cfg, nbkg_kpc2=float(res["nbkg_kpc2"][j])),
+                                  **{k: res[k][j] for k in GRID_ARRAYS}))
+    return grids
+
+
+# --------------------------------------------------------------------------------------------
+# many grids: stacking and one HDF5 file
+# --------------------------------------------------------------------------------------------
+def stack_grids(grids) -> dict:
+    """Stack grids sharing axes into arrays of shape (n_lens, n_Mh, n_gamma) (+ axes, nbkg)."""
+    grids = list(grids)
+    if not grids:
+        raise ValueError("no grids to stack")
+    g0 = grids[0]
+    for i, g in enumerate(grids):
+        if not (np.array_equal(g.logMh_axis, g0.logMh_axis) and np.array_equal(g.gamma_axis, g0.gamma_axis)):
+            raise ValueError(f"grid {i} has different axes from grid 0; stacking needs shared axes")
+    out = {k: np.stack([getattr(g, k) for g in grids]) for k in GRID_ARRAYS + ("valid",)}
+    out["logMh_axis"] = g0.logMh_axis
+    out["gamma_axis"] = g0.gamma_axis
+    out["nbkg_kpc2"] = np.array([g.config.get("nbkg_kpc2", np.nan) for g in grids])
+    out["observed"] = pd.DataFrame([g.observed for g in grids])
+    return out
+
+
+def save_grids_hdf5(path, grids, attrs: dict | None = None) -> Path:
+    """Write many grids (shared axes) to one HDF5 file, atomically: stacked datasets, the
+    observed table and the configuration of the first grid as attributes."""
+    from sl_cy.io import write_dataframe
+
+    st = stack_grids(grids)
+    with atomic_h5(path) as f:
+        for k in ("logMh_axis", "gamma_axis", "nbkg_kpc2", "valid") + GRID_ARRAYS:
+            f.create_dataset(k, data=st[k], compression="gzip" if st[k].ndim == 3 else None)
+        obs = st["observed"].copy()
+        obs["row"] = obs["row"].astype(str)
+        write_dataframe(f, "observed", obs)
+        cfg = {k: v for k, v in grids[0].config.items() if k != "nbkg_kpc2"}
+        write_attrs(f, dict(kind="sl_cy.grids", n_lenses=len(grids), config=cfg, **(attrs or {})))
+    return Path(path)
+
+
+def load_grids_hdf5(path, lenses=None) -> list:
+    """Read grids written by :func:`save_grids_hdf5` (optionally only the indices ``lenses``)."""
+    import h5py
+
+    from sl_cy.io import read_dataframe
+
+    with h5py.File(path, "r") as f:
+        a = read_attrs(f)
+        if a.get("kind") != "sl_cy.grids":
+            raise ValueError(f"{path} is not an sl_cy grids file")
+        sel = slice(None) if lenses is None else np.asarray(lenses)
+        data = {k: f[k][sel] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
+        mh, gam = f["logMh_axis"][()], f["gamma_axis"][()]
+        obs = read_dataframe(f["observed"])
+    if lenses is not None:
+        obs = obs.iloc[np.asarray(lenses)].reset_index(drop=True)
+    cfg = a["config"]
+    out = []
+    for j in range(len(data["valid"])):
+        observed = {k: (str(v) if k == "row" else float(v)) for k, v in obs.iloc[j].items()}
+        out.append(LensGrid(mh.copy(), gam.copy(), valid=data["valid"][j].astype(np.int8), observed=observed,
+                            config=dict(cfg, nbkg_kpc2=float(data["nbkg_kpc2"][j])),
+                            **{k: data[k][j] for k in GRID_ARRAYS}))
+    return out
