@@ -148,10 +148,57 @@ def _cmd_grid(args) -> int:
     return 0
 
 
+def _axis(spec: str):
+    import numpy as np
+
+    try:
+        start, stop, step = (float(v) for v in spec.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected start:stop:step, got {spec!r}") from None
+    if not step > 0 or stop < start:
+        raise argparse.ArgumentTypeError(f"need step > 0 and stop >= start in {spec!r}")
+    return np.round(start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1), 10)
+
+
+def _add_tabulate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sim-id", required=True, help="simulation folder data/tables/<sim_id> holding mock.h5")
+    p.add_argument("--out", default=".", help="root folder (default .)")
+    p.add_argument("--logMh", type=_axis, default=None, help="halo-mass axis start:stop:step (default 10.5:15.5:0.1)")
+    p.add_argument("--gamma", type=_axis, default=None, help="gamma_in axis start:stop:step (default 0:2:0.1)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
+    p.add_argument("--cache-every", type=int, default=256, help="lenses per resumable cache chunk (default 256)")
+    p.add_argument("--overwrite", action="store_true", help="recompute even if grids.h5 is up to date")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_tabulate(args) -> int:
+    import time
+
+    from sl_cy.tables import tabulate_sim
+
+    t0 = time.perf_counter()
+    try:
+        path = tabulate_sim(args.sim_id, args.out, args.logMh, args.gamma, n_jobs=args.n_jobs,
+                            cache_every=args.cache_every, show_progress=False if args.no_progress else None,
+                            overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sl-cy tabulate: error: {exc}", file=sys.stderr)
+        return 2
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        n, shape, valid = f["valid"].shape[0], f["valid"].shape[1:], float((f["valid"][()] == 0).mean())
+    print(f"sl-cy tabulate: {n} lenses on a {shape[0]} x {shape[1]} (logMh, gamma_in) grid, "
+          f"{100 * valid:.1f} % valid points, {time.perf_counter() - t0:.2f} s -> {path}")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
     "simulate": ("simulate a mock lens survey; write data/tables/<sim_id>/mock.h5", _add_simulate, _cmd_simulate),
+    "tabulate": ("tabulate per-lens likelihood grids of a simulation; write data/tables/<sim_id>/grids.h5",
+                 _add_tabulate, _cmd_tabulate),
     "grid": ("forward-solve a lens bank on a parameter grid and stream it to HDF5", _add_grid, _cmd_grid),
 }
 

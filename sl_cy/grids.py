@@ -28,6 +28,10 @@ from sl_cy.io import array_digest, atomic_h5, config_hash, read_attrs, write_att
 from sl_cy.lensing import Status, invert_images
 from sl_cy.parallel import iter_chunks
 
+#: Default grid axes (log10 M200 and gamma_in) used by the pipeline and ``sl-cy tabulate``.
+DEFAULT_LOGMH_GRID = np.round(np.arange(10.5, 15.5 + 1e-9, 0.1), 10)
+DEFAULT_GAMMA_GRID = np.round(np.arange(0.0, 2.0 + 1e-9, 0.1), 10)
+
 GRID_ARRAYS = ("logM_star", "beta", "ycaustic", "muA", "muB", "detJ", "F_phot")
 OBSERVED_FIELDS = ("xA", "xB", "logRe", "logM_star_sps_observed", "magnitude_observedA",
                    "magnitude_observedB", "zl", "zs")
@@ -438,8 +442,11 @@ def load_grids_hdf5(path, lenses=None) -> list:
         a = read_attrs(f)
         if a.get("kind") != "sl_cy.grids":
             raise ValueError(f"{path} is not an sl_cy grids file")
-        sel = slice(None) if lenses is None else np.asarray(lenses)
-        data = {k: f[k][sel] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
+        if lenses is None:
+            data = {k: f[k][()] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
+        else:   # h5py wants increasing unique indices: read those, then reorder
+            uniq, inv = np.unique(np.asarray(lenses, dtype=int), return_inverse=True)
+            data = {k: f[k][uniq][inv] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
         mh, gam = f["logMh_axis"][()], f["gamma_axis"][()]
         obs = read_dataframe(f["observed"])
     if lenses is not None:

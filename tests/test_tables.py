@@ -1,0 +1,66 @@
+"""Simulation folders: mock + grids on disk, subsets, and the simulate -> tabulate CLI."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sl_cy.grids import tabulate_likelihood_grids
+from sl_cy.tables import generate_and_save_mock_tabulate, load_mock_and_grids, save_subset, sim_dir, tabulate_sim
+
+MH = np.linspace(11.5, 14.5, 16)
+GAM = np.linspace(0.2, 1.8, 5)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    sim_id, mock_path, grids_path = generate_and_save_mock_tabulate(20_000, seed=5, sim_id="t1", root=root,
+                                                                    logMh_grid=MH, gamma_grid=GAM,
+                                                                    show_progress=False)
+    return root, sim_id
+
+
+def test_layout_and_load(sim):
+    root, sim_id = sim
+    d = sim_dir(sim_id, root)
+    assert (d / "mock.h5").exists() and (d / "grids.h5").exists() and not (d / "grid_cache").exists()
+    lenses, observed, grids = load_mock_and_grids(sim_id, root)
+    assert len(lenses) == len(observed) == len(grids) > 10
+    again = tabulate_likelihood_grids(observed, MH, GAM)
+    assert all(a.equals(b) for a, b in zip(again, grids))
+    sub_l, sub_o, sub_g = load_mock_and_grids(sim_id, root, indices=[3, 1])
+    assert sub_l.galaxy_id.tolist() == lenses.galaxy_id.iloc[[3, 1]].tolist()
+    assert sub_g[0].equals(grids[3])
+    with pytest.raises(ValueError, match="lens indices"):
+        load_mock_and_grids(sim_id, root, indices=[len(lenses)])
+
+
+def test_save_subset(sim):
+    root, sim_id = sim
+    dst = save_subset(sim_id, [0, 2, 4], "t1_sub", root)
+    lenses, observed, grids = load_mock_and_grids("t1_sub", root)
+    full = load_mock_and_grids(sim_id, root, indices=[0, 2, 4])
+    assert lenses.equals(full[0]) and all(a.equals(b) for a, b in zip(grids, full[2]))
+    with pytest.raises(FileExistsError):
+        save_subset(sim_id, [0], "t1_sub", root)
+    assert dst.name == "t1_sub"
+
+
+def test_tabulate_missing_mock(tmp_path):
+    with pytest.raises(FileNotFoundError, match="sl-cy simulate"):
+        tabulate_sim("nothing", tmp_path)
+    with pytest.raises(ValueError, match="sim_id"):
+        sim_dir("../x")
+
+
+def test_simulate_then_tabulate_cli(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sl_cy", *a, "--out", str(tmp_path), "--no-progress"],
+                                    capture_output=True, text=True, timeout=300)
+    r = run("simulate", "--n-galaxy", "20000", "--seed", "2", "--sim-id", "c1")
+    assert r.returncode == 0, r.stderr
+    r = run("tabulate", "--sim-id", "c1", "--logMh", "11.5:14.5:0.25", "--gamma", "0.5:1.5:0.5")
+    assert r.returncode == 0, r.stderr
+    assert "13 x 3" in r.stdout and (tmp_path / "data/tables/c1/grids.h5").exists()
+    r = run("tabulate", "--sim-id", "nope")
+    assert r.returncode == 2 and "simulate" in r.stderr
