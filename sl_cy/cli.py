@@ -193,12 +193,40 @@ def _cmd_tabulate(args) -> int:
     return 0
 
 
+def _add_ktable(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output HDF5 file")
+    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude (26.5)")
+    p.add_argument("--sigma-m", type=float, default=0.1, help="magnitude noise (0.1)")
+    p.add_argument("--mu-min", type=float, default=1e-3, help="smallest |mu| of the grid (1e-3)")
+    p.add_argument("--mu-max", type=float, default=1e3, help="largest |mu| of the grid (1e3)")
+    p.add_argument("--n-mu", type=int, default=601, help="grid points per axis, log-spaced (601)")
+
+
+def _cmd_ktable(args) -> int:
+    import time
+
+    from sl_cy.ktable import build_K_table, save_K_table_hdf5
+
+    t0 = time.perf_counter()
+    try:
+        table = build_K_table(mu_min=args.mu_min, mu_max=args.mu_max, n_mu=args.n_mu, m_lim=args.m_lim,
+                              sigma_m=args.sigma_m)
+        path = save_K_table_hdf5(table, args.out)
+    except ValueError as exc:
+        print(f"sl-cy ktable: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"sl-cy ktable: K(mu1, mu2) on {args.n_mu} x {args.n_mu} log|mu| nodes in [{args.mu_min:g}, "
+          f"{args.mu_max:g}], m_lim={args.m_lim}, sigma_m={args.sigma_m}, {time.perf_counter() - t0:.2f} s -> {path}")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
     "simulate": ("simulate a mock lens survey; write data/tables/<sim_id>/mock.h5", _add_simulate, _cmd_simulate),
     "tabulate": ("tabulate per-lens likelihood grids of a simulation; write data/tables/<sim_id>/grids.h5",
                  _add_tabulate, _cmd_tabulate),
+    "ktable": ("build the K(mu1, mu2) detection table and write it to HDF5", _add_ktable, _cmd_ktable),
     "grid": ("forward-solve a lens bank on a parameter grid and stream it to HDF5", _add_grid, _cmd_grid),
 }
 

@@ -177,3 +177,20 @@ def test_bad_input_raises(table):
         KTable(np.array([0.0, 1.0, 3.0, 4.0]), np.eye(4) * 0.5, table.meta)
     with pytest.raises(ValueError):
         _photometry.KTableKernel(0.0, 0.1, np.zeros((3, 3)))
+
+
+def test_ktable_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from sl_cy.ktable import load_K_interpolator
+
+    out = tmp_path / "k.h5"
+    r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--n-mu", "121"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    K = load_K_interpolator(out)
+    assert 0.0 < float(K(3.8, 1.8)) < 1.0
+    r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--sigma-m", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "sigma_m" in r.stderr
