@@ -53,8 +53,8 @@ def test_grid_cli(tmp_path):
     out = tmp_path / "bank.h5"
     cmd = [sys.executable, "-m", "sl_cy", "grid", "--axes", "logMh:12:13:0.5,beta:0:0.5:0.25", "--out", str(out),
            "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "two-image solutions" in r.stdout and out.exists()
-    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r2.returncode == 2 and "overwrite" in r2.stderr

@@ -187,10 +187,10 @@ def test_ktable_cli(tmp_path):
 
     out = tmp_path / "k.h5"
     r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--n-mu", "121"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     K = load_K_interpolator(out)
     assert 0.0 < float(K(3.8, 1.8)) < 1.0
     r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--sigma-m", "0"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and "sigma_m" in r.stderr
