@@ -158,6 +158,11 @@ def _py(v):
 REQUIRED_COLUMNS = ("xA", "xB", "logRe", "logM_star_sps_observed", "magnitude_observedA", "magnitude_observedB")
 
 
+def _plain(v):
+    """numpy scalar -> Python scalar, for readable messages."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def check_observed_table(table, zl=DEFAULT_ZL, zs=DEFAULT_ZS) -> dict:
     """Validate an observed-lens table and return its columns as float arrays.
 
@@ -197,18 +202,19 @@ def check_observed_table(table, zl=DEFAULT_ZL, zs=DEFAULT_ZS) -> dict:
         bad = ~np.isfinite(a)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"column {c!r} has a non-finite value {df[c].iloc[i]!r} in row {df.index[i]!r} "
+            raise ValueError(f"column {c!r} has a non-finite value {_plain(df[c].iloc[i])!r} in row {_plain(df.index[i])!r} "
                              f"({int(bad.sum())} bad row(s))")
         out[c] = a
     same = out["xA"] * out["xB"] >= 0
     if same.any():
         i = int(np.argmax(same))
-        raise ValueError(f"row {df.index[i]!r}: xA={out['xA'][i]!r} and xB={out['xB'][i]!r} must lie on opposite "
+        raise ValueError(f"row {_plain(df.index[i])!r}: xA={float(out['xA'][i])!r} and xB={float(out['xB'][i])!r} must lie on opposite "
                          "sides of the lens centre")
     bad_z = ~((out["zl"] > 0) & (out["zs"] > out["zl"]))
     if bad_z.any():
         i = int(np.argmax(bad_z))
-        raise ValueError(f"row {df.index[i]!r}: need 0 < zl < zs, got zl={out['zl'][i]!r}, zs={out['zs'][i]!r}")
+        raise ValueError(f"row {_plain(df.index[i])!r}: need 0 < zl < zs, got zl={float(out['zl'][i])!r}, "
+                         f"zs={float(out['zs'][i])!r}")
     sign = np.sign(out["xA"])
     out["xA"], out["xB"] = out["xA"] * sign, out["xB"] * sign
     out["row"] = np.asarray(df.index)
