@@ -19,6 +19,9 @@ from sl_cy.photometry import (PhotometryModel, get_photometry_model, fphot, sele
                               source_mag_pdf)
 from sl_cy.ktable import KTable, build_K_table, save_K_table_hdf5, load_K_interpolator, K_direct
 from sl_cy.grids import LensGrid, tabulate_likelihood_grids, save_grids_hdf5, load_grids_hdf5
+from sl_cy.selection import (SelectionBank, SelectionWarning, BankProposal, AEtaTable, build_selection_bank, save_bank,
+                             load_bank, compute_Aeta_grid, write_A_eta_hdf5, write_A_eta_hdf5_1d, load_A_eta_table,
+                             cached_A)
 from sl_cy.catalogue import read_catalogue
 from sl_cy.tables import generate_and_save_mock_tabulate, load_mock_and_grids, save_subset, tabulate_sim
 
@@ -33,5 +36,7 @@ __all__ = [
     "map_chunks", "PhotometryModel", "get_photometry_model", "fphot", "selection_function", "mag_likelihood",
     "source_mag_pdf", "KTable", "build_K_table", "save_K_table_hdf5", "load_K_interpolator", "K_direct",
     "LensGrid", "tabulate_likelihood_grids", "save_grids_hdf5", "load_grids_hdf5",
+    "SelectionBank", "SelectionWarning", "BankProposal", "AEtaTable", "build_selection_bank", "save_bank", "load_bank",
+    "compute_Aeta_grid", "write_A_eta_hdf5", "write_A_eta_hdf5_1d", "load_A_eta_table", "cached_A",
     "read_catalogue", "generate_and_save_mock_tabulate", "load_mock_and_grids", "save_subset", "tabulate_sim",
 ]

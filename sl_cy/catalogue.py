@@ -71,7 +71,7 @@ def read_catalogue(path_or_table, unit="kpc", zl=0.3, zs=2.0, cosmo=None, key=No
     ...                         mA=[24.0], mB=[24.8]))
     >>> df = read_catalogue(cat, unit="arcsec")
     >>> round(float(df.xA.iloc[0]), 3)
-    6.682
+    6.681
     """
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")

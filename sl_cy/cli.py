@@ -220,6 +220,66 @@ def _cmd_ktable(args) -> int:
     return 0
 
 
+def _add_aeta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-bank", type=int, default=200_000, help="galaxies in the Monte-Carlo bank (default 200000)")
+    p.add_argument("--seed", type=int, default=None, help="root random seed of the bank (default: fresh, recorded)")
+    p.add_argument("--axes", required=True,
+                   help="comma-separated name:lo:hi:n eta axes (n points incl. ends), names alpha_sps, mu_h, "
+                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:11,mu_h:12:14:11)")
+    p.add_argument("--fixed", default=None,
+                   help="name=value,... values of the non-tabulated eta components (default the mock truth "
+                        "0,12.91,2.04,0.37,1.0,0.2)")
+    p.add_argument("--out", required=True,
+                   help="output file, or a folder (then <out>/Aeta_<axes>_<sizes>.h5)")
+    p.add_argument("--bank-out", default=None, help="also save the bank to this HDF5 file")
+    p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
+    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
+    p.add_argument("--nbkg", type=float, default=None, help="background sources per kpc^2 of the lens plane (4e-4)")
+    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
+    p.add_argument("--detection", choices=["observed", "independent"], default="observed",
+                   help="detection rule recorded with the table (same K for both)")
+    p.add_argument("--model", choices=["deVauc", "SerExp", "Sersic"], default="deVauc", help="population model")
+    p.add_argument("--zl", type=float, default=0.3, help="lens redshift (0.3)")
+    p.add_argument("--zs", type=float, default=2.0, help="source redshift (2.0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_aeta(args) -> int:
+    import time
+
+    import numpy as np
+
+    from sl_cy.config import SurveyConfig
+    from sl_cy.selection import build_selection_bank, compute_Aeta_grid, parse_axes, write_A_eta_hdf5
+
+    t0 = time.perf_counter()
+    try:
+        axes = parse_axes(args.axes)
+        fixed = {}
+        if args.fixed:
+            for item in args.fixed.split(","):
+                k, _, v = item.partition("=")
+                fixed[k.strip()] = float(v)
+        survey = SurveyConfig(nbkg=args.nbkg, m_lim=args.m_lim, detection=args.detection)
+        bank = build_selection_bank(args.n_bank, args.seed, survey=survey, zl=args.zl, zs=args.zs, model=args.model,
+                                    n_jobs=args.n_jobs, n_beta=args.n_beta, progress=not args.no_progress)
+        t1 = time.perf_counter()
+        if args.bank_out:
+            bank.save(args.bank_out)
+        table = compute_Aeta_grid(bank, axes, fixed=fixed or None, n_threads=args.n_threads)
+        path = write_A_eta_hdf5(args.out, table)
+    except ValueError as exc:
+        print(f"sl-cy aeta: error: {exc}", file=sys.stderr)
+        return 2
+    t2 = time.perf_counter()
+    print(f"sl-cy aeta: bank of {bank.n} galaxies (hash {bank.config_hash[:12]}) in {t1 - t0:.2f} s; "
+          f"{table.values.size} table points {table.values.shape} in {t2 - t1:.2f} s")
+    print(f"  A in [{table.values.min():.4g}, {table.values.max():.4g}], ESS min {np.min(table.ess):.0f} "
+          f"median {np.median(table.ess):.0f} -> {path}")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
@@ -228,6 +288,8 @@ COMMANDS = {
                  _add_tabulate, _cmd_tabulate),
     "ktable": ("build the K(mu1, mu2) detection table and write it to HDF5", _add_ktable, _cmd_ktable),
     "grid": ("forward-solve a lens bank on a parameter grid and stream it to HDF5", _add_grid, _cmd_grid),
+    "aeta": ("build a Monte-Carlo bank and tabulate the selection normaliser A(eta) into Aeta_*.h5",
+             _add_aeta, _cmd_aeta),
 }
 
 
