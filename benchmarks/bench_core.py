@@ -8,9 +8,9 @@ the forward solve: the halo spline rebuilt for every lens (what a straightforwar
 and a spline built once and reused (the conservative comparison).
 """
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of
 
 import sl_cy
 from sl_cy import reference as ref
@@ -23,14 +23,6 @@ def lenses(n, seed=0):
                 logRe=0.77 + 0.98 * (ms - 11.4) + rng.normal(0, 0.1, n), gamma_in=np.full(n, 1.2),
                 c_halo=np.full(n, 5.0), zl=np.full(n, 0.3), zs=np.full(n, 2.0), beta_unit=rng.uniform(0, 1, n))
 
-
-def best_of(fn, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None):

@@ -10,22 +10,14 @@ rebuilds the spline per galaxy and draws per galaxy, ~1.5 ms/galaxy per DESIGN.m
 Target (DESIGN.md §5): >= 50 000 galaxies/s on one core.
 """
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of
 
 import sl_cy
 from sl_cy import reference as ref
 from sl_cy.mock import run_mock_simulation
 
-
-def best_of(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None):

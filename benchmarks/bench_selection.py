@@ -18,19 +18,12 @@ import time
 import warnings
 
 import numpy as np
+from _timing import best_of
 
 from sl_cy.config import SurveyConfig
 from sl_cy.population import DEFAULT_ETA, gamma_logpdf, logMh_logpdf, logRe_logpdf, mstar_logpdf
 from sl_cy.selection import SelectionWarning, _ktable_for, build_selection_bank, cached_A
 
-
-def best_of(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def numpy_A(bank, eta):
