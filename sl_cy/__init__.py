@@ -22,6 +22,11 @@ from sl_cy.grids import LensGrid, tabulate_likelihood_grids, save_grids_hdf5, lo
 from sl_cy.selection import (SelectionBank, SelectionWarning, BankProposal, AEtaTable, build_selection_bank, save_bank,
                              load_bank, compute_Aeta_grid, write_A_eta_hdf5, write_A_eta_hdf5_1d, load_A_eta_table,
                              cached_A)
+from sl_cy.likelihood import (Prior, BoxPrior, Uniform, Gaussian, DEFAULT_BOX, log_prior, log_likelihood, log_posterior,
+                              Posterior, LikelihoodKernel)
+from sl_cy.inference import (run_mcmc, get_mle_params, find_map, credible_intervals, get_param_covariance_from_chain,
+                             convergence_report, grid_posterior, save_grid_posterior_hdf5, plot_corner, plot_traces,
+                             plot_log_prob)
 from sl_cy.catalogue import read_catalogue
 from sl_cy.tables import generate_and_save_mock_tabulate, load_mock_and_grids, save_subset, tabulate_sim
 
@@ -38,5 +43,9 @@ __all__ = [
     "LensGrid", "tabulate_likelihood_grids", "save_grids_hdf5", "load_grids_hdf5",
     "SelectionBank", "SelectionWarning", "BankProposal", "AEtaTable", "build_selection_bank", "save_bank", "load_bank",
     "compute_Aeta_grid", "write_A_eta_hdf5", "write_A_eta_hdf5_1d", "load_A_eta_table", "cached_A",
+    "Prior", "BoxPrior", "Uniform", "Gaussian", "DEFAULT_BOX", "log_prior", "log_likelihood", "log_posterior",
+    "Posterior", "LikelihoodKernel", "run_mcmc", "get_mle_params", "find_map", "credible_intervals",
+    "get_param_covariance_from_chain", "convergence_report", "grid_posterior", "save_grid_posterior_hdf5",
+    "plot_corner", "plot_traces", "plot_log_prob",
     "read_catalogue", "generate_and_save_mock_tabulate", "load_mock_and_grids", "save_subset", "tabulate_sim",
 ]

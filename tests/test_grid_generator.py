@@ -1,7 +1,4 @@
 """Lens banks on parameter grids (the seed's grid_generator) and the `sl-cy grid` command."""
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
@@ -49,12 +46,11 @@ def test_bank_parallel_identical_and_overwrite(tmp_path):
     assert a["shape"] == b["shape"]
 
 
-def test_grid_cli(tmp_path):
+def test_grid_cli(tmp_path, cli):
     out = tmp_path / "bank.h5"
-    cmd = [sys.executable, "-m", "sl_cy", "grid", "--axes", "logMh:12:13:0.5,beta:0:0.5:0.25", "--out", str(out),
-           "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    cmd = ["grid", "--axes", "logMh:12:13:0.5,beta:0:0.5:0.25", "--out", out, "--no-progress"]
+    r = cli(*cmd, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "two-image solutions" in r.stdout and out.exists()
-    r2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r2 = cli(*cmd, cwd=tmp_path)
     assert r2.returncode == 2 and "overwrite" in r2.stderr

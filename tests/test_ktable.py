@@ -179,18 +179,13 @@ def test_bad_input_raises(table):
         _photometry.KTableKernel(0.0, 0.1, np.zeros((3, 3)))
 
 
-def test_ktable_cli(tmp_path):
-    import subprocess
-    import sys
-
+def test_ktable_cli(tmp_path, cli):
     from sl_cy.ktable import load_K_interpolator
 
     out = tmp_path / "k.h5"
-    r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--n-mu", "121"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = cli("ktable", "--out", out, "--n-mu", "121", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     K = load_K_interpolator(out)
     assert 0.0 < float(K(3.8, 1.8)) < 1.0
-    r = subprocess.run([sys.executable, "-m", "sl_cy", "ktable", "--out", str(out), "--sigma-m", "0"],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = cli("ktable", "--out", out, "--sigma-m", "0", cwd=tmp_path)
     assert r.returncode == 2 and "sigma_m" in r.stderr

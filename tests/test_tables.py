@@ -1,7 +1,4 @@
 """Simulation folders: mock + grids on disk, subsets, and the simulate -> tabulate CLI."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -54,9 +51,8 @@ def test_tabulate_missing_mock(tmp_path):
         sim_dir("../x")
 
 
-def test_simulate_then_tabulate_cli(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "sl_cy", *a, "--out", str(tmp_path), "--no-progress"],
-                                    capture_output=True, text=True, timeout=300, cwd=tmp_path)
+def test_simulate_then_tabulate_cli(tmp_path, cli):
+    run = lambda *a: cli(*a, "--out", tmp_path, "--no-progress", cwd=tmp_path)
     r = run("simulate", "--n-galaxy", "20000", "--seed", "2", "--sim-id", "c1")
     assert r.returncode == 0, r.stderr
     r = run("tabulate", "--sim-id", "c1", "--logMh", "11.5:14.5:0.25", "--gamma", "0.5:1.5:0.5")

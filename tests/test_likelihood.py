@@ -1,0 +1,251 @@
+"""Likelihood kernel, priors and Posterior (sl_cy.likelihood, sl_cy._likelihood)."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from sl_cy.grids import stack_grids, tabulate_likelihood_grids
+from sl_cy.likelihood import (DEFAULT_BOX, BoxPrior, Gaussian, LikelihoodKernel, Posterior, Prior, Uniform,
+                              log_likelihood, log_likelihood_numpy, log_posterior, log_prior, trapezoid_weights)
+from sl_cy.mock import run_mock_simulation
+from sl_cy.population import DEFAULT_ETA, ETA_NAMES
+
+TRUTH = np.asarray(DEFAULT_ETA, float)
+ETAS = np.array([
+    TRUTH,
+    [0.2, 13.5, 3.0, 0.05, 0.3, 0.05],        # sigma_h and sigma_gamma at their lower bound
+    [-0.4, 12.1, 0.5, 1.0, 1.7, 1.0],
+    [0.5, 14.0, 4.0, 0.05, 1.8, 0.05],
+    [-0.5, 12.0, 0.0, 1.0, 0.2, 1.0],
+])
+
+
+@pytest.fixture(scope="module")
+def observed():
+    _, obs = run_mock_simulation(30_000, seed=11, show_progress=False)
+    return obs.iloc[:25].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def grids2d(observed):
+    return tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 26), np.linspace(0.0, 2.0, 11),
+                                     show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def grids1d(observed):
+    return tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 41), show_progress=False)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return np.max(np.abs(a - b) / np.abs(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# kernel == plain NumPy integral
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("i", range(len(ETAS)))
+def test_kernel_equals_numpy_2d(grids2d, i):
+    k = LikelihoodKernel(grids2d)
+    got = k.per_lens(ETAS[i])
+    ref = log_likelihood_numpy(ETAS[i], grids2d, per_lens=True)
+    assert np.all(np.isfinite(ref))
+    assert _rel(got, ref) <= 1e-10
+    assert _rel(got.sum(), ref.sum()) <= 1e-10
+
+
+def test_kernel_equals_numpy_batch_and_1d(grids1d, grids2d):
+    for g in (grids1d, grids2d):
+        k = LikelihoodKernel(g)
+        got = k(ETAS)
+        ref = np.array([log_likelihood_numpy(e, g) for e in ETAS])
+        assert got.shape == (len(ETAS),)
+        assert _rel(got, ref) <= 1e-10
+
+
+@pytest.mark.parametrize("model", ["SerExp", "Sersic"])
+def test_kernel_equals_numpy_other_models(grids2d, model):
+    """xi_h != 0 (halo mass depends on the size residual) and other stellar-mass laws."""
+    k = LikelihoodKernel(grids2d, model=model)
+    for e in ETAS[:3]:
+        assert _rel(k.per_lens(e), log_likelihood_numpy(e, grids2d, model=model, per_lens=True)) <= 1e-10
+
+
+def test_fixed_gamma_grid_ignores_gamma_law(grids1d):
+    """One gamma node: no gamma integral and p(gamma | eta) is not applied."""
+    k = LikelihoodKernel(grids1d)
+    assert not k.use_gamma
+    a = k(TRUTH)
+    b = k(np.r_[TRUTH[:4], 0.3, 0.9])
+    assert a[0] == b[0]
+
+
+def test_vectorised_equals_scalar_and_threads(grids2d):
+    rng = np.random.default_rng(3)
+    E = TRUTH + rng.normal(0, 0.02, (9, 6))
+    k1 = LikelihoodKernel(grids2d, n_threads=1)
+    k2 = LikelihoodKernel(grids2d, n_threads=2)
+    batch = k1(E)
+    scal = np.array([k1(e)[0] for e in E])
+    assert np.array_equal(batch, scal)
+    assert np.array_equal(batch, k2(E))
+    assert np.array_equal(k1.per_lens(E), k2.per_lens(E))
+
+
+def test_invalid_points_contribute_zero(grids2d):
+    st = stack_grids(grids2d)
+    base = LikelihoodKernel(st)(ETAS)
+    st2 = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+    bad = st2["valid"] != 0
+    assert bad.any()
+    for name in ("logM_star", "beta", "detJ", "F_phot"):
+        st2[name][bad] = np.where(np.arange(bad.sum()) % 2, np.nan, 1e300)
+    assert np.array_equal(LikelihoodKernel(st2)(ETAS), base)
+    # invalidating one more point is the same as giving it zero weight
+    i, j, m = np.argwhere(st["valid"] == 0)[5]
+    st3 = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+    st3["valid"][i, j, m] = 4
+    st4 = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+    st4["F_phot"][i, j, m] = 0.0
+    assert np.array_equal(LikelihoodKernel(st3)(ETAS), LikelihoodKernel(st4)(ETAS))
+
+
+def test_lens_without_valid_point_is_minus_inf(grids2d):
+    st = stack_grids(grids2d)
+    st["valid"] = st["valid"].copy()
+    st["valid"][3] = 2
+    with pytest.warns(RuntimeWarning, match="no valid grid point"):
+        k = LikelihoodKernel(st)
+    assert k.n_empty == 1
+    pl = k.per_lens(TRUTH)
+    assert pl[3] == -np.inf and np.isfinite(np.delete(pl, 3)).all()
+    assert k(TRUTH)[0] == -np.inf
+
+
+def test_bad_eta_rows_are_minus_inf_not_crash(grids2d):
+    k = LikelihoodKernel(grids2d)
+    E = np.array([TRUTH, np.r_[np.nan, TRUTH[1:]], np.r_[TRUTH[:3], -0.1, TRUTH[4:]],
+                  np.r_[TRUTH[:5], 0.0], np.r_[TRUTH[:1], np.inf, TRUTH[2:]]])
+    out = k(E)
+    assert np.isfinite(out[0]) and np.all(out[1:] == -np.inf)
+
+
+def test_trapezoid_weights():
+    x = np.array([0.0, 0.1, 0.3, 0.6])
+    w = trapezoid_weights(x)
+    f = x ** 1
+    assert math.isclose(np.sum(w * f), np.trapezoid(f, x), rel_tol=1e-15)
+    assert trapezoid_weights([2.0]).tolist() == [1.0]
+
+
+def test_extreme_alpha_underflow_path(grids2d):
+    """Skew-normal factor underflowing everywhere still gives the right finite value."""
+    k = LikelihoodKernel(grids2d)
+    e = np.r_[6.0, TRUTH[1:]]
+    ref = log_likelihood_numpy(e, grids2d, per_lens=True)
+    got = k.per_lens(e)
+    fin = np.isfinite(ref)
+    assert fin.any()
+    assert np.array_equal(np.isfinite(got), fin)
+    assert _rel(got[fin], ref[fin]) <= 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# priors
+# ---------------------------------------------------------------------------------------------
+def test_default_box_prior():
+    assert DEFAULT_BOX == {"alpha_sps": (-0.5, 0.5), "mu_h": (12.0, 14.0), "beta_h": (0.0, 4.0),
+                           "sigma_h": (0.05, 1.0), "mu_gamma": (0.2, 1.8), "sigma_gamma": (0.05, 1.0)}
+    vol = np.prod([hi - lo for lo, hi in DEFAULT_BOX.values()])
+    assert math.isclose(log_prior(TRUTH), -math.log(vol), rel_tol=1e-14)
+    for i, n in enumerate(ETA_NAMES):
+        lo, hi = DEFAULT_BOX[n]
+        for v, fin in ((lo, True), (hi, True), (lo - 1e-9, False), (hi + 1e-9, False)):
+            e = TRUTH.copy()
+            e[i] = v
+            assert np.isfinite(log_prior(e)) == fin, (n, v)
+    assert log_prior(np.r_[np.nan, TRUTH[1:]]) == -np.inf
+    out = log_prior(np.vstack([TRUTH, TRUTH + 10]))
+    assert out.shape == (2,) and np.isfinite(out[0]) and out[1] == -np.inf
+
+
+def test_prior_objects():
+    pr = Prior({"alpha_sps": Gaussian(0.1, 0.05), "mu_h": (12.5, 13.5), "beta_h": lambda x: -x},
+               fixed={"sigma_gamma": 0.2})
+    assert pr.free_names == ("alpha_sps", "mu_h", "beta_h", "sigma_h", "mu_gamma")
+    e = TRUTH.copy()
+    expect = (-0.5 * ((0.0 - 0.1) / 0.05) ** 2 - math.log(0.05) - 0.5 * math.log(2 * math.pi)
+              - math.log(1.0) - 2.04 - math.log(0.95) - math.log(1.6))
+    assert math.isclose(pr.logpdf(e), expect, rel_tol=1e-13)
+    e2 = e.copy()
+    e2[5] = 50.0                                       # fixed: not scored
+    assert math.isclose(pr.logpdf(e2), expect, rel_tol=1e-13)
+    e3 = e.copy()
+    e3[1] = 13.9
+    assert pr.logpdf(e3) == -np.inf
+    # scalar-only callable is accepted
+    pr2 = Prior({"beta_h": lambda x: float(-abs(x))})
+    assert np.all(np.isfinite(pr2.logpdf(np.vstack([TRUTH, TRUTH]))))
+    assert BoxPrior({"mu_h": (12.0, 12.9)}).logpdf(TRUTH) == -np.inf
+    with pytest.raises(ValueError):
+        Prior({"nope": Uniform(0, 1)})
+    with pytest.raises(ValueError):
+        Uniform(1, 0)
+    # a sigma <= 0 is excluded whatever its prior
+    assert Prior({"sigma_h": Gaussian(0.3, 1.0)}).logpdf(np.r_[TRUTH[:3], -0.1, TRUTH[4:]]) == -np.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# log_likelihood / log_posterior / Posterior
+# ---------------------------------------------------------------------------------------------
+def test_log_likelihood_with_selection(grids2d):
+    k = LikelihoodKernel(grids2d)
+    base = k(ETAS)
+    A = lambda e: 0.5 + 0.1 * np.atleast_2d(e)[:, 0]  # noqa: E731
+    got = log_likelihood(ETAS, k, A=A)
+    assert np.allclose(got, base - k.n_lenses * np.log(A(ETAS)), rtol=1e-14, atol=0)
+    assert math.isclose(log_likelihood(ETAS[0], grids2d), base[0], rel_tol=1e-15)
+    assert log_likelihood(ETAS[0], k, A=lambda e: 0.0) == -np.inf
+    assert log_likelihood(ETAS[0], k, A=lambda e: np.nan) == -np.inf
+    lp = log_posterior(ETAS, k)
+    assert np.isfinite(lp[0]) and math.isclose(lp[0], log_prior(ETAS[0]) + base[0], rel_tol=1e-15)
+
+
+def test_posterior_walkers_never_crash(grids2d):
+    def A(e):
+        e = np.atleast_2d(e)
+        if np.any(e[:, 0] > 0.3):
+            raise RuntimeError("A undefined here")
+        return np.where(e[:, 0] < -0.3, -1.0, 0.5)
+
+    post = Posterior(grids2d, A=A)
+    assert post.free_names == ETA_NAMES and post.ndim == 6
+    th = np.array([TRUTH, np.r_[np.nan, TRUTH[1:]], np.r_[TRUTH[:1], 20.0, TRUTH[2:]],
+                   np.r_[0.4, TRUTH[1:]], np.r_[-0.4, TRUTH[1:]], np.r_[TRUTH[:3], 0.05, TRUTH[4:]]])
+    out = post(th)
+    assert out.shape == (6,)
+    assert np.isfinite(out[0]) and np.isfinite(out[5])
+    assert np.all(out[1:5] == -np.inf)
+    assert post(th[0]) == out[0]
+    assert post(th[3]) == -np.inf
+    # without the selection term
+    post2 = Posterior(grids2d, A=A, use_selection=False)
+    assert math.isclose(post2(th[0]), log_prior(TRUTH) + LikelihoodKernel(grids2d)(TRUTH)[0], rel_tol=1e-15)
+    assert np.isfinite(post2(th[3]))
+    # wrong length -> -inf, not an exception
+    assert post(np.ones(3)) == -np.inf
+
+
+def test_posterior_fixed_parameters(grids1d, grids2d):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p1 = Posterior(grids1d)
+    assert p1.free_names == ("alpha_sps", "mu_h", "beta_h", "sigma_h")
+    p2 = Posterior(grids2d, fixed={"alpha_sps": 0.0, "sigma_gamma": 0.2})
+    assert p2.free_names == ("mu_h", "beta_h", "sigma_h", "mu_gamma")
+    th = np.array([12.91, 2.04, 0.37, 1.0])
+    assert np.array_equal(p2.full_eta(th), TRUTH)
+    full = Posterior(grids2d)
+    assert math.isclose(p2(th), full(TRUTH) - full.prior.logpdf(TRUTH) + p2.prior.logpdf(TRUTH), rel_tol=1e-14)
