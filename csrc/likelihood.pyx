@@ -69,6 +69,23 @@ cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexce
     return -log(sigma) - LOG_SQRT_2PI - log_ndtr_diff((lo - mu) / sigma, (hi - mu) / sigma)
 
 
+ctypedef struct _LensEta:
+    # per (lens, eta) constants of the log integrand
+    double alpha, pivot, mu_star, beta_R, rr, m_obs, c0, c1, inv_ss, inv_sr, inv_so, inv_sh
+
+
+cdef inline double _point_q(const _LensEta* c, double Lp, double logMh_p, double logw, double* zs) noexcept nogil:
+    """Log integrand at one grid point without the skew-normal log Phi(a z_s) term (an upper
+    bound of it); z_s is returned for that term."""
+    cdef double M = Lp - c.alpha
+    cdef double x = M - c.pivot
+    cdef double zr = (c.rr - c.beta_R * x) * c.inv_sr
+    cdef double zo = (c.m_obs - M) * c.inv_so
+    cdef double zh = (logMh_p - c.c0 - c.c1 * x) * c.inv_sh
+    zs[0] = (M - c.mu_star) * c.inv_ss
+    return logw - 0.5 * (zs[0] * zs[0] + zr * zr + zo * zo + zh * zh)
+
+
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                       const double* L, const double* logMh, const int* kg, const double* logw0,
                       Py_ssize_t n) noexcept nogil:
@@ -86,19 +103,26 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     cdef double c1 = e.beta_h - pm.xi_h * pm.beta_R
     cdef double c0 = e.mu_h + pm.xi_h * (logRe - pm.mu_R0)
     cdef double rr = logRe - pm.mu_R0
-    cdef double M, x, zs, zr, zo, zh, q, qmax = -INFINITY, f, ref, s, thr, xs
+    cdef double M, zs, q, qmax = -INFINITY, f, ref, s, thr, xs
     cdef double const
+    cdef _LensEta c
+    c.alpha = alpha
+    c.pivot = pm.pivot
+    c.mu_star = pm.mu_star
+    c.beta_R = pm.beta_R
+    c.rr = rr
+    c.m_obs = m_obs
+    c.c0 = c0
+    c.c1 = c1
+    c.inv_ss = inv_ss
+    c.inv_sr = inv_sr
+    c.inv_so = inv_so
+    c.inv_sh = inv_sh
     if n <= 0:
         return -INFINITY
     # pass 1: upper bound q_p (log Phi <= 0) and its maximum
     for p in range(n):
-        M = L[p] - alpha
-        x = M - pm.pivot
-        zs = (M - pm.mu_star) * inv_ss
-        zr = (rr - pm.beta_R * x) * inv_sr
-        zo = (m_obs - M) * inv_so
-        zh = (logMh[p] - c0 - c1 * x) * inv_sh
-        q = logw0[p] + lg[kg[p]] - 0.5 * (zs * zs + zr * zr + zo * zo + zh * zh)
+        q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
         if q > qmax:
             qmax = q
             pmax = p
@@ -110,13 +134,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p); Phi = erfc(-a z / sqrt 2) / 2
     s = 0.0
     for p in range(n):
-        M = L[p] - alpha
-        x = M - pm.pivot
-        zs = (M - pm.mu_star) * inv_ss
-        zr = (rr - pm.beta_R * x) * inv_sr
-        zo = (m_obs - M) * inv_so
-        zh = (logMh[p] - c0 - c1 * x) * inv_sh
-        q = logw0[p] + lg[kg[p]] - 0.5 * (zs * zs + zr * zr + zo * zo + zh * zh)
+        q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
         if q < thr:
             continue
         xs = -ask * zs
@@ -129,13 +147,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
         ref = thr + CUT
         s = 0.0
         for p in range(n):
-            M = L[p] - alpha
-            x = M - pm.pivot
-            zs = (M - pm.mu_star) * inv_ss
-            zr = (rr - pm.beta_R * x) * inv_sr
-            zo = (m_obs - M) * inv_so
-            zh = (logMh[p] - c0 - c1 * x) * inv_sh
-            q = logw0[p] + lg[kg[p]] - 0.5 * (zs * zs + zr * zr + zo * zo + zh * zh)
+            q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
             if q < thr:
                 continue
             f = q + log_ndtr(pm.a_skew * zs)
