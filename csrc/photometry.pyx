@@ -393,11 +393,33 @@ cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double 
     return tot * hw
 
 
+cdef inline Py_ssize_t _lagrange4(double x, Py_ssize_t n, double* w) noexcept nogil:
+    """4-point Lagrange weights at grid coordinate x (clamped to [0, n-1]) on nodes i-1 .. i+2;
+    returns i."""
+    cdef Py_ssize_t i
+    cdef double f
+    if not x > 0.0:
+        x = 0.0
+    if not x < n - 1:
+        x = n - 1
+    i = <Py_ssize_t> x
+    if i < 1:
+        i = 1
+    if i > n - 3:
+        i = n - 3
+    f = x - i
+    w[0] = -f * (f - 1.0) * (f - 2.0) / 6.0
+    w[1] = (f + 1.0) * (f - 1.0) * (f - 2.0) * 0.5
+    w[2] = -(f + 1.0) * f * (f - 2.0) * 0.5
+    w[3] = (f + 1.0) * f * (f - 1.0) / 6.0
+    return i
+
+
 cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept nogil:
     """log K from the table: bicubic (4 x 4 Lagrange) in log K over u = log10|mu|, u clamped to the
     grid (K saturates at large |mu|; below the grid the edge value, already negligible, is
     returned); exactly symmetric; -inf for nan input."""
-    cdef double u1, u2, x, y, f, acc, row
+    cdef double u1, u2, acc, row
     cdef double wa[4]
     cdef double wb[4]
     cdef Py_ssize_t i, j, p, q, n = T.n
@@ -408,36 +430,8 @@ cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept no
     u2 = log10(fabs(mu2))
     if u1 > u2:
         u1, u2 = u2, u1
-    x = (u1 - T.u0) * T.inv_h
-    y = (u2 - T.u0) * T.inv_h
-    if not x > 0.0:
-        x = 0.0
-    if not x < n - 1:
-        x = n - 1
-    if not y > 0.0:
-        y = 0.0
-    if not y < n - 1:
-        y = n - 1
-    i = <Py_ssize_t> x
-    if i < 1:
-        i = 1
-    if i > n - 3:
-        i = n - 3
-    f = x - i
-    wa[0] = -f * (f - 1.0) * (f - 2.0) / 6.0
-    wa[1] = (f + 1.0) * (f - 1.0) * (f - 2.0) * 0.5
-    wa[2] = -(f + 1.0) * f * (f - 2.0) * 0.5
-    wa[3] = (f + 1.0) * f * (f - 1.0) / 6.0
-    j = <Py_ssize_t> y
-    if j < 1:
-        j = 1
-    if j > n - 3:
-        j = n - 3
-    f = y - j
-    wb[0] = -f * (f - 1.0) * (f - 2.0) / 6.0
-    wb[1] = (f + 1.0) * (f - 1.0) * (f - 2.0) * 0.5
-    wb[2] = -(f + 1.0) * f * (f - 2.0) * 0.5
-    wb[3] = (f + 1.0) * f * (f - 1.0) / 6.0
+    i = _lagrange4((u1 - T.u0) * T.inv_h, n, wa)
+    j = _lagrange4((u2 - T.u0) * T.inv_h, n, wb)
     acc = 0.0
     for p in range(4):
         r = T.logk + (i - 1 + p) * n + (j - 1)
