@@ -101,21 +101,29 @@ def box_groups(n_random=200):
             "random": slice(69, 69 + n_random), "random_sigma_h_0.05": slice(69 + n_random, 69 + 2 * n_random)}
 
 
-def accuracy_study(obs, grids_spec, n_lens=20, n_random=200, refine=4):
-    """For each (logMh_lo, logMh_hi, dMh, dgamma): max |p/p_fine - 1| over lenses and eta.
+def _grids(sub, spec, refine=1):
+    """Grids of a spec: ("uniform", lo, hi, dMh, dgamma) or ("adaptive", lo, hi, step, dgamma),
+    made ``refine`` times finer in each direction."""
+    mode, lo, hi, d, dg = spec
+    gam = np.arange(0.0, 2.0 + 1e-9, dg / refine)
+    if mode == "adaptive":
+        return tabulate_likelihood_grids(sub, np.arange(lo, hi + 1e-9, 0.1), gam, adaptive=True,
+                                         adaptive_step=d / refine, show_progress=False)
+    return tabulate_likelihood_grids(sub, np.arange(lo, hi + 1e-9, d / refine), gam, show_progress=False)
 
-    Returns a list of dicts (spec, n points, max and 99th percentile relative difference, where
-    the max occurs)."""
+
+def accuracy_study(obs, grids_spec, n_lens=20, n_random=200, refine=4):
+    """For each spec (see :func:`_grids`): max |p/p_fine - 1| over lenses and eta, p_fine on the
+    same rule ``refine`` times finer in each direction.
+
+    Returns a list of dicts (spec, valid points per lens, max and 99th percentile relative
+    difference, where the max occurs, per eta group)."""
     etas = box_etas(n_random)
     sub = obs.iloc[:n_lens]
     res = []
-    for (lo, hi, dmh, dg) in grids_spec:
-        mh = np.arange(lo, hi + 1e-9, dmh)
-        gam = np.arange(0.0, 2.0 + 1e-9, dg)
-        mh_f = np.arange(lo, hi + 1e-9, dmh / refine)
-        gam_f = np.arange(0.0, 2.0 + 1e-9, dg / refine)
-        k = LikelihoodKernel(tabulate_likelihood_grids(sub, mh, gam, show_progress=False))
-        kf = LikelihoodKernel(tabulate_likelihood_grids(sub, mh_f, gam_f, show_progress=False))
+    for spec in grids_spec:
+        k = LikelihoodKernel(_grids(sub, spec))
+        kf = LikelihoodKernel(_grids(sub, spec, refine))
         a = k.per_lens(etas)
         b = kf.per_lens(etas)
         rel = np.abs(np.expm1(a - b))
@@ -123,7 +131,7 @@ def accuracy_study(obs, grids_spec, n_lens=20, n_random=200, refine=4):
         i, j = np.unravel_index(np.argmax(rel), rel.shape)
         groups = {g: dict(max=float(rel[s].max()), frac_over_1pct=float(np.mean(rel[s] > 0.01)))
                   for g, s in box_groups(n_random).items()}
-        res.append(dict(spec=(lo, hi, dmh, dg), shape=(len(mh), len(gam)), max_rel=float(rel.max()),
+        res.append(dict(spec=spec, points_per_lens=k.n_points / n_lens, max_rel=float(rel.max()),
                         p99=float(np.quantile(rel, 0.99)), median=float(np.median(rel)),
                         worst_eta=np.round(etas[i], 3).tolist(), worst_lens=int(j), groups=groups))
     return res
@@ -133,7 +141,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lenses", type=int, default=20, help="lenses in the accuracy study")
     ap.add_argument("--quick", action="store_true", help="speed only")
-    ap.add_argument("--specs", default=None, help="'lo,hi,dMh,dgamma;...' (default: the recorded set)")
+    ap.add_argument("--specs", default=None,
+                    help="'uniform|adaptive,lo,hi,dMh-or-step,dgamma;...' (default: the recorded set)")
     args = ap.parse_args(argv)
     obs = mock_observed()
     print(f"{len(obs)} mock lenses")
@@ -141,10 +150,10 @@ def main(argv=None):
     print("speed (30 x 30, 200 lenses, 64 eta):", {k: round(v, 3) if isinstance(v, float) else v for k, v in sp.items()})
     if args.quick:
         return
-    specs = [(10.5, 15.5, 0.125, 0.1), (10.5, 15.5, 0.05, 0.05), (10.5, 15.5, 0.025, 0.05),
-             (10.5, 15.5, 0.02, 0.025), (10.5, 15.5, 0.01, 0.025)]
+    specs = [("uniform", 10.5, 15.5, 0.125, 0.1), ("uniform", 10.5, 15.5, 0.02, 0.025),
+             ("adaptive", 10.5, 15.5, 1.0, 0.1), ("adaptive", 10.5, 15.5, 1.0, 0.05)]
     if args.specs:
-        specs = [tuple(float(v) for v in sp.split(",")) for sp in args.specs.split(";")]
+        specs = [(sp.split(",")[0],) + tuple(float(v) for v in sp.split(",")[1:]) for sp in args.specs.split(";")]
     for r in accuracy_study(obs, specs, n_lens=args.lenses):
         print(r)
 

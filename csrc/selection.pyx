@@ -141,3 +141,114 @@ cdef void _sums(const SelConsts* c, Py_ssize_t n, const double* x, const double*
     out[0] = s
     out[1] = s2
     out[2] = wmax
+
+
+# ---------------------------------------------------------------------------------------------
+# deterministic A(eta): product quadrature over a tabulated selection rate T(logM*, logRe, logMh, gamma)
+# ---------------------------------------------------------------------------------------------
+cdef inline void _interp4(const double* T, const double* F, const double* ax0, const Py_ssize_t* n,
+                          const double* step, double x0, double x1, double x2, double x3,
+                          double* outT, double* outF) noexcept nogil:
+    """Multilinear interpolation of the C-ordered 4-D tables T and F (same axes), clamped to
+    their range."""
+    cdef double u[4]
+    cdef double f[4]
+    cdef Py_ssize_t i[4]
+    cdef Py_ssize_t d, a, b, c, e, idx
+    cdef double t, w, s = 0.0, sf = 0.0
+    u[0] = x0
+    u[1] = x1
+    u[2] = x2
+    u[3] = x3
+    for d in range(4):
+        t = (u[d] - ax0[d]) / step[d]
+        if t <= 0.0:
+            i[d] = 0
+            f[d] = 0.0
+        elif t >= n[d] - 1:
+            i[d] = n[d] - 2
+            f[d] = 1.0
+        else:
+            i[d] = <Py_ssize_t>t
+            if i[d] > n[d] - 2:
+                i[d] = n[d] - 2
+            f[d] = t - i[d]
+    for a in range(2):
+        for b in range(2):
+            for c in range(2):
+                for e in range(2):
+                    w = (f[0] if a else 1.0 - f[0]) * (f[1] if b else 1.0 - f[1]) \
+                        * (f[2] if c else 1.0 - f[2]) * (f[3] if e else 1.0 - f[3])
+                    if w == 0.0:
+                        continue
+                    idx = (((i[0] + a) * n[1] + (i[1] + b)) * n[2] + (i[2] + c)) * n[3] + (i[3] + e)
+                    s += w * T[idx]
+                    sf += w * F[idx]
+    outT[0] = s
+    outF[0] = sf
+
+
+cdef void _quad_one(const SelConsts* c, const double* T, const double* F, const double* ax0,
+                    const Py_ssize_t* n, const double* step,
+                    Py_ssize_t nm, const double* Mn, const double* wM,
+                    Py_ssize_t nr, const double* tR, const double* wR,
+                    Py_ssize_t nh, const double* tH, const double* wH,
+                    Py_ssize_t ngam, const double* gn, const double* wg,
+                    const double* e, double* out) noexcept nogil:
+    # A = sum_M wM p_sk(M) sum_R wR sum_H wH sum_g wg T(M + alpha, R, H, g), nodes of R and H
+    # scaled to the (conditional) Gaussian of each law; wM already includes p_sk(M) dM.
+    cdef Py_ssize_t i, j, k, l
+    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, vF
+    for i in range(nm):
+        M = Mn[i]
+        muR = c.mu_R0 + c.beta_R * (M - c.pivot)
+        for j in range(nr):
+            R = muR + c.sigma_R * tR[j]
+            muH = e[1] + e[2] * (M - c.pivot) + c.xi_h * (R - muR)
+            aR = wM[i] * wR[j]
+            for k in range(nh):
+                H = muH + e[3] * tH[k]
+                aH = aR * wH[k]
+                for l in range(ngam):
+                    _interp4(T, F, ax0, n, step, M + e[0], R, H, gn[l], &vT, &vF)
+                    sA += aH * wg[l] * vT
+                    sF += aH * wg[l] * vF
+    out[0] = sA
+    out[1] = sF
+
+
+def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const double[:, :, :, ::1] F,
+                   const double[::1] axis_start, const double[::1] axis_step,
+                   const double[::1] M_nodes, const double[::1] M_weights,
+                   const double[::1] R_t, const double[::1] R_w, const double[::1] H_t, const double[::1] H_w,
+                   const double[:, ::1] gamma_nodes, const double[:, ::1] gamma_weights,
+                   const double[:, ::1] eta, int n_threads=1):
+    """A(eta) and the lens fraction for a batch of eta by product quadrature (see
+    :class:`sl_cy.selection.SelectionQuadrature`).
+
+    ``R_t``/``H_t`` are standard-normal nodes (scaled per law), ``gamma_nodes``/``gamma_weights``
+    (n_eta, n_g) the per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2).
+    """
+    cdef Py_ssize_t m = eta.shape[0], j
+    cdef Py_ssize_t n[4]
+    cdef double ax0[4]
+    cdef double st[4]
+    cdef Py_ssize_t d
+    for d in range(4):
+        n[d] = T.shape[d]
+        ax0[d] = axis_start[d]
+        st[d] = axis_step[d]
+        if n[d] < 2 or F.shape[d] != n[d]:
+            raise ValueError("T and F must be equal 4-D tables with >= 2 nodes per axis")
+    if eta.shape[1] != 6 or gamma_nodes.shape[0] != m or gamma_weights.shape[0] != m:
+        raise ValueError("eta must be (n, 6) with one row of gamma nodes/weights per eta")
+    out = np.zeros((m, 2))
+    cdef double[:, ::1] o = out
+    cdef Py_ssize_t nm = M_nodes.shape[0], nr = R_t.shape[0], nh = H_t.shape[0], ng = gamma_nodes.shape[1]
+    if m == 0:
+        return out
+    for j in prange(m, nogil=True, num_threads=max(n_threads, 1), schedule="static"):
+        _quad_one(&kern.c, &T[0, 0, 0, 0], &F[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
+                  nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], ng, &gamma_nodes[j, 0], &gamma_weights[j, 0],
+                  &eta[j, 0], &o[j, 0])
+    return out

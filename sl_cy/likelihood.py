@@ -10,8 +10,10 @@ M = logM*(grid) - alpha_sps::
 
     log L(eta) = sum_i log p(d_i, det | eta) - N log A(eta)
 
-Integration rule: the trapezoid rule on each axis (:func:`trapezoid_weights`, non-uniform axes
-allowed); invalid grid points have weight 0. A grid with a single gamma node means gamma_in is
+Integration rule: each grid point carries its quadrature weight ``wq`` in d(logMh) d(gamma) (the
+trapezoid rule on each axis of a regular grid, :func:`trapezoid_weights`; the per-column
+arc-length rule of an adaptive grid, :func:`sl_cy.grids.adaptive_columns`); invalid grid points
+have weight 0. A grid with a single gamma node means gamma_in is
 fixed: there is no gamma integral and p(gamma | eta) is **not** applied (then mu_gamma and
 sigma_gamma do not enter the likelihood; :class:`Posterior` fixes them by default).
 
@@ -359,14 +361,13 @@ class LikelihoodKernel:
         self.logRe = np.ascontiguousarray(obs["logRe"], dtype=float)
         self.m_obs = np.ascontiguousarray(obs["logM_star_sps_observed"], dtype=float)
         nb = np.asarray(st["nbkg_kpc2"], dtype=float)
-        w2 = trapezoid_weights(self.logMh_axis)[:, None] * trapezoid_weights(self.gamma_axis)[None, :]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            w = (2 * np.pi * nb[:, None, None] * st["beta"] * st["detJ"] * st["F_phot"]) * w2[None]
-            ok = (st["valid"] == 0) & np.isfinite(w) & (w > 0) & np.isfinite(st["logM_star"])
+            w = (2 * np.pi * nb[:, None, None] * st["beta"] * st["detJ"] * st["F_phot"]) * st["wq"]
+            ok = (st["valid"] == 0) & np.isfinite(w) & (w > 0) & np.isfinite(st["logM_star"]) & np.isfinite(st["logMh"])
             logw0 = np.where(ok, np.log(np.where(ok, w, 1.0)), -np.inf)
         self.logw0_grid = logw0                   # (n_lens, n_Mh, n_gamma), -inf where invalid
-        n_mh, n_g = len(self.logMh_axis), len(self.gamma_axis)
-        mh = np.broadcast_to(self.logMh_axis[None, :, None], ok.shape)
+        n_mh, n_g = ok.shape[1], len(self.gamma_axis)
+        mh = st["logMh"]
         kk = np.broadcast_to(np.arange(n_g, dtype=np.int32)[None, None, :], ok.shape)
         self.L = np.ascontiguousarray(st["logM_star"][ok], dtype=float)
         self.logMh = np.ascontiguousarray(mh[ok], dtype=float)
@@ -425,16 +426,15 @@ def log_likelihood_numpy(eta, grids, model: str = "deVauc", sigma_star: float | 
     st = _stacked(grids)
     e = np.asarray(eta, dtype=float)
     sig = float(SCATTER.star if sigma_star is None else sigma_star)
-    mh_ax, g_ax = np.asarray(st["logMh_axis"], float), np.asarray(st["gamma_axis"], float)
-    w2 = np.log(trapezoid_weights(mh_ax))[:, None] + np.log(trapezoid_weights(g_ax))[None, :]
-    mh = np.broadcast_to(mh_ax[:, None], w2.shape)
-    g = np.broadcast_to(g_ax[None, :], w2.shape)
+    g_ax = np.asarray(st["gamma_axis"], float)
     obs = st["observed"]
     out = np.empty(len(st["valid"]))
     for i in range(len(out)):
-        ok = st["valid"][i] == 0
+        ok = (st["valid"][i] == 0) & np.isfinite(st["logMh"][i])
+        mh = st["logMh"][i]
+        g = np.broadcast_to(g_ax[None, :], mh.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
-            lw = np.log(2 * np.pi * st["nbkg_kpc2"][i] * st["beta"][i] * st["detJ"][i] * st["F_phot"][i]) + w2
+            lw = np.log(2 * np.pi * st["nbkg_kpc2"][i] * st["beta"][i] * st["detJ"][i] * st["F_phot"][i] * st["wq"][i])
         ok &= np.isfinite(lw)
         if not ok.any():
             out[i] = -np.inf

@@ -56,12 +56,13 @@ from sl_cy.io import atomic_h5, config_hash, read_attrs, to_jsonable, write_attr
 from sl_cy.parallel import map_chunks
 from sl_cy.population import (DEFAULT_ETA, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM, Eta, _check_n,
                               _log_ndtr_diff, logRe_given_logM, logRe_logpdf, model_params, mstar_gene,
-                              mstar_logpdf)
+                              mstar_logpdf, gamma_logpdf)
 
 __all__ = [
     "SelectionWarning", "BankProposal", "SelectionBank", "AEtaTable", "build_selection_bank", "save_bank",
     "load_bank", "compute_Aeta_grid", "write_A_eta_hdf5", "write_A_eta_hdf5_1d", "load_A_eta_table",
     "cached_A", "parse_axes", "ESS_WARN_THRESHOLD", "PRIOR_BOX", "table_filename",
+    "SelectionQuadrature", "build_selection_table", "SELECTION_TABLE_AXES",
 ]
 
 #: Effective sample size below which :class:`SelectionBank` warns (relative MC error ~ 1/sqrt(ESS)).
@@ -1051,3 +1052,265 @@ def cached_A(path=None, folder=None, config=None, interactive: bool = False, met
                 return cands[int(ans)]
             print("please enter one of the listed numbers")
     return cands[0]
+
+
+# --------------------------------------------------------------------------------------------
+# deterministic A(eta): product quadrature over a tabulated selection rate
+# --------------------------------------------------------------------------------------------
+#: Axes (start, stop, step) of the selection-rate table T(logM*, logRe, logMh, gamma_in).
+SELECTION_TABLE_AXES = dict(logM_star=(9.8, 12.9, 0.1), logRe=(-0.7, 2.1, 0.1), logM_halo=(10.0, 16.5, 0.1),
+                            gamma_in=(0.0, 2.0, 0.1))
+SELECTION_TABLE_VERSION = 1
+
+
+def _axis(spec):
+    lo, hi, st = (float(v) for v in spec)
+    n = int(round((hi - lo) / st)) + 1
+    return lo + st * np.arange(n)
+
+
+@dataclass(frozen=True)
+class _TableTask:
+    index: int
+    logM_star: float
+    axes: tuple
+    beta_unit: np.ndarray
+    zl: float
+    zs: float
+    c_halo: float
+    cosmo: Any
+
+
+def _table_row(task: _TableTask) -> dict:
+    """Worker: critical curves and magnifications of one logM* slice of the table."""
+    from sl_cy.lensing import forward_solve
+
+    re, mh, g = np.meshgrid(*task.axes, indexing="ij")
+    bu = task.beta_unit
+    out = forward_solve(task.logM_star, mh[..., None], re[..., None], g[..., None], task.c_halo, task.zl, task.zs,
+                        beta_unit=bu, cosmo=task.cosmo)
+    ok = out["status"] == 0
+    yc = np.broadcast_to(out["y_caustic"], ok.shape)[..., 0]
+    return dict(index=task.index, y_caustic=np.where(np.isfinite(yc) & (yc > 0), yc, 0.0),
+                mu_A=np.where(ok, out["mu_A"], 0.0), mu_B=np.where(ok, out["mu_B"], 0.0), ok=ok)
+
+
+class SelectionQuadrature:
+    """Deterministic A(eta) (and the lens fraction) by product quadrature over a tabulated
+    per-galaxy selection rate.
+
+    The rate of detected sources behind a galaxy, T(logM*, logRe, logMh, gamma_in) =
+    pi y_c^2 n_bkg <K(mu_A(beta), mu_B(beta))>_beta (area-average over the caustic by 8-point
+    Gauss-Legendre in (beta / y_c)^2), does not depend on eta; it is tabulated once on
+    :data:`SELECTION_TABLE_AXES` (1.2e6 nodes, ~15 s on one core, cached on disk). Then
+
+        A(eta) = ∫ dM p_sk(M) ∫ dlogRe p(logRe | M) ∫ dlogMh p(logMh | M, logRe, eta)
+                 ∫ dgamma p(gamma | eta) T(M + alpha_sps, logRe, logMh, gamma)
+
+    by Gauss-Legendre in M (64 nodes over the skew-normal's [-4, 6] sigma), Gauss-Hermite in logRe
+    (8) and logMh (12) scaled to their conditional Gaussians, and Gauss-Legendre over the
+    truncated gamma law (16 nodes on its +-7 sigma intersected with [0, 2]); T is interpolated
+    multilinearly. The lens fraction E[1 - exp(-T)] comes from the same quadrature.
+
+    Unlike the Monte-Carlo bank (:class:`SelectionBank`), the result is a smooth deterministic
+    function of eta: no importance-sampling noise, which for N lenses enters log L as
+    N x (relative error of A) and biased 6-D posteriors of ~500 lenses by 3-4 sigma with a 2e5
+    bank.
+
+    Parameters
+    ----------
+    T, F : ndarray, shape (n_M*, n_Re, n_Mh, n_gamma)
+        Selection rate and 1 - exp(-T) on the axes.
+    axes : dict
+        ``SELECTION_TABLE_AXES``-like (start, stop, step) per axis.
+    config : dict
+        What the table was built with.
+    n_threads : int, optional
+
+    Performance
+    -----------
+    About 1.5-3 ms per eta on one core (98 304 interpolations of the table); eta batches are
+    spread over OpenMP threads.
+
+    Precision
+    ---------
+    Quadrature and interpolation errors are smooth in eta; the table step (0.1) limits the
+    absolute accuracy of A to ~1 % (tested against the bank), ratios A(eta1)/A(eta2) within a
+    posterior are far more accurate than that. Outside the table (e.g. logMh > 16.5) T is
+    clamped to its edge value.
+
+    Examples
+    --------
+    >>> sq = build_selection_table(axes=dict(logM_star=(10.5, 12.5, 0.25), logRe=(0.0, 1.6, 0.4),
+    ...                                       logM_halo=(11.0, 15.0, 0.5), gamma_in=(0.0, 2.0, 0.5)), cache=False)
+    >>> bool(0.0 < sq(DEFAULT_ETA) < 0.05)
+    True
+    """
+
+    def __init__(self, T, F, axes: dict, config: dict, n_threads: int | None = None):
+        self.T = np.ascontiguousarray(T, dtype=float)
+        self.F = np.ascontiguousarray(F, dtype=float)
+        self.axes = {k: tuple(float(v) for v in axes[k]) for k in SELECTION_TABLE_AXES}
+        self.config = dict(config)
+        self.config_hash = config_hash(self.config)
+        shape = tuple(len(_axis(self.axes[k])) for k in SELECTION_TABLE_AXES)
+        if self.T.shape != shape or self.F.shape != shape:
+            raise ValueError(f"selection table has shape {self.T.shape}, its axes need {shape}")
+        self._start = np.array([self.axes[k][0] for k in SELECTION_TABLE_AXES])
+        self._step = np.array([self.axes[k][2] for k in SELECTION_TABLE_AXES])
+        p = model_params(self.config.get("model", "deVauc"))
+        self.kernel = _selection.SelectionKernel(p["mu_star"], p["sigma_star"], 10.0 ** p["log_s_star"], p["mu_R0"],
+                                                 p["beta_R"], p["sigma_R"], p["xi_h"], PIVOT_LOGM, GAMMA_LO, GAMMA_HI)
+        # fixed nodes: M (Gauss-Legendre x skew-normal density), logRe and logMh (Gauss-Hermite)
+        t, w = np.polynomial.legendre.leggauss(64)
+        lo, hi = p["mu_star"] - 4 * p["sigma_star"], p["mu_star"] + 6 * p["sigma_star"]
+        self._M = 0.5 * (hi - lo) * t + 0.5 * (hi + lo)
+        self._wM = 0.5 * (hi - lo) * w * np.exp(mstar_logpdf(self._M, self.config.get("model", "deVauc")))
+        self._tR, wR = np.polynomial.hermite_e.hermegauss(8)
+        self._wR = wR / math.sqrt(2 * math.pi)
+        self._tH, wH = np.polynomial.hermite_e.hermegauss(12)
+        self._wH = wH / math.sqrt(2 * math.pi)
+        self._tg, self._wg = np.polynomial.legendre.leggauss(16)
+        from sl_cy.parallel import available_cores
+
+        self.n_threads = int(n_threads or available_cores())
+
+    def __repr__(self) -> str:
+        return f"SelectionQuadrature(table {self.T.shape}, hash {self.config_hash[:10]})"
+
+    def _gamma_nodes(self, e: np.ndarray):
+        mu, sg = e[:, 4:5], e[:, 5:6]
+        lo = np.clip(mu - 7 * sg, GAMMA_LO, GAMMA_HI)
+        hi = np.clip(mu + 7 * sg, GAMMA_LO, GAMMA_HI)
+        empty = ~(hi > lo)
+        lo = np.where(empty, GAMMA_LO, lo)
+        hi = np.where(empty, GAMMA_HI, hi)
+        g = 0.5 * (hi - lo) * self._tg[None, :] + 0.5 * (hi + lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lp = gamma_logpdf(g, mu, sg)
+        w = 0.5 * (hi - lo) * self._wg[None, :] * np.exp(lp)
+        return np.ascontiguousarray(g), np.ascontiguousarray(np.where(np.isfinite(w), w, 0.0))
+
+    def _both(self, eta):
+        e, scalar = SelectionBank._eta_batch(eta)
+        g, wg = self._gamma_nodes(e)
+        out = _selection.quad_selection(self.kernel, self.T, self.F, self._start, self._step, self._M, self._wM,
+                                        self._tR, self._wR, self._tH, self._wH, g, wg, e, self.n_threads)
+        return out, scalar
+
+    def __call__(self, eta):
+        """A(eta) for one eta (float) or a batch (n, 6) (array); ValueError (as the bank) for a
+        non-finite eta or sigma_h, sigma_gamma <= 0 (:class:`sl_cy.likelihood.Posterior` turns
+        that into -inf for the row)."""
+        out, scalar = self._both(eta)
+        return float(out[0, 0]) if scalar else out[:, 0]
+
+    def lens_fraction(self, eta):
+        """E[1 - exp(-T)]: the fraction of galaxies with at least one detected source."""
+        out, scalar = self._both(eta)
+        return float(out[0, 1]) if scalar else out[:, 1]
+
+    def save(self, path) -> Path:
+        with atomic_h5(path) as f:
+            f.create_dataset("T", data=self.T, compression="gzip")
+            f.create_dataset("F", data=self.F, compression="gzip")
+            write_attrs(f, dict(kind="sl_cy.selection_table", axes=self.axes, config=self.config,
+                                config_hash=self.config_hash))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path, expected_hash: str | None = None) -> "SelectionQuadrature":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            a = read_attrs(f)
+            if a.get("kind") != "sl_cy.selection_table":
+                raise ValueError(f"{path} is not an sl_cy selection table")
+            if expected_hash is not None and a.get("config_hash") != expected_hash:
+                raise ValueError(f"{path} was built for another configuration")
+            return cls(f["T"][()], f["F"][()], a["axes"], a["config"])
+
+
+def selection_table_config(survey=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS, c_halo=DEFAULT_C_HALO, model="deVauc",
+                           axes=None, n_beta=8, cosmo=None, k_n_mu=601) -> dict:
+    survey = SurveyConfig() if survey is None else survey
+    c = get_cosmology(cosmo)
+    axes = dict(SELECTION_TABLE_AXES if axes is None else axes)
+    if set(axes) != set(SELECTION_TABLE_AXES):
+        raise ValueError(f"axes must give {list(SELECTION_TABLE_AXES)}, got {list(axes)}")
+    for k, (lo, hi, st) in axes.items():
+        if not (st > 0 and hi > lo):
+            raise ValueError(f"axis {k}: need start < stop and step > 0, got {(lo, hi, st)}")
+    return dict(schema=SELECTION_TABLE_VERSION, package_version=__version__, model=model,
+                model_params=model_params(model), survey=survey.to_dict(), nbkg_kpc2=float(survey.nbkg_kpc2(zl, c)),
+                zl=float(zl), zs=float(zs), c_halo=float(c_halo), cosmology=dict(H0=c.H0, Om=c.Om, Ode=c.Ode),
+                axes={k: [float(v) for v in axes[k]] for k in SELECTION_TABLE_AXES}, n_beta=int(n_beta),
+                k_table=dict(n_mu=int(k_n_mu)))
+
+
+def build_selection_table(survey: SurveyConfig | None = None, zl: float = DEFAULT_ZL, zs: float = DEFAULT_ZS,
+                          c_halo: float = DEFAULT_C_HALO, model: str = "deVauc", axes: dict | None = None,
+                          n_beta: int = 8, n_jobs=1, executor=None, cosmo=None, cache: bool = True,
+                          cache_dir=None, progress=False) -> SelectionQuadrature:
+    """Tabulate the selection rate T and return the deterministic A(eta) (:class:`SelectionQuadrature`).
+
+    Parameters
+    ----------
+    survey, zl, zs, c_halo, model, cosmo :
+        As for :func:`build_selection_bank` (the same constants as the mock and the likelihood).
+    axes : dict, optional
+        (start, stop, step) per axis (default :data:`SELECTION_TABLE_AXES`).
+    n_beta : int
+        Gauss-Legendre nodes of the area average over source positions.
+    n_jobs, executor :
+        Parallelism over logM* slices (:func:`sl_cy.parallel.map_chunks`).
+    cache : bool
+        Load/store the table in ``cache_dir`` (default ``$SL_CY_CACHE_DIR`` or ``~/.cache/sl_cy``),
+        keyed by the hash of its configuration.
+
+    Returns
+    -------
+    SelectionQuadrature
+
+    Performance
+    -----------
+    ~9 forward solves per node: ~15 s for the default 1.2e6-node table on one core, then a
+    cache hit takes ~0.1 s.
+    """
+    cfg = selection_table_config(survey, zl, zs, c_halo, model, axes, n_beta, cosmo)
+    h = config_hash(cfg)
+    path = None
+    if cache:
+        root = Path(cache_dir) if cache_dir is not None else Path(
+            os.environ.get("SL_CY_CACHE_DIR") or Path.home() / ".cache" / "sl_cy")
+        path = root / f"selection_table_{h[:16]}.h5"
+        if path.exists():
+            try:
+                return SelectionQuadrature.load(path, expected_hash=h)
+            except (OSError, KeyError, ValueError):
+                pass
+    survey = SurveyConfig() if survey is None else survey
+    ax = {k: _axis(cfg["axes"][k]) for k in SELECTION_TABLE_AXES}
+    t, w = np.polynomial.legendre.leggauss(int(n_beta))
+    u = 0.5 * (t + 1.0)
+    bu = np.sqrt(u)
+    cos = get_cosmology(cosmo)
+    tasks = [_TableTask(i, float(x), (ax["logRe"], ax["logM_halo"], ax["gamma_in"]), bu, cfg["zl"], cfg["zs"],
+                        cfg["c_halo"], cos) for i, x in enumerate(ax["logM_star"])]
+    kt = _ktable_for(survey, cfg["k_table"]["n_mu"])
+    T = np.zeros(tuple(len(a) for a in ax.values()))
+    for r in map_chunks(_table_row, tasks, n_jobs=n_jobs, executor=executor, progress=progress,
+                        desc="selection table"):
+        K = np.zeros(r["mu_A"].shape)
+        ok = r["ok"]
+        if ok.any():
+            K[ok] = kt(r["mu_A"][ok], r["mu_B"][ok])
+        T[r["index"]] = math.pi * r["y_caustic"] ** 2 * cfg["nbkg_kpc2"] * (K @ (0.5 * w))
+    sq = SelectionQuadrature(T, -np.expm1(-T), {k: cfg["axes"][k] for k in SELECTION_TABLE_AXES}, cfg)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sq.save(path)
+        except OSError:
+            pass
+    return sq

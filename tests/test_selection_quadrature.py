@@ -1,0 +1,84 @@
+"""Deterministic A(eta) by product quadrature over the tabulated selection rate (SelectionQuadrature)."""
+import numpy as np
+import pytest
+
+from sl_cy.population import DEFAULT_ETA
+from sl_cy.selection import SelectionQuadrature, build_selection_bank, build_selection_table
+
+TRUTH = np.asarray(DEFAULT_ETA, float)
+#: a reduced table around the default population (the default axes take ~15 s to build)
+AXES = dict(logM_star=(10.4, 12.6, 0.1), logRe=(-0.3, 1.9, 0.2), logM_halo=(11.0, 16.0, 0.1), gamma_in=(0.0, 2.0, 0.1))
+NEAR = np.array([TRUTH, TRUTH + [0.05, 0, 0, 0, 0, 0], TRUTH + [0, 0.15, 0, 0, 0, 0], TRUTH + [0, 0, 0.3, 0.05, 0, 0],
+                 TRUTH + [0, 0, 0, 0, 0.2, 0.05]])
+
+
+@pytest.fixture(scope="module")
+def sq(tmp_path_factory):
+    return build_selection_table(axes=AXES, cache_dir=tmp_path_factory.mktemp("selcache"), n_jobs=1)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return build_selection_bank(300_000, seed=7, n_beta=4)
+
+
+def test_quadrature_agrees_with_the_monte_carlo_bank(sq, bank):
+    A = sq(NEAR)
+    Ab, ess = bank.evaluate(NEAR, return_ess=True, warn=False)
+    sig = 1.0 / np.sqrt(ess)
+    rel = A / Ab - 1
+    assert np.all(np.abs(rel) < 4 * sig + 0.02), (rel, sig)
+    # ratios (what the posterior sees) agree better than absolute values
+    assert np.all(np.abs(np.log(A[1:] / A[0]) - np.log(Ab[1:] / Ab[0])) < 4 * np.sqrt(sig[1:] ** 2 + sig[0] ** 2))
+    f = sq.lens_fraction(NEAR)
+    assert np.all(f < A) and np.all(f > 0.9 * A)
+    fb = bank.lens_fraction(NEAR)
+    assert np.all(np.abs(f / fb - 1) < 4 * sig + 0.03)
+
+
+def test_quadrature_is_smooth_and_deterministic(sq):
+    mu = np.linspace(12.7, 13.1, 41)
+    E = np.repeat(TRUTH[None], len(mu), 0)
+    E[:, 1] = mu
+    la = np.log(sq(E))
+    d2 = np.diff(la, 2)
+    # a Monte-Carlo estimate jitters at ~1/sqrt(ESS) ~ 1e-2; the quadrature only shows the kinks
+    # of the multilinear table interpolation (~5e-4 at 0.01 steps)
+    assert np.max(np.abs(d2)) < 1e-3
+    assert np.all(np.diff(la) > 0)                  # more massive halos lens more
+    assert np.array_equal(sq(E), sq(E))
+    one = sq(TRUTH)
+    assert isinstance(one, float) and one == pytest.approx(sq(E[20:21])[0] if mu[20] == TRUTH[1] else one)
+
+
+def test_quadrature_threads_and_bad_rows(sq):
+    with pytest.raises(ValueError, match="sigma_h must be > 0"):
+        sq(np.vstack([NEAR, [0.0, 13.0, 2.0, -0.1, 1.0, 0.2]]))
+    with pytest.raises(ValueError, match="eta must be finite"):
+        sq([np.nan] * 6)
+    sq1 = SelectionQuadrature(sq.T, sq.F, sq.axes, sq.config, n_threads=1)
+    assert np.array_equal(sq1(NEAR), sq(NEAR))
+
+
+def test_table_cache_round_trip(sq, tmp_path):
+    p = sq.save(tmp_path / "t.h5")
+    back = SelectionQuadrature.load(p)
+    assert np.array_equal(back.T, sq.T) and back.config_hash == sq.config_hash
+    assert np.array_equal(back(NEAR), sq(NEAR))
+    with pytest.raises(ValueError, match="another configuration"):
+        SelectionQuadrature.load(p, expected_hash="0" * 64)
+    with pytest.raises(ValueError, match="axis"):
+        build_selection_table(axes=dict(AXES, logRe=(1.0, 0.0, 0.1)), cache=False)
+
+
+def test_posterior_with_quadrature_selection(sq):
+    from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, tabulate_likelihood_grids
+    from sl_cy.likelihood import Posterior
+    from sl_cy.mock import run_mock_simulation
+
+    _, obs = run_mock_simulation(20_000, seed=3, show_progress=False)
+    grids = tabulate_likelihood_grids(obs.iloc[:10], DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID, adaptive=True,
+                                      show_progress=False)
+    post = Posterior(grids, A=sq)
+    lp = post(np.vstack([TRUTH, [0.0, 13.0, 2.0, 0.3, 5.0, 0.2]]))
+    assert np.isfinite(lp[0]) and lp[1] == -np.inf
