@@ -38,7 +38,7 @@ def sim_dir(sim_id: str, root=".") -> Path:
 
 
 def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs=1, executor=None,
-                 cache_every=256, show_progress=None, overwrite=False) -> Path:
+                 cache_every=256, show_progress=None, overwrite=False, adaptive=True, adaptive_step=1.0) -> Path:
     """Tabulate the likelihood grids of the mock in ``data/tables/<sim_id>/mock.h5``.
 
     Parameters
@@ -47,6 +47,9 @@ def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs
         Simulation folder ``<root>/data/tables/<sim_id>``.
     logMh_grid, gamma_grid : array, optional
         Grid axes (defaults :data:`sl_cy.grids.DEFAULT_LOGMH_GRID`, ``DEFAULT_GAMMA_GRID``).
+    adaptive, adaptive_step :
+        Adaptive per-column halo-mass nodes (default; see
+        :func:`sl_cy.grids.adaptive_columns`) or, with ``adaptive=False``, the regular grid.
     n_jobs, executor, cache_every, show_progress :
         As in :func:`sl_cy.grids.tabulate_likelihood_grids`; the chunks are cached in
         ``grid_cache/`` so an interrupted run resumes, and the cache is removed when done.
@@ -76,7 +79,8 @@ def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs
               c_halo=cfg["c_halo"], survey=SurveyConfig.from_dict(cfg["survey"]), cosmo=Cosmology(**cfg["cosmology"]))
     cache = d / "grid_cache"
     grids = tabulate_likelihood_grids(mock.observed, mh, ga, n_jobs=n_jobs, executor=executor, cache_every=cache_every,
-                                      cache_dir=cache, show_progress=show_progress, **kw)
+                                      cache_dir=cache, show_progress=show_progress, adaptive=adaptive,
+                                      adaptive_step=adaptive_step, **kw)
     key = grids[0].config["key"]
     if out.exists() and not overwrite:
         with h5py.File(out, "r") as f:
