@@ -168,6 +168,10 @@ def _add_tabulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
     p.add_argument("--cache-every", type=int, default=256, help="lenses per resumable cache chunk (default 256)")
     p.add_argument("--overwrite", action="store_true", help="recompute even if grids.h5 is up to date")
+    p.add_argument("--uniform", action="store_true",
+                   help="regular (logMh x gamma) grid instead of the default adaptive per-column nodes")
+    p.add_argument("--adaptive-step", type=float, default=1.0,
+                   help="node spacing of the adaptive rule in units of 0.1 dex of logMh and logM* (1.0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -180,16 +184,18 @@ def _cmd_tabulate(args) -> int:
     try:
         path = tabulate_sim(args.sim_id, args.out, args.logMh, args.gamma, n_jobs=args.n_jobs,
                             cache_every=args.cache_every, show_progress=False if args.no_progress else None,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, adaptive=not args.uniform, adaptive_step=args.adaptive_step)
     except (ValueError, FileNotFoundError) as exc:
         print(f"sl-cy tabulate: error: {exc}", file=sys.stderr)
         return 2
     import h5py
 
     with h5py.File(path, "r") as f:
-        n, shape, valid = f["valid"].shape[0], f["valid"].shape[1:], float((f["valid"][()] == 0).mean())
-    print(f"sl-cy tabulate: {n} lenses on a {shape[0]} x {shape[1]} (logMh, gamma_in) grid, "
-          f"{100 * valid:.1f} % valid points, {time.perf_counter() - t0:.2f} s -> {path}")
+        n, shape = f["valid"].shape[0], f["valid"].shape[1:]
+        n_valid = float((f["valid"][()] == 0).sum()) / n
+    kind = "uniform" if args.uniform else f"adaptive (step {args.adaptive_step:g}; {shape[0]} node slots per column)"
+    print(f"sl-cy tabulate: {n} lenses on a {shape[0]} x {shape[1]} (logMh, gamma_in) {kind} grid, "
+          f"{n_valid:.0f} valid points per lens, {time.perf_counter() - t0:.2f} s -> {path}")
     return 0
 
 
@@ -280,6 +286,170 @@ def _cmd_aeta(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# pipeline: run, infer, report, rerun (sl_cy.pipeline)
+# --------------------------------------------------------------------------------------------
+def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
+    from sl_cy.pipeline import DEFAULT_BANK_SIZE, DEFAULT_NSTEPS, DEFAULT_NWALKERS
+
+    p.add_argument("--nwalkers", type=int, default=DEFAULT_NWALKERS,
+                   help=f"emcee walkers, >= 2 x free parameters (default {DEFAULT_NWALKERS})")
+    p.add_argument("--nsteps", type=int, default=DEFAULT_NSTEPS, help=f"MCMC steps (default {DEFAULT_NSTEPS})")
+    p.add_argument("--discard", type=int, default=None, help="burn-in steps left out of the summaries (nsteps/4)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="root random seed (default: fresh entropy, recorded in params.json)")
+    p.add_argument("--sim-id", default=None, help="table folder data/tables/<sim_id>")
+    p.add_argument("--run-id", default=None, help="run folder name (default run_<UTC time>)")
+    p.add_argument("--out", default=".", help="root folder for data/ and inference/ (default: current folder)")
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="worker processes / threads, -1 = all cores (default -1; results do not depend on it)")
+    p.add_argument("--no-eta", action="store_true", help="switch the selection term -N log A(eta) off")
+    p.add_argument("--bank-size", type=int, default=DEFAULT_BANK_SIZE,
+                   help=f"galaxies in the A(eta) Monte-Carlo bank with --selection bank (default "
+                        f"{DEFAULT_BANK_SIZE}); cached in data/banks/ by configuration hash")
+    p.add_argument("--selection", default="quadrature", choices=["quadrature", "bank"],
+                   help="A(eta) engine: the deterministic quadrature table (default; built once, cached in "
+                        "~/.cache/sl_cy) or the Monte-Carlo bank of --bank-size galaxies (data/banks/)")
+    p.add_argument("--fixed", default=None,
+                   help="name=value,... eta parameters held fixed (names alpha_sps, mu_h, beta_h, sigma_h, "
+                        "mu_gamma, sigma_gamma)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--save-plots", dest="save_plots", action="store_true", default=True,
+                   help="write corner.png, traces.png, log_prob.png (default)")
+    g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parse_fixed(spec):
+    if not spec:
+        return None
+    out = {}
+    for item in spec.split(","):
+        k, sep, v = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise ValueError(f"--fixed expects name=value,..., got {item!r}") from None
+    return out
+
+
+def _fail(prog: str, exc: BaseException) -> int:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"{prog}: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _interrupted(prog: str) -> int:
+    print(f"{prog}: interrupted; the unfinished run folder was removed (tables and banks are kept)", file=sys.stderr)
+    return 130
+
+
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, OSError)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    from sl_cy.pipeline import DEFAULT_N_GALAXY
+
+    p.add_argument("--n-galaxy", type=int, default=DEFAULT_N_GALAXY,
+                   help=f"galaxies of the mock (default {DEFAULT_N_GALAXY})")
+    _add_mcmc_options(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing mock of another configuration under the same --sim-id")
+    p.add_argument("--interact", action="store_true",
+                   help="ask before re-using or overwriting existing tables (default: re-use matching tables, "
+                        "refuse mismatching ones)")
+
+
+def _ask(question: str) -> bool:
+    """Ask a yes/no question on the terminal: re-using is the default answer, overwriting is not."""
+    default = "re-use" in question
+    try:
+        ans = input(f"{question} [{'Y/n' if default else 'y/N'}] ").strip().lower()
+    except EOFError:
+        return default
+    return default if not ans else ans in ("y", "yes")
+
+
+def _cmd_run(args, prog: str = "sl-cy run") -> int:
+    from sl_cy.pipeline import run_pipeline
+
+    try:
+        run_pipeline(args.n_galaxy, seed=args.seed, sim_id=args.sim_id, root=args.out, nwalkers=args.nwalkers,
+                     nsteps=args.nsteps, n_jobs=args.n_jobs, eta=not args.no_eta, save_plots=args.save_plots,
+                     bank_size=args.bank_size, progress=not args.no_progress, overwrite=args.overwrite,
+                     confirm=_ask if args.interact else None, run_id=args.run_id, fixed=_parse_fixed(args.fixed),
+                     discard=args.discard, selection=args.selection, verbose=True)
+    except _USER_ERRORS as exc:
+        return _fail(prog, exc)
+    except KeyboardInterrupt:
+        return _interrupted(prog)
+    return 0
+
+
+def _add_infer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--observed", default=None, metavar="FILE",
+                   help="your lens catalogue (CSV or HDF5; columns xA, xB, logRe, logM_star_sps_observed, "
+                        "magnitude_observedA, magnitude_observedB, optional zl, zs); its grids are tabulated first")
+    p.add_argument("--unit", default="kpc", help="unit of xA, xB in the catalogue: kpc (default) or arcsec")
+    p.add_argument("--zl", type=float, default=0.3, help="lens redshift for catalogues without a zl column (0.3)")
+    p.add_argument("--zs", type=float, default=2.0, help="source redshift for catalogues without a zs column (2.0)")
+    _add_mcmc_options(p)
+
+
+def _cmd_infer(args) -> int:
+    from sl_cy.pipeline import infer
+
+    try:
+        infer(args.sim_id, observed=args.observed, unit=args.unit, root=args.out, nwalkers=args.nwalkers,
+              nsteps=args.nsteps, seed=args.seed, eta=not args.no_eta, bank_size=args.bank_size,
+              fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, progress=not args.no_progress,
+              save_plots=args.save_plots, run_id=args.run_id, discard=args.discard, zl=args.zl, zs=args.zs,
+              selection=args.selection, verbose=True)
+    except _USER_ERRORS as exc:
+        return _fail("sl-cy infer", exc)
+    except KeyboardInterrupt:
+        return _interrupted("sl-cy infer")
+    return 0
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="run folder inference/<sim_id>/<run_id>")
+    p.add_argument("--no-plots", dest="save_plots", action="store_false", help="only the summaries")
+
+
+def _cmd_report(args) -> int:
+    from sl_cy.pipeline import report
+
+    try:
+        report(args.path, save_plots=args.save_plots, verbose=True)
+    except _USER_ERRORS as exc:
+        return _fail("sl-cy report", exc)
+    return 0
+
+
+def _add_rerun(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="run folder inference/<sim_id>/<run_id> whose params.json is re-run")
+    p.add_argument("--out", default=None, help="root folder of the new run folder (default: the original root)")
+    p.add_argument("--run-id", default=None, help="name of the new run folder (default run_<UTC time>)")
+    p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_rerun(args) -> int:
+    from sl_cy.pipeline import rerun
+
+    try:
+        rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
+              verbose=True)
+    except _USER_ERRORS as exc:
+        return _fail("sl-cy rerun", exc)
+    except KeyboardInterrupt:
+        return _interrupted("sl-cy rerun")
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
@@ -290,6 +460,13 @@ COMMANDS = {
     "grid": ("forward-solve a lens bank on a parameter grid and stream it to HDF5", _add_grid, _cmd_grid),
     "aeta": ("build a Monte-Carlo bank and tabulate the selection normaliser A(eta) into Aeta_*.h5",
              _add_aeta, _cmd_aeta),
+    "run": ("the main job: simulate -> tabulate -> A(eta) -> MCMC -> summaries, plots, run folder "
+            "inference/<sim_id>/<run_id>/", _add_run, _cmd_run),
+    "infer": ("MCMC inference of eta on the grids of a simulation (--sim-id) or of your catalogue (--observed) "
+              "into a run folder", _add_infer, _cmd_infer),
+    "report": ("re-create summaries and plots of a run folder from its stored chain", _add_report, _cmd_report),
+    "rerun": ("run an inference again from a run folder's params.json (same seed -> identical chain)",
+              _add_rerun, _cmd_rerun),
 }
 
 

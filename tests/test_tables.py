@@ -24,7 +24,7 @@ def test_layout_and_load(sim):
     assert (d / "mock.h5").exists() and (d / "grids.h5").exists() and not (d / "grid_cache").exists()
     lenses, observed, grids = load_mock_and_grids(sim_id, root)
     assert len(lenses) == len(observed) == len(grids) > 10
-    again = tabulate_likelihood_grids(observed, MH, GAM)
+    again = tabulate_likelihood_grids(observed, MH, GAM, adaptive=True)
     assert all(a.equals(b) for a, b in zip(again, grids))
     sub_l, sub_o, sub_g = load_mock_and_grids(sim_id, root, indices=[3, 1])
     assert sub_l.galaxy_id.tolist() == lenses.galaxy_id.iloc[[3, 1]].tolist()
@@ -55,8 +55,11 @@ def test_simulate_then_tabulate_cli(tmp_path, cli):
     run = lambda *a: cli(*a, "--out", tmp_path, "--no-progress", cwd=tmp_path)
     r = run("simulate", "--n-galaxy", "20000", "--seed", "2", "--sim-id", "c1")
     assert r.returncode == 0, r.stderr
+    r = run("tabulate", "--sim-id", "c1", "--logMh", "11.5:14.5:0.25", "--gamma", "0.5:1.5:0.5", "--uniform")
+    assert r.returncode == 0, r.stderr
+    assert "13 x 3" in r.stdout and "uniform" in r.stdout and (tmp_path / "data/tables/c1/grids.h5").exists()
     r = run("tabulate", "--sim-id", "c1", "--logMh", "11.5:14.5:0.25", "--gamma", "0.5:1.5:0.5")
     assert r.returncode == 0, r.stderr
-    assert "13 x 3" in r.stdout and (tmp_path / "data/tables/c1/grids.h5").exists()
+    assert "adaptive" in r.stdout and " x 3 " in r.stdout
     r = run("tabulate", "--sim-id", "nope")
     assert r.returncode == 2 and "simulate" in r.stderr
