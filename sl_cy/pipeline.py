@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from sl_cy._version import __version__
+from sl_cy.selection import _check_seed
 
 __all__ = [
     "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE", "DEFAULT_N_GALAXY", "DEFAULT_SELECTION", "RunResult", "derived_seed",
@@ -141,12 +142,6 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def _check_seed(seed) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().entropy)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
 
 
 def _check_pos_int(name, v, lo=1) -> int:
