@@ -423,8 +423,19 @@ def _tabulate_task(task: dict) -> dict:
         wq = np.broadcast_to((trapezoid_weights(task["logMh"])[:, None] * trapezoid_weights(task["gamma"])[None, :])[None],
                              mh.shape)
         pad = np.zeros(mh.shape, bool)
-    r = invert_images(col["xA"], col["xB"], col["logRe"], mh, g, task["c_halo"], col["zl"], col["zs"],
-                      cosmo=task["cosmo"])
+    if pad.any():   # solve only the used slots of an adaptive grid
+        use = ~pad
+        full = lambda a: np.broadcast_to(a, mh.shape)[use]
+        sol = invert_images(full(col["xA"]), full(col["xB"]), full(col["logRe"]), mh[use], full(g), task["c_halo"],
+                            full(col["zl"]), full(col["zs"]), cosmo=task["cosmo"])
+        r = {}
+        for k, v in sol.items():
+            a = np.full(mh.shape, PADDING if k == "status" else np.nan, dtype=v.dtype)
+            a[use] = v
+            r[k] = a
+    else:
+        r = invert_images(col["xA"], col["xB"], col["logRe"], mh, g, task["c_halo"], col["zl"], col["zs"],
+                          cosmo=task["cosmo"])
     status = np.where(pad, PADDING, r["status"]).astype(np.int8)
     survey = SurveyConfig.from_dict(task["survey"])
     phot = photometry_for(survey)
