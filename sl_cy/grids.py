@@ -349,28 +349,31 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
         return np.where(ok, r["logM_star"], np.nan), ok
 
     L0, ok0 = solve(m0[:, None], gamma_axis[None, :])
-    cols = [[m0.copy(), L0[:, k], ok0[:, k]] for k in range(ng)]
+    # all columns in one flat array sorted by (column, logMh): each round bisects, in every column
+    # at once, the intervals whose logM* change is too large or that straddle a validity edge
+    kc = np.repeat(np.arange(ng), len(m0))
+    m = np.tile(m0, ng)
+    L = L0.T.ravel()
+    ok = ok0.T.ravel()
     for _ in range(max_rounds):
-        ins_m, ins_k = [], []
-        for k, (m, L, ok) in enumerate(cols):
-            dm = np.diff(m)
-            inwin = ~(((L[:-1] < l_lo) & (L[1:] < l_lo)) | ((L[:-1] > l_hi) & (L[1:] > l_hi)))
-            need = ok[:-1] & ok[1:] & inwin & (np.abs(np.diff(L)) > 0.25 * b * step) & (dm > 1e-7)
-            need |= (ok[:-1] != ok[1:]) & (dm > 1e-4)
-            idx = np.nonzero(need)[0]
-            if len(idx):
-                ins_m.append(0.5 * (m[idx] + m[idx + 1]))
-                ins_k.append(np.full(len(idx), k))
-        if not ins_m:
+        same = kc[:-1] == kc[1:]
+        dm = np.diff(m)
+        inwin = ~(((L[:-1] < l_lo) & (L[1:] < l_lo)) | ((L[:-1] > l_hi) & (L[1:] > l_hi)))
+        need = ok[:-1] & ok[1:] & inwin & (np.abs(np.diff(L)) > 0.25 * b * step) & (dm > 1e-7)
+        need |= (ok[:-1] != ok[1:]) & (dm > 1e-4)
+        idx = np.nonzero(need & same)[0]
+        if not len(idx):
             break
-        mm, kk = np.concatenate(ins_m), np.concatenate(ins_k)
+        mm, kk = 0.5 * (m[idx] + m[idx + 1]), kc[idx]
         Ln, okn = solve(mm, gamma_axis[kk])
-        for k in np.unique(kk):
-            sel = kk == k
-            m, L, ok = cols[k]
-            m = np.concatenate([m, mm[sel]])
-            o = np.argsort(m, kind="stable")
-            cols[k] = [m[o], np.concatenate([L, Ln[sel]])[o], np.concatenate([ok, okn[sel]])[o]]
+        kc = np.concatenate([kc, kk])
+        m = np.concatenate([m, mm])
+        o = np.lexsort((m, kc))
+        kc, m = kc[o], m[o]
+        L = np.concatenate([L, Ln])[o]
+        ok = np.concatenate([ok, okn])[o]
+    bounds = np.searchsorted(kc, np.arange(ng + 1))
+    cols = [(m[bounds[k]:bounds[k + 1]], L[bounds[k]:bounds[k + 1]], ok[bounds[k]:bounds[k + 1]]) for k in range(ng)]
 
     out_m = np.full((n_nodes, ng), np.nan)
     out_w = np.zeros((n_nodes, ng))
