@@ -432,7 +432,9 @@ def table_grid():
     return TABLE_G0, TABLE_DG, ng, u0, TABLE_DU, nx
 
 
-def _cache_dir():
+def cache_dir():
+    """The folder of sl_cy's on-disk caches (gNFW table, selection-rate tables):
+    ``$SL_CY_CACHE_DIR`` if set, else ``~/.cache/sl_cy``."""
     d = os.environ.get("SL_CY_CACHE_DIR")
     if d:
         return d
@@ -443,7 +445,7 @@ def table_cache_path():
     """Path of the on-disk cache of the default gNFW table."""
     key = repr((TABLE_VERSION, table_grid(), NGL)).encode()
     h = hashlib.sha1(key).hexdigest()[:12]
-    return os.path.join(_cache_dir(), f"gnfw_table_v{TABLE_VERSION}_{h}.npz")
+    return os.path.join(cache_dir(), f"gnfw_table_v{TABLE_VERSION}_{h}.npz")
 
 
 def ensure_gnfw_table(bint use_cache=True):

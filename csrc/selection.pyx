@@ -150,7 +150,7 @@ cdef inline void _interp4(const double* T, const double* F, const double* ax0, c
                           const double* step, double x0, double x1, double x2, double x3,
                           double* outT, double* outF) noexcept nogil:
     """Multilinear interpolation of the C-ordered 4-D tables T and F (same axes), clamped to
-    their range."""
+    their range; F is skipped when NULL."""
     cdef double u[4]
     cdef double f[4]
     cdef Py_ssize_t i[4]
@@ -183,7 +183,8 @@ cdef inline void _interp4(const double* T, const double* F, const double* ax0, c
                         continue
                     idx = (((i[0] + a) * n[1] + (i[1] + b)) * n[2] + (i[2] + c)) * n[3] + (i[3] + e)
                     s += w * T[idx]
-                    sf += w * F[idx]
+                    if F != NULL:
+                        sf += w * F[idx]
     outT[0] = s
     outF[0] = sf
 
@@ -198,7 +199,7 @@ cdef void _quad_one(const SelConsts* c, const double* T, const double* F, const 
     # A = sum_M wM p_sk(M) sum_R wR sum_H wH sum_g wg T(M + alpha, R, H, g), nodes of R and H
     # scaled to the (conditional) Gaussian of each law; wM already includes p_sk(M) dM.
     cdef Py_ssize_t i, j, k, l
-    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, vF
+    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, vF = 0.0
     for i in range(nm):
         M = Mn[i]
         muR = c.mu_R0 + c.beta_R * (M - c.pivot)
@@ -222,12 +223,13 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
                    const double[::1] M_nodes, const double[::1] M_weights,
                    const double[::1] R_t, const double[::1] R_w, const double[::1] H_t, const double[::1] H_w,
                    const double[:, ::1] gamma_nodes, const double[:, ::1] gamma_weights,
-                   const double[:, ::1] eta, int n_threads=1):
+                   const double[:, ::1] eta, int n_threads=1, bint lens_fraction=True):
     """A(eta) and the lens fraction for a batch of eta by product quadrature (see
     :class:`sl_cy.selection.SelectionQuadrature`).
 
     ``R_t``/``H_t`` are standard-normal nodes (scaled per law), ``gamma_nodes``/``gamma_weights``
-    (n_eta, n_g) the per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2).
+    (n_eta, n_g) the per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2):
+    A and, with ``lens_fraction`` (otherwise 0, and F is not read), E[1 - exp(-T)].
     """
     cdef Py_ssize_t m = eta.shape[0], j
     cdef Py_ssize_t n[4]
@@ -245,10 +247,11 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     out = np.zeros((m, 2))
     cdef double[:, ::1] o = out
     cdef Py_ssize_t nm = M_nodes.shape[0], nr = R_t.shape[0], nh = H_t.shape[0], ng = gamma_nodes.shape[1]
+    cdef const double* Fp = &F[0, 0, 0, 0] if lens_fraction else NULL
     if m == 0:
         return out
     for j in prange(m, nogil=True, num_threads=max(n_threads, 1), schedule="static"):
-        _quad_one(&kern.c, &T[0, 0, 0, 0], &F[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
+        _quad_one(&kern.c, &T[0, 0, 0, 0], Fp, ax0, n, st, nm, &M_nodes[0], &M_weights[0],
                   nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], ng, &gamma_nodes[j, 0], &gamma_weights[j, 0],
                   &eta[j, 0], &o[j, 0])
     return out

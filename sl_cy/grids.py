@@ -50,6 +50,27 @@ OBSERVED_FIELDS = ("xA", "xB", "logRe", "logM_star_sps_observed", "magnitude_obs
                    "magnitude_observedB", "zl", "zs")
 
 
+def trapezoid_weights(axis) -> np.ndarray:
+    """Trapezoid-rule weights of a (possibly non-uniform) increasing axis; a single node has weight 1.
+
+    Examples
+    --------
+    >>> trapezoid_weights([0.0, 1.0, 2.0, 4.0])
+    array([0.5, 1. , 1.5, 1. ])
+    >>> trapezoid_weights([1.0])
+    array([1.])
+    """
+    x = np.asarray(axis, dtype=float).ravel()
+    if len(x) == 1:
+        return np.ones(1)
+    d = np.diff(x)
+    w = np.zeros(len(x))
+    w[:-1] += 0.5 * d
+    w[1:] += 0.5 * d
+    return w
+
+
+
 @dataclass
 class LensGrid:
     """Eta-independent likelihood grid of one lens.
@@ -105,8 +126,6 @@ class LensGrid:
         if self.logMh is None:
             self.logMh = np.broadcast_to(np.asarray(self.logMh_axis, float)[:, None], shape).copy()
         if self.wq is None:
-            from sl_cy.likelihood import trapezoid_weights
-
             self.wq = trapezoid_weights(self.logMh_axis)[:, None] * trapezoid_weights(self.gamma_axis)[None, :]
             self.wq = np.broadcast_to(self.wq, shape).copy()
 
@@ -333,8 +352,6 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
     """
     from scipy.interpolate import PchipInterpolator
 
-    from sl_cy.likelihood import trapezoid_weights
-
     gamma_axis = np.asarray(gamma_axis, float)
     m0 = np.asarray(logMh_axis, float)
     ng = len(gamma_axis)
@@ -421,8 +438,6 @@ def _tabulate_task(task: dict) -> dict:
         mh = np.where(pad, task["logMh"][0], nodes_mh)
     else:
         mh = np.broadcast_to(task["logMh"][None, :, None], (len(o["xA"]), len(task["logMh"]), len(task["gamma"])))
-        from sl_cy.likelihood import trapezoid_weights
-
         wq = np.broadcast_to((trapezoid_weights(task["logMh"])[:, None] * trapezoid_weights(task["gamma"])[None, :])[None],
                              mh.shape)
         pad = np.zeros(mh.shape, bool)

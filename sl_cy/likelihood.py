@@ -35,6 +35,7 @@ import numpy as np
 
 from sl_cy import _likelihood
 from sl_cy.config import SCATTER
+from sl_cy.grids import trapezoid_weights
 from sl_cy.population import (DEFAULT_ETA, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM, gamma_logpdf, logMh_logpdf,
                               logRe_logpdf, model_params, mstar_logpdf)
 
@@ -266,26 +267,6 @@ def log_prior(theta, prior: Prior | None = None):
 # --------------------------------------------------------------------------------------------
 # the kernel
 # --------------------------------------------------------------------------------------------
-def trapezoid_weights(axis) -> np.ndarray:
-    """Trapezoid-rule weights of a (possibly non-uniform) increasing axis; a single node has weight 1.
-
-    Examples
-    --------
-    >>> trapezoid_weights([0.0, 1.0, 2.0, 4.0])
-    array([0.5, 1. , 1.5, 1. ])
-    >>> trapezoid_weights([1.0])
-    array([1.])
-    """
-    x = np.asarray(axis, dtype=float).ravel()
-    if len(x) == 1:
-        return np.ones(1)
-    d = np.diff(x)
-    w = np.zeros(len(x))
-    w[:-1] += 0.5 * d
-    w[1:] += 0.5 * d
-    return w
-
-
 def _stacked(grids) -> dict:
     if isinstance(grids, dict):
         return grids

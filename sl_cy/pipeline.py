@@ -623,17 +623,12 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
 
             if verbose:
                 print("A(eta): deterministic quadrature table (sl_cy.selection.build_selection_table)", flush=True)
-            import os
-
-            tdir = Path(os.environ.get("SL_CY_CACHE_DIR") or Path.home() / ".cache" / "sl_cy")
             A_call = build_selection_table(survey=const["survey"], zl=const["zl"], zs=const["zs"],
                                            c_halo=const["c_halo"], model=const["model"], cosmo=const["cosmo"],
-                                           n_jobs=n_jobs, cache_dir=tdir, progress=bool(progress))
-            if hasattr(A_call, "n_threads"):
-                A_call.n_threads = n_jobs
-            th = getattr(A_call, "config_hash", None)
-            selection.update(engine="quadrature", table_hash=th,
-                             table_file=str(tdir / f"selection_table_{th[:16]}.h5") if th else None)
+                                           n_jobs=n_jobs, progress=bool(progress))
+            A_call.n_threads = n_jobs
+            selection.update(engine="quadrature", table_hash=A_call.config_hash,
+                             table_file=None if A_call.path is None else str(A_call.path))
         elif A is None:
             if verbose:
                 print(f"A(eta): selection bank of {bank_size} galaxies (seed {bank_seed})", flush=True)

@@ -1129,6 +1129,11 @@ class SelectionQuadrature:
         What the table was built with.
     n_threads : int, optional
 
+    Attributes
+    ----------
+    path : Path or None
+        The cache file it was loaded from or saved to by :func:`build_selection_table`.
+
     Performance
     -----------
     About 1.5-3 ms per eta on one core (98 304 interpolations of the table); eta batches are
@@ -1155,6 +1160,7 @@ class SelectionQuadrature:
         self.axes = {k: tuple(float(v) for v in axes[k]) for k in SELECTION_TABLE_AXES}
         self.config = dict(config)
         self.config_hash = config_hash(self.config)
+        self.path = None
         shape = tuple(len(_axis(self.axes[k])) for k in SELECTION_TABLE_AXES)
         if self.T.shape != shape or self.F.shape != shape:
             raise ValueError(f"selection table has shape {self.T.shape}, its axes need {shape}")
@@ -1193,23 +1199,25 @@ class SelectionQuadrature:
         w = 0.5 * (hi - lo) * self._wg[None, :] * np.exp(lp)
         return np.ascontiguousarray(g), np.ascontiguousarray(np.where(np.isfinite(w), w, 0.0))
 
-    def _both(self, eta):
+    def _quad(self, eta, lens_fraction: bool):
+        """Column 0: A(eta); column 1 (only with ``lens_fraction``): E[1 - exp(-T)]."""
         e, scalar = SelectionBank._eta_batch(eta)
         g, wg = self._gamma_nodes(e)
         out = _selection.quad_selection(self.kernel, self.T, self.F, self._start, self._step, self._M, self._wM,
-                                        self._tR, self._wR, self._tH, self._wH, g, wg, e, self.n_threads)
+                                        self._tR, self._wR, self._tH, self._wH, g, wg, e, self.n_threads,
+                                        lens_fraction)
         return out, scalar
 
     def __call__(self, eta):
         """A(eta) for one eta (float) or a batch (n, 6) (array); ValueError (as the bank) for a
         non-finite eta or sigma_h, sigma_gamma <= 0 (:class:`sl_cy.likelihood.Posterior` turns
         that into -inf for the row)."""
-        out, scalar = self._both(eta)
+        out, scalar = self._quad(eta, False)
         return float(out[0, 0]) if scalar else out[:, 0]
 
     def lens_fraction(self, eta):
         """E[1 - exp(-T)]: the fraction of galaxies with at least one detected source."""
-        out, scalar = self._both(eta)
+        out, scalar = self._quad(eta, True)
         return float(out[0, 1]) if scalar else out[:, 1]
 
     def save(self, path) -> Path:
@@ -1283,12 +1291,14 @@ def build_selection_table(survey: SurveyConfig | None = None, zl: float = DEFAUL
     h = config_hash(cfg)
     path = None
     if cache:
-        root = Path(cache_dir) if cache_dir is not None else Path(
-            os.environ.get("SL_CY_CACHE_DIR") or Path.home() / ".cache" / "sl_cy")
-        path = root / f"selection_table_{h[:16]}.h5"
+        from sl_cy._profiles import cache_dir as default_cache_dir
+
+        path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"selection_table_{h[:16]}.h5"
         if path.exists():
             try:
-                return SelectionQuadrature.load(path, expected_hash=h)
+                sq = SelectionQuadrature.load(path, expected_hash=h)
+                sq.path = path
+                return sq
             except (OSError, KeyError, ValueError):
                 pass
     survey = SurveyConfig() if survey is None else survey
@@ -1318,6 +1328,7 @@ def build_selection_table(survey: SurveyConfig | None = None, zl: float = DEFAUL
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             sq.save(path)
+            sq.path = path
         except OSError:
             pass
     return sq

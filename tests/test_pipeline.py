@@ -173,6 +173,7 @@ def test_quadrature_engine_plumbing_and_rerun(small_sim, monkeypatch):
     class Table:
         config_hash = "ab" * 32
         n_threads = 1
+        path = None
 
         def __call__(self, eta):
             return bank.evaluate(eta, warn=False)
