@@ -185,7 +185,7 @@ class LensGrid:
             obs.attrs[k] = v
         cfg = group.create_group("config")
         for k, v in self.config.items():
-            cfg.attrs[k] = v
+            cfg.attrs[k] = json.dumps(v) if isinstance(v, dict) else v
 
     @classmethod
     def from_hdf5(cls, group) -> "LensGrid":
@@ -193,6 +193,7 @@ class LensGrid:
         arrays = {k: group[k][()] for k in GRID_ARRAYS}
         observed = {k: _py(v) for k, v in group["observed"].attrs.items()}
         config = {k: _py(v) for k, v in group["config"].attrs.items()}
+        config = {k: json.loads(v) if isinstance(v, str) and v.startswith("{") else v for k, v in config.items()}
         return cls(group["logMh_axis"][()], group["gamma_axis"][()], valid=group["valid"][()].astype(np.int8),
                    observed=observed, config=config, **arrays)
 
@@ -431,7 +432,7 @@ def support_scan_axis(axis, support) -> np.ndarray:
     Examples
     --------
     >>> support_scan_axis([11.0, 12.0, 13.0], (10.5, 13.5)).tolist()
-    [10.5, 11.0, 12.0, 13.0, 13.5]
+    [10.5, 10.6, 10.7, 10.8, 10.9, 11.0, 12.0, 13.0, 13.1, 13.2, 13.3, 13.4, 13.5]
     """
     lo, hi = (float(v) for v in support)
     a = np.asarray(axis, dtype=float)
@@ -588,9 +589,14 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     >>> import pandas as pd
     >>> obs = pd.DataFrame(dict(xA=[6.62], xB=[-3.07], logRe=[0.9], logM_star_sps_observed=[11.5],
     ...                         magnitude_observedA=[24.0], magnitude_observedB=[24.8]))
-    >>> g = tabulate_likelihood_grids(obs, np.linspace(12.5, 13.5, 11), np.linspace(0.8, 1.2, 5))[0]
-    >>> g.shape, bool(g.is_valid.any())
-    ((11, 5), True)
+    >>> g = tabulate_likelihood_grids(obs, gamma_grid=np.linspace(0.8, 1.2, 5))[0]      # adaptive (default)
+    >>> g.config["quadrature"], g.shape[1], bool(g.is_valid.any())
+    ('adaptive', 5, True)
+    >>> float(g.logMh[g.is_valid].min()) >= 10.0 and float(g.logMh[g.is_valid].max()) <= 17.0
+    True
+    >>> r = tabulate_likelihood_grids(obs, DEFAULT_LOGMH_GRID, [1.0], adaptive=False)[0]   # regular grid
+    >>> r.shape, bool(r.is_valid.any())
+    ((71, 1), True)
     """
     survey = survey or (forward_model.survey if isinstance(forward_model, ForwardModel) else None)
     over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}

@@ -695,7 +695,7 @@ class Posterior:
             raise ValueError(f"A(eta) returned shape {a.shape} for {len(e)} eta")
         bad = ~(np.isfinite(a) & (a > 0))
         if bad.any():
-            raise ValueError(f"A(eta) = {a[bad][0]!r} at eta = {e[bad][0].tolist()}, inside the normaliser's bounds")
+            raise ValueError(f"A(eta) = {float(a[bad][0])!r} at eta = {e[bad][0].tolist()}, inside the normaliser's bounds")
         return np.log(a)
 
     def log_likelihood_full(self, e: np.ndarray) -> np.ndarray:

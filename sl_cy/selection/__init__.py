@@ -12,6 +12,7 @@
 from sl_cy.selection.base import ESS_WARN_THRESHOLD, Selection, SelectionWarning, eta_batch
 from sl_cy.selection.bank import (BankProposal, SelectionBank, bank_config, build_selection_bank, load_bank,
                                   save_bank)
+from sl_cy.selection.bank import _check_seed, _ktable_for  # noqa: F401  (private helpers of sl_cy.pipeline, benchmarks)
 from sl_cy.selection.quadrature import (SELECTION_TABLE_VERSION, SelectionQuadrature, build_selection_table,
                                         selection_for, selection_table_axes, selection_table_config)
 from sl_cy.selection.tables import (AEtaTable, cached_A, compute_Aeta_grid, load_A_eta_table, parse_axes,
