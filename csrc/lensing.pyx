@@ -682,6 +682,9 @@ cdef class ScalarLens:
         if self.cr.status != ST_OK:
             return a, b, self.cr.status
         st = lens_images(&self.L, &self.cr, beta_unit * self.cr.y_caustic, &a, &b)
+        if st != ST_OK:
+            a = NAN
+            b = NAN
         return a, b, st
 
     def image_properties(self, double beta_unit):
