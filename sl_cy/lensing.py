@@ -439,7 +439,7 @@ class LensModel:
 
         Performance
         -----------
-        ~0.6 microseconds for a float x.
+        ~0.4 microseconds for a float x.
 
         Examples
         --------
@@ -565,7 +565,7 @@ def solve_single_lens(model: LensModel, beta_unit):
 
     Performance
     -----------
-    ~1 microsecond after the model's critical curves are known, ~4 on a fresh model.
+    ~1.5 microseconds once the model's critical curves are known, ~4 on a fresh model.
 
     Precision
     ---------
@@ -603,7 +603,7 @@ def lens_properties(model: LensModel, beta_unit):
 
     Performance
     -----------
-    ~5 microseconds on a fresh model.
+    ~10 microseconds on a fresh model (critical curves, images, three arcsec conversions).
 
     Precision
     ---------
