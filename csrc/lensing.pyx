@@ -13,6 +13,11 @@ A lens is de Vaucouleurs stars + gNFW halo (see ``sl_cy._profiles``); x is a sig
 
 Root finders are bracketed (safeguarded Newton, Brent) and bounded in iterations. Failures are
 reported as status codes (``ST_*`` in ``_lensing.pxd``), never as exceptions inside a batch.
+
+Entry points: ``forward_batch``, ``invert_batch``, ``profile_batch`` for arrays; for the seed's
+one-lens-at-a-time API ``ScalarLens`` (a lens set up once, critical curves on first use),
+``invert_one`` and ``plane_constants``. Both kinds call the same C routines (``lens_local`` and
+``lens_image_pair`` hold the per-point formulas), so they agree to the last bit.
 """
 import numpy as np
 from libc.math cimport exp, log, fabs, sqrt, pow, isfinite, M_PI, NAN, M_LN10
@@ -646,6 +651,7 @@ cdef class ScalarLens:
     def __cinit__(self, double logM_star, double logM_halo, double logRe, double gamma_in,
                   double c_halo, double sigma_cr, double rho_c, double H0, double Om, double Ode):
         cdef Cosmo cosmo
+        # the redshifts enter only through sigma_cr and rho_c: (1, 2) stands in for a valid pair
         if not (isfinite(logM_star) and isfinite(sigma_cr) and sigma_cr > 0.0 and isfinite(rho_c)
                 and rho_c > 0.0) or _bad_lens(logM_halo, logRe, gamma_in, c_halo, 1.0, 2.0):
             raise ValueError("ScalarLens: non-finite or out-of-domain input")
@@ -742,6 +748,7 @@ def invert_one(double xA, double xB, double logRe, double logM_halo, double gamm
     cdef Critical cr
     cdef double lm = NAN, be = NAN, ma = NAN, mb = NAN, dj = NAN
     cdef int st
+    # as in invert_batch; the redshifts enter only through sigma_cr and rho_c
     if _bad_lens(logM_halo, logRe, gamma_in, c_halo, 1.0, 2.0) or not (xA > 0.0) or not (xB < 0.0) \
             or not isfinite(xA) or not (sigma_cr > 0.0 and rho_c > 0.0):
         return ST_BAD_INPUT, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN
