@@ -22,7 +22,7 @@ one-lens-at-a-time API ``ScalarLens`` (a lens set up once, critical curves on fi
 import numpy as np
 from libc.math cimport exp, log, fabs, sqrt, pow, isfinite, M_PI, NAN, M_LN10
 
-from sl_cy._profiles cimport (Cosmo, GStencil, cosmo_init, sigma_cr_kpc, rhoc_kpc3, dang_kpc, devauc_unit,
+from sl_cy._profiles cimport (Cosmo, GStencil, cosmo_init, sigma_cr_kpc, rhoc_kpc3, devauc_unit,
                               gamma_stencil, gnfw_lnsigma_lnm2, gnfw_lnm3)
 from sl_cy import _profiles
 
@@ -625,14 +625,14 @@ def profile_batch(x, double logM_star, double logM_halo, double logRe, double ga
 # scalar entry points (the seed's one-lens-at-a-time API): the same C routines as the batches
 # --------------------------------------------------------------------------------------------
 def plane_constants(double zl, double zs, double H0, double Om, double Ode):
-    """(Sigma_cr in Msun/kpc^2, rho_c(zl) in Msun/kpc^3, D(0, zl) in kpc) for one lens plane.
+    """(Sigma_cr in Msun/kpc^2, rho_c(zl) in Msun/kpc^3) for one lens plane.
 
     The values the batch kernels compute for (zl, zs); ``sl_cy.lensing`` caches them per
     (zl, zs, cosmology).
     """
     cdef Cosmo cosmo
     cosmo_init(&cosmo, H0, Om, Ode)
-    return sigma_cr_kpc(&cosmo, zl, zs), rhoc_kpc3(&cosmo, zl), dang_kpc(&cosmo, 0.0, zl)
+    return sigma_cr_kpc(&cosmo, zl, zs), rhoc_kpc3(&cosmo, zl)
 
 
 cdef class ScalarLens:

@@ -27,17 +27,19 @@ Scalar API
 ----------
 The seed's one-lens-at-a-time functions (:class:`LensModel` and its methods,
 :func:`solve_single_lens`, :func:`lens_properties`, :func:`solve_lens_parameters_from_obs`,
-:func:`compute_detJ`) take a fast path for Python/NumPy floats: inputs are checked as scalars,
-Sigma_cr, rho_c and D(zl) are cached per (zl, zs, cosmology), a :class:`LensModel` sets its
-lens up once in C and solves its critical curves only when first asked, and each method
-computes only what it returns. The C routines are those of the batch API, so the scalar
-results equal :func:`forward_solve` / :func:`invert_images` to the last bit. Each call costs
-a few microseconds (``benchmarks/bench_core.py``).
+:func:`compute_detJ`) take a fast path for Python/NumPy floats: inputs are checked as scalars;
+Sigma_cr and rho_c are cached per (zl, zs, cosmology) (D(zl), for the arcsec conversions, by
+:mod:`sl_cy.cosmology`); a :class:`LensModel` sets its lens up once in C and solves its
+critical curves only when first asked; each method computes only what it returns. The C
+routines are those of the batch API, so the scalar results equal :func:`forward_solve` /
+:func:`invert_images` to the last bit. Each call costs a few microseconds
+(``benchmarks/bench_core.py``).
 """
 from __future__ import annotations
 
 import enum
 import math
+import operator
 import warnings
 from functools import lru_cache
 
@@ -79,8 +81,8 @@ def _warn(status) -> None:
 
 @lru_cache(maxsize=4096)
 def _plane(zl, zs, H0, Om, Ode):
-    """(Sigma_cr [Msun/kpc^2], rho_c(zl) [Msun/kpc^3], D(0, zl) [kpc]) of one lens plane,
-    cached per (zl, zs, cosmology); the values the batch kernels compute."""
+    """(Sigma_cr [Msun/kpc^2], rho_c(zl) [Msun/kpc^3]) of one lens plane, cached per
+    (zl, zs, cosmology); the values the batch kernels compute."""
     return _lensing.plane_constants(zl, zs, H0, Om, Ode)
 
 
@@ -100,7 +102,7 @@ def _fast_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs):
     return ms, mh, re, g, c, a, b
 
 
-def _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, what="LensModel"):
+def _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs):
     """Validated scalar lens parameters (ms, mh, re, g, c, zl, zs) as floats; ValueError otherwise."""
     p = _fast_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs)
     if p is not None:
@@ -109,7 +111,7 @@ def _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, what="Le
     vals = dict(logM_star=ms, logM_halo=mh, logRe=re, gamma_in=g, c_halo=c, zl=zl_, zs=zs_)
     for name, v in vals.items():
         if np.ndim(v) != 0:
-            raise ValueError(f"{what} takes scalars; {name} has shape {np.shape(v)} "
+            raise ValueError(f"LensModel takes scalars; {name} has shape {np.shape(v)} "
                              "(use forward_solve for batches)")
     return tuple(float(v) for v in vals.values())
 
@@ -254,8 +256,7 @@ def orient_images(xA_obs, xB_obs):
 
 
 def _param(name, doc):
-    key = "_" + name
-    return property(lambda self: getattr(self, key), doc=doc)
+    return property(operator.attrgetter("_" + name), doc=doc)
 
 
 class LensModel:
