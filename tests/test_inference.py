@@ -16,7 +16,7 @@ from sl_cy.population import DEFAULT_ETA
 def small_posterior():
     _, obs = run_mock_simulation(20_000, seed=5, show_progress=False)
     grids = tabulate_likelihood_grids(obs, gamma_grid=[1.0], show_progress=False)
-    return Posterior(grids)
+    return Posterior(grids, use_selection=False)
 
 
 def test_initial_ball_inside_prior(small_posterior):
@@ -134,11 +134,12 @@ def test_RECOVERY_library_defaults(library_grids, capsys):
     assert np.max(np.abs(off["x"] - TRUTH) / ci["std"].to_numpy()) > 3
 
 
-def test_no_finite_starting_walker_raises(small_posterior):
-    with pytest.raises(ValueError, match="no starting walker has a finite log posterior"):
-        initial_ball(small_posterior, 12, initial_guess=[0.0, 12.9, 2.0, 0.3], scale=1e-3, seed=1,
-                     max_tries=0) if False else run_mcmc(Posterior(small_posterior.kernel, prior=_narrow_prior()),
-                                                         nwalkers=12, nsteps=3, progress=False, seed=1)
+def test_no_finite_starting_walker_raises():
+    """A prior entirely outside the normaliser's bounds: run_mcmc refuses to start and says why."""
+    _, obs = run_mock_simulation(20_000, seed=5, show_progress=False)
+    post = Posterior(tabulate_likelihood_grids(obs.iloc[:10], show_progress=False), prior=_narrow_prior())
+    with pytest.raises(ValueError, match="no starting walker has a finite log posterior.*outside the bounds"):
+        run_mcmc(post, nwalkers=12, nsteps=3, progress=False, seed=1)
 
 
 def _narrow_prior():
