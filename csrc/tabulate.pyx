@@ -288,7 +288,7 @@ cdef void _pchip_place(const double* x, const double* y, const double* d, Py_ssi
 
 
 cdef int _place_column(Trace* t, const Column* p, double a, double b, double step, int n_nodes,
-                       double wg, double* om, double* ow, Py_ssize_t stride) noexcept nogil:
+                       double wg, double* om, double* ow, Py_ssize_t stride, int* n_pieces) noexcept nogil:
     """Pieces of the traced column and their nodes/weights (slots 0.. of om/ow, stride apart).
     Returns FLAG_SLOTS if pieces had to be dropped for lack of slots, else 0."""
     cdef Py_ssize_t i, s0, n = t.n, npieces = 0, need, total = 0, j = 0, nout
@@ -309,6 +309,7 @@ cdef int _place_column(Trace* t, const Column* p, double a, double b, double ste
             total += <Py_ssize_t>ceil(t.s[i - 1] / step) + 1
         if i == s0:
             i += 1
+    n_pieces[0] = <int>npieces
     if npieces == 0:
         return 0
     # pass 2: placement
@@ -341,7 +342,8 @@ cdef int _lens_columns(const Cosmo* cosmo, double xA, double xB, double logRe, d
                        double zl, double zs, const double* gam, const double* wg, Py_ssize_t ng,
                        const double* m0, Py_ssize_t nm, double c_halo, double step, double a,
                        double b, double win_lo, double win_hi, int n_nodes, int max_rounds,
-                       bint exact, double* om, double* ow, long long* n_solved) noexcept nogil:
+                       bint exact, double* om, double* ow, long long* n_solved,
+                       int* n_pieces) noexcept nogil:
     """All columns of one lens into om/ow (shape (n_nodes, ng), pre-filled NaN / 0)."""
     cdef Column p
     cdef Trace t
@@ -377,7 +379,7 @@ cdef int _lens_columns(const Cosmo* cosmo, double xA, double xB, double logRe, d
             flag = FLAG_MEMORY
             break
         n_solved[0] += t.n
-        f = _place_column(&t, &p, a, b, step, n_nodes, wg[k], &om[k], &ow[k], ng)
+        f = _place_column(&t, &p, a, b, step, n_nodes, wg[k], &om[k], &ow[k], ng, &n_pieces[k])
         if f > flag:
             flag = f
     _trace_free(&t)
@@ -426,6 +428,8 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
         were dropped); 2 on allocation failure (no nodes).
     n_points : (n_lens,) int64
         Points traced (logM* evaluations) per lens.
+    n_pieces : (n_lens, n_gamma) int32
+        Contiguous valid pieces per column.
     """
     _profiles.ensure_gnfw_table()
     cdef Py_ssize_t n = xA.shape[0], ng = gamma_axis.shape[0], nm = logMh_axis.shape[0], i
@@ -440,20 +444,23 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
     out_w = np.zeros((n, n_nodes, ng))
     flags = np.zeros(n, dtype=np.int8)
     npts = np.zeros(n, dtype=np.int64)
+    npc = np.zeros((n, ng), dtype=np.int32)
     cdef double[:, :, ::1] om = out_m
     cdef double[:, :, ::1] ow = out_w
     cdef signed char[::1] fl = flags
     cdef long long[::1] npv = npts
+    cdef int[:, ::1] npcv = npc
     cdef Cosmo cosmo
     cosmo_init(&cosmo, H0, Om, Ode)
     if n == 0 or ng == 0 or n_nodes == 0:
-        return out_m, out_w, flags, npts
+        return out_m, out_w, flags, npts, npc
     for i in prange(n, nogil=True, schedule="dynamic", num_threads=max(n_threads, 1)):
         fl[i] = _lens_columns(&cosmo, xA[i], xB[i], logRe[i], m_obs[i], zl[i], zs[i],
                               &gamma_axis[0], &gamma_weights[0], ng, &logMh_axis[0], nm, c_halo,
                               step, scale_mh, scale_mstar, window_lo, window_hi, n_nodes,
-                              max_rounds, exact_validity, &om[i, 0, 0], &ow[i, 0, 0], &npv[i])
-    return out_m, out_w, flags, npts
+                              max_rounds, exact_validity, &om[i, 0, 0], &ow[i, 0, 0], &npv[i],
+                              &npcv[i, 0])
+    return out_m, out_w, flags, npts, npc
 
 
 def point_validity(double xA, double xB, double logRe, const double[::1] logMh, double gamma,
@@ -494,3 +501,60 @@ def point_validity(double xA, double xB, double logRe, const double[::1] logMh, 
             p.exact = True
             _solve(&p, logMh[i], &Le, &ve[i])
     return lm, okf, oke, full
+
+
+def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double lo, double hi,
+                double step, double scale_mh, double scale_mstar, int n_nodes, double gamma_weight=1.0):
+    """Placement step alone, on a given column trace (for tests: traces with several pieces).
+
+    Parameters
+    ----------
+    logMh, logM_star : (n,) float64
+        Trace points in increasing logMh and their logM*.
+    ok : (n,) bool
+        Validity of the points.
+    lo, hi : float
+        logM* window (absolute).
+    step, scale_mh, scale_mstar, n_nodes, gamma_weight :
+        As in :func:`adaptive_columns_batch` (one column).
+
+    Returns
+    -------
+    logMh, wq : (n_nodes,) float64
+    n_pieces, flag : int
+    """
+    cdef Py_ssize_t n = logMh.shape[0], i
+    if logM_star.shape[0] != n or len(ok) != n:
+        raise ValueError("logMh, logM_star and ok must have the same length")
+    if n_nodes < 1:
+        raise ValueError("n_nodes must be >= 1")
+    okv = np.ascontiguousarray(ok, dtype=np.uint8)
+    cdef const unsigned char[::1] vok = okv
+    out_m = np.full(n_nodes, np.nan)
+    out_w = np.zeros(n_nodes)
+    cdef double[::1] om = out_m
+    cdef double[::1] ow = out_w
+    cdef Trace t
+    cdef Column p
+    cdef int npieces = 0, flag
+    t.m = NULL
+    t.L = NULL
+    t.ok = NULL
+    t.s = NULL
+    t.d = NULL
+    t.n = 0
+    t.cap = 0
+    if _trace_reserve(&t, n + 1) != 0:
+        _trace_free(&t)
+        raise MemoryError()
+    for i in range(n):
+        t.m[i] = logMh[i]
+        t.L[i] = logM_star[i]
+        t.ok[i] = vok[i]
+    t.n = n
+    p.lo = lo
+    p.hi = hi
+    flag = _place_column(&t, &p, scale_mh, scale_mstar, step, n_nodes, gamma_weight, &om[0], &ow[0], 1,
+                         &npieces)
+    _trace_free(&t)
+    return out_m, out_w, npieces, flag
