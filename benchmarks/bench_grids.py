@@ -86,18 +86,20 @@ def _adaptive(obs, n_ref_lenses):
                    for i in range(k)]
 
     t_py, cpu_py = timed(python_rule, repeat=1)
-    same = sum(np.array_equal(rm, m[i], equal_nan=True) and np.array_equal(rw, w[i]) for i, (rm, rw) in enumerate(refs))
-    dmax = max(max(np.nanmax(np.abs(rm - m[i]), initial=0.0), np.max(np.abs(rw - w[i]))) for i, (rm, rw) in enumerate(refs))
+    same = sum(np.array_equal(rm, m[i], equal_nan=True) and np.array_equal(rw, w[i])
+               for i, (rm, rw) in enumerate(refs))
+    dmax = max(max(np.nanmax(np.abs(rm - m[i]), initial=0.0), np.max(np.abs(rw - w[i])))
+               for i, (rm, rw) in enumerate(refs))
     t_tab, cpu_tab = timed(lambda: tabulate_likelihood_grids(obs, DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID, adaptive=True,
                                                              show_progress=False), repeat=1)
     pts = info["n_points"].mean()
-    print(f"\nadaptive column rule, default grids ({len(DEFAULT_LOGMH_GRID)} logMh scan x {len(DEFAULT_GAMMA_GRID)} gamma; "
-          f"{pts:.0f} logM* evaluations per lens), ms per lens")
+    print(f"\nadaptive column rule, default grids ({len(DEFAULT_LOGMH_GRID)} logMh scan x "
+          f"{len(DEFAULT_GAMMA_GRID)} gamma; {pts:.0f} logM* evaluations per lens), ms per lens")
     print(f"{'':36s} {'wall':>8s} {'CPU':>8s} {'speed-up (CPU)':>15s}")
     print(f"{'Python rule (reference), one core':36s} {t_py / k * 1e3:8.2f} {cpu_py / k * 1e3:8.2f} {1.0:14.1f}x"
           f"   [{k} lenses]")
-    print(f"{'compiled rule, 1 thread':36s} {t1 / n * 1e3:8.2f} {cpu1 / n * 1e3:8.2f} {cpu_py / k / (cpu1 / n):14.1f}x"
-          f"   [{n} lenses]")
+    print(f"{'compiled rule, 1 thread':36s} {t1 / n * 1e3:8.2f} {cpu1 / n * 1e3:8.2f} "
+          f"{cpu_py / k / (cpu1 / n):14.1f}x   [{n} lenses]")
     print(f"{'compiled rule, 2 threads':36s} {t2 / n * 1e3:8.2f} {'':>8s} {'':>15s}   (wall {t1 / t2:.2f}x of 1 thread)")
     print(f"{'whole adaptive tabulation, one core':36s} {t_tab / n * 1e3:8.2f} {cpu_tab / n * 1e3:8.2f}"
           f"   (rule + inversion of the used slots + F_phot)")
