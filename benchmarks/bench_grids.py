@@ -17,9 +17,13 @@ Run:  python benchmarks/bench_grids.py [--n-lens 200] [--n-ref-points 5] [--n-re
    of the used slots + F_phot). Times are best of 3 wall clock on a warm process; CPU time of
    the one-thread call is printed too (it is what the machine's other load does not inflate).
 
-Recorded (2026-11-30, 2-vCPU AMD EPYC shared with other jobs, load ~3; mock seed 4, 200 lenses,
-Python rule on 20): adaptive rule compiled 1.1-1.2 ms per lens on one thread (CPU time; ~2700
-logM* evaluations per lens), Python rule 14-16 ms per lens (~13x); 20/20 lenses bit-identical.
+Recorded (2026-11-30, 2-vCPU AMD EPYC shared with other jobs at load 3-5; mock seed 4, 150-200
+lenses, Python rule on 20; ~2700 logM* evaluations per lens): compiled rule 1.1-1.5 ms per lens
+CPU time on one thread (wall 1.5-1.6 ms), Python rule 16-18 ms CPU (28-31 ms wall): 12-14x;
+20/20 lenses bit-identical. Two threads gave no wall-clock gain while both cores were busy with
+other jobs (the lenses are independent; results do not depend on the thread count). The whole
+adaptive tabulation is 4.1-4.3 ms per lens CPU, most of it the full inversion (critical curves
+for y_c and the status) of the ~990 used node slots (~2.7 ms), not the rule.
 """
 import argparse
 import time
