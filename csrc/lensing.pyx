@@ -13,6 +13,11 @@ A lens is de Vaucouleurs stars + gNFW halo (see ``sl_cy._profiles``); x is a sig
 
 Root finders are bracketed (safeguarded Newton, Brent) and bounded in iterations. Failures are
 reported as status codes (``ST_*`` in ``_lensing.pxd``), never as exceptions inside a batch.
+
+Entry points: ``forward_batch``, ``invert_batch``, ``profile_batch`` for arrays; for the seed's
+one-lens-at-a-time API ``ScalarLens`` (a lens set up once, critical curves on first use),
+``invert_one`` and ``plane_constants``. Both kinds call the same C routines (``lens_local`` and
+``lens_image_pair`` hold the per-point formulas), so they agree to the last bit.
 """
 import numpy as np
 from libc.math cimport exp, log, fabs, sqrt, pow, isfinite, M_PI, NAN, M_LN10
@@ -38,6 +43,9 @@ STATUS_NAMES = {
     ST_ROOT_FAILED: "root finder hit its iteration limit",
     ST_BAD_INPUT: "non-finite or out-of-domain input",
 }
+
+# order of the local quantities written by lens_local (rows of profile_batch / ScalarLens.profile)
+LOCAL_NAMES = ("alpha", "alpha_star", "alpha_halo", "kappa", "kappa_star", "kappa_halo", "inv_mu_r", "inv_mu_t")
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +106,45 @@ cdef double lens_mu(const Lens* L, double x) noexcept nogil:
     cdef double a, k
     lens_alpha_kappa(L, x, &a, &k)
     return 1.0 / ((1.0 - a / x) * (1.0 + a / x - 2.0 * k))
+
+
+cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil:
+    """Local quantities at x != 0, written to out[0..7] in the order of ``LOCAL_NAMES``:
+    alpha, alpha*, alpha_h (signed, kpc), kappa, kappa*, kappa_h, 1/mu_r, 1/mu_t."""
+    cdef double asu, ah, ksu, kh, a, kap
+    lens_components(L, x, &asu, &ah, &ksu, &kh)
+    a = L.mstar * asu + ah
+    kap = L.mstar * ksu + kh
+    out[0] = a
+    out[1] = L.mstar * asu
+    out[2] = ah
+    out[3] = kap
+    out[4] = L.mstar * ksu
+    out[5] = kh
+    out[6] = 1.0 + a / x - 2.0 * kap
+    out[7] = 1.0 - a / x
+
+
+cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil:
+    """Quantities at the images x_A = a, x_B = b of a solved lens, written to out[0..6]:
+    mu_A, mu_B (signed), kappa_A, kappa_B, shear_A, shear_B and
+    |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|)."""
+    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, alA, alB, kA, kB, irA, irB
+    lens_components(L, a, &asA, &ahA, &ksA, &khA)
+    lens_components(L, b, &asB, &ahB, &ksB, &khB)
+    alA = L.mstar * asA + ahA
+    alB = L.mstar * asB + ahB
+    kA = L.mstar * ksA + khA
+    kB = L.mstar * ksB + khB
+    irA = 1.0 + alA / a - 2.0 * kA
+    irB = 1.0 + alB / b - 2.0 * kB
+    out[0] = 1.0 / ((1.0 - alA / a) * irA)
+    out[1] = 1.0 / ((1.0 - alB / b) * irB)
+    out[2] = kA
+    out[3] = kB
+    out[4] = alA / a - kA
+    out[5] = alB / b - kB
+    out[6] = fabs(irA * irB) / (L.mstar * M_LN10 * fabs(asA - asB))
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,7 +509,7 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
     cdef Lens L
     cdef Critical cr
     cdef double last_zl = NAN, last_zs = NAN, sigcr = NAN, rhoc = NAN, a, b
-    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, alA, alB, kA, kB, irA, irB
+    cdef double pair[7]
     cdef int st
     cdef bint do_images = images
     cosmo_init(&cosmo, H0, Om, Ode)
@@ -487,21 +534,14 @@ def forward_batch(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs, beta_un
                 if st == ST_OK:
                     xa[k] = a
                     xb[k] = b
-                    lens_components(&L, a, &asA, &ahA, &ksA, &khA)
-                    lens_components(&L, b, &asB, &ahB, &ksB, &khB)
-                    alA = L.mstar * asA + ahA
-                    alB = L.mstar * asB + ahB
-                    kA = L.mstar * ksA + khA
-                    kB = L.mstar * ksB + khB
-                    irA = 1.0 + alA / a - 2.0 * kA
-                    irB = 1.0 + alB / b - 2.0 * kB
-                    mua[k] = 1.0 / ((1.0 - alA / a) * irA)
-                    mub[k] = 1.0 / ((1.0 - alB / b) * irB)
-                    kpa[k] = kA
-                    kpb[k] = kB
-                    sha[k] = alA / a - kA
-                    shb[k] = alB / b - kB
-                    dj[k] = fabs(irA * irB) / (L.mstar * M_LN10 * fabs(asA - asB))
+                    lens_image_pair(&L, a, b, pair)
+                    mua[k] = pair[0]
+                    mub[k] = pair[1]
+                    kpa[k] = pair[2]
+                    kpb[k] = pair[3]
+                    sha[k] = pair[4]
+                    shb[k] = pair[5]
+                    dj[k] = pair[6]
     out = {key: v.reshape(shape) for key, v in out.items()}
     out["status"] = status.reshape(shape)
     return out
@@ -555,6 +595,17 @@ def invert_batch(x_A, x_B, logRe, logM_halo, gamma_in, c_halo, zl, zs,
     return out
 
 
+cdef void _local_columns(const Lens* L, const double[::1] xv, double[:, ::1] o) noexcept:
+    """o[:, k] = lens_local(L, xv[k]) for every k (o has 8 rows)."""
+    cdef Py_ssize_t k, i
+    cdef double loc[8]
+    with nogil:
+        for k in range(xv.shape[0]):
+            lens_local(L, xv[k], loc)
+            for i in range(8):
+                o[i, k] = loc[i]
+
+
 def profile_batch(x, double logM_star, double logM_halo, double logRe, double gamma_in,
                   double c_halo, double zl, double zs, double H0, double Om, double Ode):
     """Local lens quantities of ONE lens at signed positions x (kpc, x != 0).
@@ -566,32 +617,158 @@ def profile_batch(x, double logM_star, double logM_halo, double logRe, double ga
     xa = np.asarray(x, dtype=float)
     shape = xa.shape
     cdef const double[::1] xv = np.ascontiguousarray(xa).ravel()
-    cdef Py_ssize_t n = xv.shape[0], k
-    names = ("alpha", "alpha_star", "alpha_halo", "kappa", "kappa_star", "kappa_halo", "inv_mu_r", "inv_mu_t")
+    cdef Py_ssize_t n = xv.shape[0]
+    names = LOCAL_NAMES
     out = np.empty((len(names), n))
     cdef double[:, ::1] o = out
     cdef Cosmo cosmo
     cdef Lens L
-    cdef double sigcr, rhoc, asu, ah, ksu, kh, a, kap
+    cdef double sigcr, rhoc
     cosmo_init(&cosmo, H0, Om, Ode)
     sigcr = sigma_cr_kpc(&cosmo, zl, zs)
     rhoc = rhoc_kpc3(&cosmo, zl)
     lens_setup(&L, &cosmo, sigcr, rhoc, logM_star, logM_halo, logRe, gamma_in, c_halo)
-    with nogil:
-        for k in range(n):
-            lens_components(&L, xv[k], &asu, &ah, &ksu, &kh)
-            a = L.mstar * asu + ah
-            kap = L.mstar * ksu + kh
-            o[0, k] = a
-            o[1, k] = L.mstar * asu
-            o[2, k] = ah
-            o[3, k] = kap
-            o[4, k] = L.mstar * ksu
-            o[5, k] = kh
-            o[6, k] = 1.0 + a / xv[k] - 2.0 * kap
-            o[7, k] = 1.0 - a / xv[k]
+    _local_columns(&L, xv, o)
     res = {name: out[i].reshape(shape) for i, name in enumerate(names)}
     res["sigma_cr"] = sigcr
     res["rs"] = L.rs
     res["M200"] = 10.0 ** logM_halo
     return res
+
+
+# --------------------------------------------------------------------------------------------
+# scalar entry points (the seed's one-lens-at-a-time API): the same C routines as the batches
+# --------------------------------------------------------------------------------------------
+def plane_constants(double zl, double zs, double H0, double Om, double Ode):
+    """(Sigma_cr in Msun/kpc^2, rho_c(zl) in Msun/kpc^3) for one lens plane.
+
+    The values the batch kernels compute for (zl, zs); ``sl_cy.lensing`` caches them per
+    (zl, zs, cosmology).
+    """
+    cdef Cosmo cosmo
+    cosmo_init(&cosmo, H0, Om, Ode)
+    return sigma_cr_kpc(&cosmo, zl, zs), rhoc_kpc3(&cosmo, zl)
+
+
+cdef class ScalarLens:
+    """One lens (stars + halo) set up once in C; critical curves solved on first use.
+
+    ScalarLens(logM_star, logM_halo, logRe, gamma_in, c_halo, sigma_cr, rho_c, H0, Om, Ode)
+    with ``sigma_cr`` (Msun/kpc^2) and ``rho_c`` (Msun/kpc^3) from :func:`plane_constants`.
+    Inputs are assumed valid (``sl_cy.lensing.LensModel`` checks them); every quantity is
+    computed by the routines ``forward_batch`` / ``profile_batch`` use, so results are
+    bit-identical to the batch API.
+    """
+    cdef Lens L
+    cdef Critical cr
+    cdef bint has_cr
+
+    def __cinit__(self, double logM_star, double logM_halo, double logRe, double gamma_in,
+                  double c_halo, double sigma_cr, double rho_c, double H0, double Om, double Ode):
+        cdef Cosmo cosmo
+        # the redshifts enter only through sigma_cr and rho_c: (1, 2) stands in for a valid pair
+        if not (isfinite(logM_star) and isfinite(sigma_cr) and sigma_cr > 0.0 and isfinite(rho_c)
+                and rho_c > 0.0) or _bad_lens(logM_halo, logRe, gamma_in, c_halo, 1.0, 2.0):
+            raise ValueError("ScalarLens: non-finite or out-of-domain input")
+        _profiles.ensure_gnfw_table()
+        cosmo_init(&cosmo, H0, Om, Ode)
+        lens_setup(&self.L, &cosmo, sigma_cr, rho_c, logM_star, logM_halo, logRe, gamma_in, c_halo)
+        self.has_cr = False
+
+    @property
+    def rs(self):
+        """gNFW scale radius (kpc)."""
+        return self.L.rs
+
+    @property
+    def sigma_cr(self):
+        """Critical surface density (Msun/kpc^2)."""
+        return self.L.sigma_cr
+
+    cdef void _need_critical(self) noexcept:
+        if not self.has_cr:
+            lens_critical(&self.L, &self.cr)
+            self.has_cr = True
+
+    def critical(self):
+        """(theta_e, x_rad, y_caustic, status) in kpc, solved once per lens."""
+        self._need_critical()
+        return self.cr.theta_e, self.cr.x_rad, self.cr.y_caustic, self.cr.status
+
+    def images(self, double beta_unit):
+        """(x_A, x_B, status) for a source at beta = beta_unit * y_caustic (NaN unless status 0)."""
+        cdef double a = NAN, b = NAN
+        cdef int st
+        self._need_critical()
+        if self.cr.status != ST_OK:
+            return a, b, self.cr.status
+        st = lens_images(&self.L, &self.cr, beta_unit * self.cr.y_caustic, &a, &b)
+        if st != ST_OK:
+            a = NAN
+            b = NAN
+        return a, b, st
+
+    def image_properties(self, double beta_unit):
+        """(status, x_A, x_B, mu_A, mu_B, kappa_A, kappa_B, shear_A, shear_B, detJ); NaN unless
+        status 0 (the positions then keep what the root finder left, NaN)."""
+        cdef double a = NAN, b = NAN
+        cdef double pair[7]
+        cdef int st, i
+        for i in range(7):
+            pair[i] = NAN
+        self._need_critical()
+        if self.cr.status != ST_OK:
+            st = self.cr.status
+        else:
+            st = lens_images(&self.L, &self.cr, beta_unit * self.cr.y_caustic, &a, &b)
+            if st == ST_OK:
+                lens_image_pair(&self.L, a, b, pair)
+        if st != ST_OK:
+            a = NAN
+            b = NAN
+        return st, a, b, pair[0], pair[1], pair[2], pair[3], pair[4], pair[5], pair[6]
+
+    def local(self, double x):
+        """The eight ``LOCAL_NAMES`` quantities at one position x != 0 (kpc), as a tuple."""
+        cdef double o[8]
+        lens_local(&self.L, x, o)
+        return o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]
+
+    def local_one(self, double x, int which):
+        """One of the ``LOCAL_NAMES`` quantities (index ``which``) at x != 0 (kpc)."""
+        cdef double o[8]
+        if which < 0 or which > 7:
+            raise IndexError(which)
+        lens_local(&self.L, x, o)
+        return o[which]
+
+    def profile(self, x):
+        """(8, n) array of the ``LOCAL_NAMES`` quantities at the positions x (1-D, x != 0)."""
+        cdef const double[::1] xv = np.ascontiguousarray(x, dtype=float).ravel()
+        out = np.empty((8, xv.shape[0]))
+        _local_columns(&self.L, xv, out)
+        return out
+
+
+def invert_one(double xA, double xB, double logRe, double logM_halo, double gamma_in, double c_halo,
+               double sigma_cr, double rho_c, double H0, double Om, double Ode):
+    """One inversion (x_A > 0 > x_B) at a given halo, as ``invert_batch`` does it.
+
+    Returns (status, logM_star, beta, y_caustic, theta_e, x_rad, mu_A, mu_B, detJ) with
+    ``sigma_cr``, ``rho_c`` from :func:`plane_constants`; status ``ST_BAD_INPUT`` (all NaN) for
+    input ``invert_batch`` would reject.
+    """
+    cdef Cosmo cosmo
+    cdef Lens L
+    cdef Critical cr
+    cdef double lm = NAN, be = NAN, ma = NAN, mb = NAN, dj = NAN
+    cdef int st
+    # as in invert_batch; the redshifts enter only through sigma_cr and rho_c
+    if _bad_lens(logM_halo, logRe, gamma_in, c_halo, 1.0, 2.0) or not (xA > 0.0) or not (xB < 0.0) \
+            or not isfinite(xA) or not (sigma_cr > 0.0 and rho_c > 0.0):
+        return ST_BAD_INPUT, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN
+    _profiles.ensure_gnfw_table()
+    cosmo_init(&cosmo, H0, Om, Ode)
+    lens_setup(&L, &cosmo, sigma_cr, rho_c, NAN, logM_halo, logRe, gamma_in, c_halo)
+    st = lens_invert(&L, xA, xB, &lm, &be, &cr, &ma, &mb, &dj)
+    return st, lm, be, cr.y_caustic, cr.theta_e, cr.x_rad, ma, mb, dj

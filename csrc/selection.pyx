@@ -13,7 +13,7 @@ truncated-normal gamma laws); tests check equality against the Python definition
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport exp, log, erfc, sqrt, INFINITY
+from libc.math cimport exp, expm1, log, erfc, sqrt, INFINITY, NAN
 from cython.parallel cimport prange
 from scipy.special.cython_special cimport log_ndtr
 
@@ -146,112 +146,203 @@ cdef void _sums(const SelConsts* c, Py_ssize_t n, const double* x, const double*
 # ---------------------------------------------------------------------------------------------
 # deterministic A(eta): product quadrature over a tabulated selection rate T(logM*, logRe, logMh, gamma)
 # ---------------------------------------------------------------------------------------------
-cdef inline void _interp4(const double* T, const double* F, const double* ax0, const Py_ssize_t* n,
-                          const double* step, double x0, double x1, double x2, double x3,
-                          double* outT, double* outF) noexcept nogil:
-    """Multilinear interpolation of the C-ordered 4-D tables T and F (same axes), clamped to
-    their range; F is skipped when NULL."""
-    cdef double u[4]
-    cdef double f[4]
-    cdef Py_ssize_t i[4]
-    cdef Py_ssize_t d, a, b, c, e, idx
-    cdef double t, w, s = 0.0, sf = 0.0
-    u[0] = x0
-    u[1] = x1
-    u[2] = x2
-    u[3] = x3
-    for d in range(4):
-        t = (u[d] - ax0[d]) / step[d]
-        if t <= 0.0:
-            i[d] = 0
-            f[d] = 0.0
-        elif t >= n[d] - 1:
-            i[d] = n[d] - 2
-            f[d] = 1.0
-        else:
-            i[d] = <Py_ssize_t>t
-            if i[d] > n[d] - 2:
-                i[d] = n[d] - 2
-            f[d] = t - i[d]
+cdef inline void _locate(double x, double x0, double step, Py_ssize_t n, Py_ssize_t* i, double* f) noexcept nogil:
+    """Cell index and fraction of x on a regular axis (clamped to its range)."""
+    cdef double t = (x - x0) / step
+    if t <= 0.0:
+        i[0] = 0
+        f[0] = 0.0
+    elif t >= n - 1:
+        i[0] = n - 2
+        f[0] = 1.0
+    else:
+        i[0] = <Py_ssize_t>t
+        if i[0] > n - 2:
+            i[0] = n - 2
+        f[0] = t - i[0]
+
+
+cdef inline double _interp_cell(const double* T, const double* LT, const Py_ssize_t* n, const Py_ssize_t* i,
+                                const double* f) noexcept nogil:
+    """Interpolation of the C-ordered 4-D rate table T in the cell (i, f) located by
+    :func:`_locate` per axis: multilinear in log T where all 16 corners are > 0 (T grows nearly
+    exponentially with the masses, so this is ~6x more accurate than linear in T: 0.2 % instead
+    of 1.4 % on the population average at the default truth), multilinear in T in cells that
+    touch the edge of the lensing region (T = 0 at some corner). ``LT`` is log T (-inf where
+    T = 0), precomputed."""
+    cdef Py_ssize_t a, b, c, e, idx, q = 0
+    cdef Py_ssize_t v[16]
+    cdef double wt[16]
+    cdef double w01, w012, s = 0.0, sl = 0.0
+    cdef bint positive = True
     for a in range(2):
         for b in range(2):
+            w01 = (f[0] if a else 1.0 - f[0]) * (f[1] if b else 1.0 - f[1])
             for c in range(2):
+                w012 = w01 * (f[2] if c else 1.0 - f[2])
                 for e in range(2):
-                    w = (f[0] if a else 1.0 - f[0]) * (f[1] if b else 1.0 - f[1]) \
-                        * (f[2] if c else 1.0 - f[2]) * (f[3] if e else 1.0 - f[3])
-                    if w == 0.0:
-                        continue
+                    wt[q] = w012 * (f[3] if e else 1.0 - f[3])
                     idx = (((i[0] + a) * n[1] + (i[1] + b)) * n[2] + (i[2] + c)) * n[3] + (i[3] + e)
-                    s += w * T[idx]
-                    if F != NULL:
-                        sf += w * F[idx]
-    outT[0] = s
-    outF[0] = sf
+                    v[q] = idx
+                    if wt[q] != 0.0:
+                        if LT[idx] == -INFINITY:
+                            positive = False
+                        else:
+                            sl += wt[q] * LT[idx]
+                    q += 1
+    if positive:
+        return exp(sl)
+    for q in range(16):
+        if wt[q] != 0.0:
+            s += wt[q] * T[v[q]]
+    return s
 
 
-cdef void _quad_one(const SelConsts* c, const double* T, const double* F, const double* ax0,
+cdef inline double _interp_T(const double* T, const double* LT, const double* ax0, const Py_ssize_t* n,
+                             const double* step, double x0, double x1, double x2, double x3) noexcept nogil:
+    """The rate table at one point (see :func:`_interp_cell`)."""
+    cdef Py_ssize_t i[4]
+    cdef double f[4]
+    _locate(x0, ax0[0], step[0], n[0], &i[0], &f[0])
+    _locate(x1, ax0[1], step[1], n[1], &i[1], &f[1])
+    _locate(x2, ax0[2], step[2], n[2], &i[2], &f[2])
+    _locate(x3, ax0[3], step[3], n[3], &i[3], &f[3])
+    return _interp_cell(T, LT, n, i, f)
+
+
+cdef void _quad_one(const SelConsts* c, const double* T, const double* LT, const double* ax0,
                     const Py_ssize_t* n, const double* step,
                     Py_ssize_t nm, const double* Mn, const double* wM,
                     Py_ssize_t nr, const double* tR, const double* wR,
-                    Py_ssize_t nh, const double* tH, const double* wH,
+                    Py_ssize_t nh, const double* tH, const double* wH, double h_lo, double h_hi,
                     Py_ssize_t ngam, const double* gn, const double* wg,
                     const double* e, double* out) noexcept nogil:
-    # A = sum_M wM p_sk(M) sum_R wR sum_H wH sum_g wg T(M + alpha, R, H, g), nodes of R and H
-    # scaled to the (conditional) Gaussian of each law; wM already includes p_sk(M) dM.
+    # sum_M wM sum_R wR sum_H wH(M, R) sum_g wg  {T, 1 - exp(-T)}(M + alpha, R, H, g): nodes of R
+    # scaled to the size-mass Gaussian (Gauss-Hermite); H by Gauss-Legendre on the halo-mass
+    # Gaussian's +-6 sigma intersected with the halo support [h_lo, h_hi] (galaxies outside it
+    # are not lenses of the model); wM already includes p_sk(M) dM, wg the truncated gamma law.
     cdef Py_ssize_t i, j, k, l
-    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, vF = 0.0
+    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, lo, hi, half, mid, z
+    cdef double sh = e[3], inv_sh = 1.0 / e[3]
+    cdef Py_ssize_t ic[4]
+    cdef double fc[4]
+    cdef Py_ssize_t ig[64]
+    cdef double fg[64]
+    if ngam > 64:
+        out[0] = NAN
+        out[1] = NAN
+        return
+    for l in range(ngam):
+        _locate(gn[l], ax0[3], step[3], n[3], &ig[l], &fg[l])
     for i in range(nm):
         M = Mn[i]
         muR = c.mu_R0 + c.beta_R * (M - c.pivot)
+        _locate(M + e[0], ax0[0], step[0], n[0], &ic[0], &fc[0])
         for j in range(nr):
             R = muR + c.sigma_R * tR[j]
+            _locate(R, ax0[1], step[1], n[1], &ic[1], &fc[1])
             muH = e[1] + e[2] * (M - c.pivot) + c.xi_h * (R - muR)
+            lo = muH - 6.0 * sh
+            hi = muH + 6.0 * sh
+            if lo < h_lo:
+                lo = h_lo
+            if hi > h_hi:
+                hi = h_hi
+            if not hi > lo:
+                continue
+            half = 0.5 * (hi - lo)
+            mid = 0.5 * (hi + lo)
             aR = wM[i] * wR[j]
             for k in range(nh):
-                H = muH + e[3] * tH[k]
-                aH = aR * wH[k]
+                H = mid + half * tH[k]
+                z = (H - muH) * inv_sh
+                aH = aR * half * wH[k] * exp(-0.5 * z * z - LOG_SQRT_2PI) * inv_sh
+                _locate(H, ax0[2], step[2], n[2], &ic[2], &fc[2])
                 for l in range(ngam):
-                    _interp4(T, F, ax0, n, step, M + e[0], R, H, gn[l], &vT, &vF)
+                    ic[3] = ig[l]
+                    fc[3] = fg[l]
+                    vT = _interp_cell(T, LT, n, ic, fc)
                     sA += aH * wg[l] * vT
-                    sF += aH * wg[l] * vF
+                    sF += aH * wg[l] * (-expm1(-vT))
     out[0] = sA
     out[1] = sF
 
 
-def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const double[:, :, :, ::1] F,
+cdef void _table_meta(const double[:, :, :, ::1] T, const double[::1] axis_start, const double[::1] axis_step,
+                      Py_ssize_t* n, double* ax0, double* st) except *:
+    cdef Py_ssize_t d
+    if axis_start.shape[0] != 4 or axis_step.shape[0] != 4:
+        raise ValueError("axis_start and axis_step need 4 values")
+    for d in range(4):
+        n[d] = T.shape[d]
+        ax0[d] = axis_start[d]
+        st[d] = axis_step[d]
+        if n[d] < 2 or not st[d] > 0:
+            raise ValueError("T must be a 4-D table with >= 2 nodes and a positive step per axis")
+
+
+def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT,
                    const double[::1] axis_start, const double[::1] axis_step,
                    const double[::1] M_nodes, const double[::1] M_weights,
                    const double[::1] R_t, const double[::1] R_w, const double[::1] H_t, const double[::1] H_w,
+                   double h_lo, double h_hi,
                    const double[:, ::1] gamma_nodes, const double[:, ::1] gamma_weights,
-                   const double[:, ::1] eta, int n_threads=1, bint lens_fraction=True):
-    """A(eta) and the lens fraction for a batch of eta by product quadrature (see
+                   const double[:, ::1] eta, int n_threads=1):
+    """E[T] and the lens fraction E[1 - exp(-T)] for a batch of eta by product quadrature (see
     :class:`sl_cy.selection.SelectionQuadrature`).
 
-    ``R_t``/``H_t`` are standard-normal nodes (scaled per law), ``gamma_nodes``/``gamma_weights``
-    (n_eta, n_g) the per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2):
-    A and, with ``lens_fraction`` (otherwise 0, and F is not read), E[1 - exp(-T)].
+    ``R_t``/``R_w`` are standard-normal Gauss-Hermite nodes and weights (scaled per law);
+    ``H_t``/``H_w`` Gauss-Legendre nodes and weights on [-1, 1] (mapped per (M, R) to the halo
+    Gaussian's +-6 sigma within [h_lo, h_hi]); ``gamma_nodes``/``gamma_weights`` (n_eta, n_g) the
+    per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2): E[T] and
+    E[1 - exp(-T)].
     """
     cdef Py_ssize_t m = eta.shape[0], j
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
-    cdef Py_ssize_t d
-    for d in range(4):
-        n[d] = T.shape[d]
-        ax0[d] = axis_start[d]
-        st[d] = axis_step[d]
-        if n[d] < 2 or F.shape[d] != n[d]:
-            raise ValueError("T and F must be equal 4-D tables with >= 2 nodes per axis")
+    _table_meta(T, axis_start, axis_step, n, ax0, st)
+    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
+        raise ValueError("T and its logarithm LT must have the same shape")
     if eta.shape[1] != 6 or gamma_nodes.shape[0] != m or gamma_weights.shape[0] != m:
         raise ValueError("eta must be (n, 6) with one row of gamma nodes/weights per eta")
+    if gamma_nodes.shape[1] > 64:
+        raise ValueError("at most 64 gamma nodes")
+    if R_t.shape[0] != R_w.shape[0] or H_t.shape[0] != H_w.shape[0] or M_nodes.shape[0] != M_weights.shape[0] \
+            or gamma_nodes.shape[1] != gamma_weights.shape[1]:
+        raise ValueError("quadrature nodes and weights must have equal lengths")
+    for j in range(m):
+        if not (eta[j, 3] > 0 and eta[j, 5] > 0):
+            raise ValueError(f"eta row {j}: sigma_h and sigma_gamma must be > 0")
     out = np.zeros((m, 2))
     cdef double[:, ::1] o = out
     cdef Py_ssize_t nm = M_nodes.shape[0], nr = R_t.shape[0], nh = H_t.shape[0], ng = gamma_nodes.shape[1]
-    cdef const double* Fp = &F[0, 0, 0, 0] if lens_fraction else NULL
     if m == 0:
         return out
     for j in prange(m, nogil=True, num_threads=max(n_threads, 1), schedule="static"):
-        _quad_one(&kern.c, &T[0, 0, 0, 0], Fp, ax0, n, st, nm, &M_nodes[0], &M_weights[0],
-                  nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], ng, &gamma_nodes[j, 0], &gamma_weights[j, 0],
-                  &eta[j, 0], &o[j, 0])
+        _quad_one(&kern.c, &T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
+                  nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], h_lo, h_hi, ng, &gamma_nodes[j, 0],
+                  &gamma_weights[j, 0], &eta[j, 0], &o[j, 0])
+    return out
+
+
+def interp_rate(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, const double[::1] axis_start, const double[::1] axis_step,
+                const double[::1] logM_star, const double[::1] logRe, const double[::1] logM_halo,
+                const double[::1] gamma_in):
+    """The tabulated selection rate T at arbitrary points (same interpolation as the quadrature;
+    clamped to the table's range). Returns an array of the points' length."""
+    cdef Py_ssize_t npt = logM_star.shape[0], k
+    cdef Py_ssize_t n[4]
+    cdef double ax0[4]
+    cdef double st[4]
+    _table_meta(T, axis_start, axis_step, n, ax0, st)
+    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
+        raise ValueError("T and its logarithm LT must have the same shape")
+    if logRe.shape[0] != npt or logM_halo.shape[0] != npt or gamma_in.shape[0] != npt:
+        raise ValueError("the point arrays must have equal lengths")
+    out = np.empty(npt)
+    cdef double[::1] o = out
+    with nogil:
+        for k in range(npt):
+            o[k] = _interp_T(&T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, logM_star[k], logRe[k], logM_halo[k], gamma_in[k])
     return out

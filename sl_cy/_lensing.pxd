@@ -45,3 +45,5 @@ cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, dou
                            double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil
 cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
                      Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil
+cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil
+cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil

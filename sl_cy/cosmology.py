@@ -4,11 +4,17 @@ Flat Lambda-CDM with H0 = 70 km/s/Mpc and Om = 0.3 by default; any ``Cosmology(H
 with curvature Ok = 1 - Om - Ode >= 0 and no radiation, or an ``astropy.cosmology`` object, can
 be passed as ``cosmo=`` wherever a function takes one. Constants are astropy's (CODATA 2018,
 IAU 2015). The integrals run in compiled code (``sl_cy._profiles``).
+
+Scalar calls (Python or NumPy floats) take a fast path: the distances of a redshift pair are
+computed once per (z1, z2, cosmology) and kept in a small cache, so a loop over lenses at the
+same redshifts pays ~0.5 microseconds per call instead of recomputing the integrals. Cached and
+uncached values are the same floats.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -84,6 +90,27 @@ def get_cosmology(cosmo=None) -> Cosmology:
     raise TypeError(f"cosmo must be None, sl_cy.Cosmology or an astropy cosmology, got {type(cosmo)!r}")
 
 
+def _finite_float(v):
+    """``v`` as a Python float if it is a finite plain real scalar (float, int, numpy.float64),
+    else None (the caller then takes the array path, which also produces the error messages)."""
+    t = type(v)
+    if t is float or t is np.float64 or t is int:
+        try:
+            x = float(v)
+        except OverflowError:
+            return None
+        if x - x == 0.0:
+            return x
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _distances(z1, z2, H0, Om, Ode):
+    """(D(0,z1), D(0,z2), D(z1,z2)) in Mpc, Sigma_cr(z1, z2) in Msun/kpc^2, rho_c(z1) in
+    Msun/Mpc^3 for one redshift pair, as floats (cached per pair and cosmology)."""
+    return tuple(float(a) for a in _profiles.cosmology_arrays(z1, z2, H0, Om, Ode))
+
+
 def _pair(z1, z2, names=("z1", "z2"), strict=False):
     z1 = as_float_array(names[0], z1, lo=0.0, lo_open=strict)
     z2 = as_float_array(names[1], z2, lo=0.0)
@@ -117,7 +144,8 @@ def Dang(z1, z2=None, cosmo=None):
 
     Performance
     -----------
-    About 1 microsecond per pair (composite 16-point Gauss-Legendre, compiled).
+    About 1 microsecond per pair for arrays (composite 16-point Gauss-Legendre, compiled);
+    scalar calls are cached per (z1, z2, cosmology), ~0.5 microseconds on a cache hit.
 
     Precision
     ---------
@@ -131,6 +159,9 @@ def Dang(z1, z2=None, cosmo=None):
     c = get_cosmology(cosmo)
     if z2 is None:
         z1, z2 = 0.0, z1
+    a, b = _finite_float(z1), _finite_float(z2)
+    if a is not None and b is not None and 0.0 <= a <= b:
+        return _distances(a, b, *c.params)[2]
     a, b = _pair(z1, z2)
     d = _profiles.cosmology_arrays(a, b, *c.params)
     return _scalar(d[2])
@@ -145,6 +176,9 @@ def Sigma_cr(zl, zs, cosmo=None):
     '2.352363e+09'
     """
     c = get_cosmology(cosmo)
+    a, b = _finite_float(zl), _finite_float(zs)
+    if a is not None and b is not None and 0.0 < a < b:
+        return _distances(a, b, *c.params)[3]
     a, b = _pair(zl, zs, names=("zl", "zs"), strict=True)
     return _scalar(_profiles.cosmology_arrays(a, b, *c.params)[3])
 
@@ -158,6 +192,9 @@ def rhoc(z, cosmo=None):
     '1.3599e+11'
     """
     c = get_cosmology(cosmo)
+    zf = _finite_float(z)
+    if zf is not None and zf >= 0.0:
+        return _distances(zf, zf, *c.params)[4]
     z = as_float_array("z", z, lo=0.0)
     return _scalar(_profiles.cosmology_arrays(z, z, *c.params)[4])
 
@@ -170,11 +207,21 @@ def kpc_to_arcsec(x_kpc, zl=0.3, cosmo=None):
     >>> round(kpc_to_arcsec(1.0, 0.3), 5)
     0.2245
     """
-    x = as_float_array("x_kpc", x_kpc)
-    return _scalar(x / (1000.0 * np.asarray(Dang(zl, cosmo=cosmo))) * ARCSEC_PER_RAD)
+    x = _finite_float(x_kpc)
+    if x is None:
+        x = as_float_array("x_kpc", x_kpc)
+    d = Dang(zl, cosmo=cosmo)
+    if type(x) is float and type(d) is float:
+        return x / (1000.0 * d) * ARCSEC_PER_RAD
+    return _scalar(x / (1000.0 * np.asarray(d)) * ARCSEC_PER_RAD)
 
 
 def arcsec_to_kpc(theta_arcsec, zl=0.3, cosmo=None):
     """Convert an angle at the lens redshift from arcsec to kpc (inverse of kpc_to_arcsec)."""
-    t = as_float_array("theta_arcsec", theta_arcsec)
-    return _scalar(t / ARCSEC_PER_RAD * 1000.0 * np.asarray(Dang(zl, cosmo=cosmo)))
+    t = _finite_float(theta_arcsec)
+    if t is None:
+        t = as_float_array("theta_arcsec", theta_arcsec)
+    d = Dang(zl, cosmo=cosmo)
+    if type(t) is float and type(d) is float:
+        return t / ARCSEC_PER_RAD * 1000.0 * d
+    return _scalar(t / ARCSEC_PER_RAD * 1000.0 * np.asarray(d))

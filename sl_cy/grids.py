@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +26,14 @@ from sl_cy._validate import as_float_array
 from sl_cy._version import __version__
 from sl_cy.config import DEFAULT_C_HALO, DEFAULT_ZL, DEFAULT_ZS, SurveyConfig
 from sl_cy.cosmology import get_cosmology
+from sl_cy.forward import HALO_SUPPORT, ForwardModel, as_forward_model
 from sl_cy.io import array_digest, atomic_h5, config_hash, read_attrs, write_attrs, write_json_atomic
 from sl_cy.lensing import Status, _check_lens, invert_images
 from sl_cy.parallel import iter_chunks
 
-#: Default grid axes (log10 M200 and gamma_in) used by the pipeline and ``sl-cy tabulate``.
-DEFAULT_LOGMH_GRID = np.round(np.arange(10.5, 15.5 + 1e-9, 0.1), 10)
+#: Default grid axes (log10 M200 and gamma_in): the halo support of the default forward model
+#: (:data:`sl_cy.forward.HALO_SUPPORT`) at 0.1 dex and the gamma_in support at 0.1.
+DEFAULT_LOGMH_GRID = np.round(np.arange(HALO_SUPPORT[0], HALO_SUPPORT[1] + 1e-9, 0.1), 10)
 DEFAULT_GAMMA_GRID = np.round(np.arange(0.0, 2.0 + 1e-9, 0.1), 10)
 
 #: Arrays of the lensing solution at each grid point.
@@ -183,7 +186,7 @@ class LensGrid:
             obs.attrs[k] = v
         cfg = group.create_group("config")
         for k, v in self.config.items():
-            cfg.attrs[k] = v
+            cfg.attrs[k] = json.dumps(v) if isinstance(v, dict) else v
 
     @classmethod
     def from_hdf5(cls, group) -> "LensGrid":
@@ -191,6 +194,7 @@ class LensGrid:
         arrays = {k: group[k][()] for k in GRID_ARRAYS}
         observed = {k: _py(v) for k, v in group["observed"].attrs.items()}
         config = {k: _py(v) for k, v in group["config"].attrs.items()}
+        config = {k: json.loads(v) if isinstance(v, str) and v.startswith("{") else v for k, v in config.items()}
         return cls(group["logMh_axis"][()], group["gamma_axis"][()], valid=group["valid"][()].astype(np.int8),
                    observed=observed, config=config, **arrays)
 
@@ -459,6 +463,24 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
     return nodes[0], wq[0]
 
 
+def support_scan_axis(axis, support) -> np.ndarray:
+    """The adaptive rule's scan axis: ``axis`` within the halo support, extended to both ends of
+    the support at 0.1 dex where it stops short (the integration range is always the support).
+
+    Examples
+    --------
+    >>> support_scan_axis([11.0, 12.0, 13.0], (10.5, 13.5)).tolist()
+    [10.5, 10.6, 10.7, 10.8, 10.9, 11.0, 12.0, 13.0, 13.1, 13.2, 13.3, 13.4, 13.5]
+    """
+    lo, hi = (float(v) for v in support)
+    a = np.asarray(axis, dtype=float)
+    a = a[(a > lo) & (a < hi)]
+    base = np.round(np.arange(lo, hi + 1e-9, 0.1), 10)
+    if len(a):
+        base = base[(base < a[0] - 1e-9) | (base > a[-1] + 1e-9)]
+    return np.unique(np.concatenate([[lo, hi], a, base]))
+
+
 def _tabulate_task(task: dict) -> dict:
     """Worker: grids of a chunk of lenses, stacked as arrays of shape (n, n_Mh, n_gamma)."""
     o = task["obs"]
@@ -532,10 +554,11 @@ def _read_chunk(path: Path, key: str, index: int):
     return res
 
 
-def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS, *,
-                              c_halo=DEFAULT_C_HALO, survey: SurveyConfig | None = None, sigma_m=None, m_lim=None,
-                              detection=None, cosmo=None, n_jobs=1, executor=None, cache_every=None,
-                              cache_dir=None, show_progress=None, adaptive=False, adaptive_step=1.0,
+def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=None, zl=None, zs=None, *,
+                              forward_model: ForwardModel | None = None, c_halo=None,
+                              survey: SurveyConfig | None = None, sigma_m=None, m_lim=None, detection=None,
+                              cosmo=None, n_jobs=1, executor=None, cache_every=None, cache_dir=None,
+                              show_progress=None, adaptive=True, adaptive_step=1.0,
                               mstar_window=ADAPTIVE_MSTAR_WINDOW):
     """Tabulate the eta-independent likelihood grid of every observed lens.
 
@@ -544,18 +567,23 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, z
     mock_observed_data : pandas.DataFrame
         Observed lenses: xA, xB (kpc, opposite sides), logRe, logM_star_sps_observed,
         magnitude_observedA, magnitude_observedB; optional per-lens zl, zs columns.
-    logMh_grid : array
-        Halo-mass axis (log10 M200), strictly increasing; with ``adaptive`` the scan axis whose
-        range is integrated.
+    logMh_grid : array, optional
+        Halo-mass axis (log10 M200), strictly increasing. With ``adaptive`` (the default) it is
+        the scan axis: the integration range is always the forward model's halo support
+        (default [10, 17]; the scan is extended to it at 0.1 dex where the axis stops short), so
+        numerator and A(eta) integrate the same range. Default :data:`DEFAULT_LOGMH_GRID`.
+        With ``adaptive=False`` the axis is used as given (a warning names a range that does
+        not cover the support).
     gamma_grid : array, optional
-        Inner-slope axis in [0, 2.4]; ``None`` fixes gamma_in = 1 (a 1-D logMh grid).
-    zl, zs : float
-        Redshifts for tables without zl/zs columns.
-    c_halo : float
-        Halo concentration used in the inversion.
-    survey : SurveyConfig, optional
-        Photometry and detection; ``sigma_m``, ``m_lim`` and ``detection`` override its fields
-        (the seed's keyword names).
+        Inner-slope axis in [0, 2.4]; default :data:`DEFAULT_GAMMA_GRID` ([0, 2] by 0.1). A
+        one-node axis (e.g. ``[1.0]``) fixes gamma_in (a 1-D logMh grid).
+    zl, zs : float, optional
+        Redshifts of lenses without zl/zs columns (overrides of the forward model's).
+    forward_model : ForwardModel, optional
+        Population, survey, redshifts, halo concentration, cosmology and halo support (default
+        ``ForwardModel()``); the grids carry it, and the likelihood and A(eta) are built from it.
+        ``c_halo``, ``survey``, ``sigma_m``, ``m_lim``, ``detection`` and ``cosmo`` override its
+        fields (the seed's keyword names).
     cosmo : optional
     n_jobs, executor :
         Parallelism, as in :func:`sl_cy.parallel.iter_chunks` (results do not depend on it).
@@ -568,9 +596,10 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, z
         is refused with ``ValueError``.
     show_progress : bool, optional
         tqdm bar (default: when stderr is a terminal).
-    adaptive : bool
-        Per-column halo-mass nodes following the likelihood ridge (:func:`adaptive_columns`, the
-        pipeline's default) instead of the regular (logMh_grid x gamma_grid) grid.
+    adaptive : bool, default True
+        Per-column halo-mass nodes following the likelihood ridge (:func:`adaptive_columns`);
+        False gives the regular (logMh_grid x gamma_grid) grid, which errs by up to 100 % per
+        lens on 0.1-dex axes (the ridge is narrower than that).
     adaptive_step : float
         Node spacing of the adaptive rule (1 = 0.1 dex in logMh and logM*).
     mstar_window : (float, float)
@@ -596,29 +625,42 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, z
     >>> import pandas as pd
     >>> obs = pd.DataFrame(dict(xA=[6.62], xB=[-3.07], logRe=[0.9], logM_star_sps_observed=[11.5],
     ...                         magnitude_observedA=[24.0], magnitude_observedB=[24.8]))
-    >>> g = tabulate_likelihood_grids(obs, np.linspace(12.5, 13.5, 11), np.linspace(0.8, 1.2, 5))[0]
-    >>> g.shape, bool(g.is_valid.any())
-    ((11, 5), True)
+    >>> g = tabulate_likelihood_grids(obs, gamma_grid=np.linspace(0.8, 1.2, 5))[0]      # adaptive (default)
+    >>> g.config["quadrature"], g.shape[1], bool(g.is_valid.any())
+    ('adaptive', 5, True)
+    >>> float(g.logMh[g.is_valid].min()) >= 10.0 and float(g.logMh[g.is_valid].max()) <= 17.0
+    True
+    >>> r = tabulate_likelihood_grids(obs, DEFAULT_LOGMH_GRID, [1.0], adaptive=False)[0]   # regular grid
+    >>> r.shape, bool(r.is_valid.any())
+    ((71, 1), True)
     """
-    obs = check_observed_table(mock_observed_data, zl, zs)
+    survey = survey or (forward_model.survey if isinstance(forward_model, ForwardModel) else None)
+    over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}
+    if over:
+        survey = SurveyConfig.from_dict({**(survey or SurveyConfig()).to_dict(), **over})
+    fm = as_forward_model(forward_model, survey=survey, c_halo=c_halo, cosmology=cosmo, zl=zl, zs=zs)
+    survey, c_halo, cos = fm.survey, fm.c_halo, fm.cosmology
+    obs = check_observed_table(mock_observed_data, fm.zl, fm.zs)
     rows = obs.pop("row")
-    mh = as_float_array("logMh_grid", logMh_grid).ravel()
-    gam = np.array([1.0]) if gamma_grid is None else as_float_array("gamma_grid", gamma_grid, lo=0.0, hi=2.4).ravel()
+    mh = as_float_array("logMh_grid", DEFAULT_LOGMH_GRID if logMh_grid is None else logMh_grid).ravel()
+    gam = as_float_array("gamma_grid", DEFAULT_GAMMA_GRID if gamma_grid is None else gamma_grid, lo=0.0,
+                         hi=2.4).ravel()
     for name, axis in (("logMh_grid", mh), ("gamma_grid", gam)):
         if len(axis) == 0 or np.any(np.diff(axis) <= 0):
             raise ValueError(f"{name} must be non-empty and strictly increasing")
-    c_halo = float(as_float_array("c_halo", c_halo, lo=0.0, lo_open=True))
-    survey = survey or SurveyConfig()
-    over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}
-    if over:
-        survey = SurveyConfig.from_dict({**survey.to_dict(), **over})
-    cos = get_cosmology(cosmo)
+    h_lo, h_hi = fm.halo_support
+    if adaptive:
+        mh = support_scan_axis(mh, fm.halo_support)
+    elif mh[0] > h_lo + 1e-9 or mh[-1] < h_hi - 1e-9 or mh[0] < h_lo - 1e-9 or mh[-1] > h_hi + 1e-9:
+        warnings.warn(f"the regular logMh grid spans [{mh[0]:g}, {mh[-1]:g}] but the forward model's halo support "
+                      f"is [{h_lo:g}, {h_hi:g}]: the likelihood integrates a different range than A(eta)",
+                      RuntimeWarning, stacklevel=2)
     n = len(obs["xA"])
     chunk = int(cache_every or 256)
     if chunk < 1:
         raise ValueError(f"cache_every must be >= 1, got {cache_every!r}")
     config = dict(c_halo=c_halo, survey=survey.to_dict(), cosmology=dict(zip(("H0", "Om", "Ode"), cos.params)),
-                  version=__version__)
+                  version=__version__, forward_model=fm.to_dict())
     ad = None
     if adaptive:
         step = float(as_float_array("adaptive_step", adaptive_step, lo=0.0, lo_open=True))
@@ -660,7 +702,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid, gamma_grid=None, z
     grids = []
     base_cfg = dict(c_halo=c_halo, detection=survey.detection, m_lim=survey.m_lim, sigma_m=survey.sigma_m,
                     H0=cos.H0, Om=cos.Om, Ode=cos.Ode, version=__version__, key=key,
-                    quadrature="adaptive" if ad else "uniform")
+                    quadrature="adaptive" if ad else "uniform", forward_model=fm.to_dict())
     if ad:
         base_cfg.update(adaptive_step=ad["step"], mstar_window_lo=ad["window"][0], mstar_window_hi=ad["window"][1])
     for t, res in zip(tasks, results):
@@ -690,6 +732,14 @@ def stack_grids(grids) -> dict:
     out["gamma_axis"] = g0.gamma_axis
     out["nbkg_kpc2"] = np.array([g.config.get("nbkg_kpc2", np.nan) for g in grids])
     out["observed"] = pd.DataFrame([g.observed for g in grids])
+    fm0 = g0.config.get("forward_model")
+    for i, g in enumerate(grids):
+        if g.config.get("forward_model") != fm0:
+            a = ForwardModel.from_dict(fm0) if fm0 else None
+            b = ForwardModel.from_dict(g.config["forward_model"]) if g.config.get("forward_model") else None
+            why = "; ".join(a.diff(b)) if a and b else "one of them carries none"
+            raise ValueError(f"grid {i} was tabulated with another forward model than grid 0: {why}")
+    out["forward_model"] = fm0
     return out
 
 

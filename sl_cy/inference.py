@@ -60,13 +60,12 @@ def initial_ball(posterior: Posterior, nwalkers: int, initial_guess=None, seed=N
 
     Examples
     --------
-    >>> from sl_cy.grids import LensGrid
-    >>> import warnings; warnings.simplefilter("ignore")
-    >>> g = LensGrid.empty(np.linspace(12, 14, 3), np.array([1.0]), observed=dict(logRe=1.0,
-    ...                    logM_star_sps_observed=11.5))
-    >>> post = Posterior([g])
-    >>> initial_ball(post, 8, seed=0, max_tries=0).shape
-    (8, 4)
+    >>> from sl_cy.mock import run_mock_simulation
+    >>> from sl_cy.grids import tabulate_likelihood_grids
+    >>> _, obs = run_mock_simulation(20_000, seed=3, show_progress=False)
+    >>> post = Posterior(tabulate_likelihood_grids(obs), use_selection=False)
+    >>> initial_ball(post, 12, seed=0).shape
+    (12, 6)
     """
     names = posterior.free_names
     sup = [posterior.prior.support(n) or (-np.inf, np.inf) for n in names]
@@ -95,6 +94,12 @@ def initial_ball(posterior: Posterior, nwalkers: int, initial_guess=None, seed=N
         if not bad.any():
             break
         p[bad] = np.clip(x0 + scale * width * rng.standard_normal((int(bad.sum()), len(x0))), lo + eps, hi - eps)
+    lp = np.atleast_1d(posterior(p))
+    if not np.any(np.isfinite(lp)):
+        why = posterior.explain(p[0]) if hasattr(posterior, "explain") else ""
+        raise ValueError(f"no starting walker has a finite log posterior (centre {dict(zip(names, x0.tolist()))}): "
+                         f"{why or 'the log posterior is -inf there'}. Give an initial_guess inside the prior and the "
+                         "selection normaliser's bounds")
     return p
 
 
@@ -121,8 +126,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         lenses: ``nproc`` sets its threads and no pool is used. With ``vectorize=False`` a
         multiprocessing pool of ``nproc`` processes evaluates the walkers.
     eta : bool
-        Include the selection term -N log A(eta) (False = the seed's ``--no-eta``; also off when
-        ``A`` is None).
+        Include the selection term (default; False = the seed's ``--no-eta``, biased).
     vectorize : bool
         One posterior call per step with all walkers (``EnsembleSampler(vectorize=True)``).
     resume : bool
@@ -133,8 +137,9 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         tqdm progress bar.
     seed : int, optional
         Seeds the starting ball and the sampler's random state.
-    A : callable, optional
-        Selection normaliser A(eta_batch) -> array.
+    A : Selection, optional
+        Selection normaliser (default: the deterministic quadrature of the grids' forward model,
+        :func:`sl_cy.selection.selection_for`).
     prior : Prior, optional
         Default :func:`sl_cy.likelihood.BoxPrior`.
     fixed : mapping, optional
@@ -159,10 +164,10 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     >>> from sl_cy.mock import run_mock_simulation
     >>> from sl_cy.grids import tabulate_likelihood_grids
     >>> _, obs = run_mock_simulation(20_000, seed=3, show_progress=False)
-    >>> grids = tabulate_likelihood_grids(obs, np.arange(11.0, 15.01, 0.1))
-    >>> s = run_mcmc(grids, nwalkers=10, nsteps=5, progress=False, seed=1)
+    >>> grids = tabulate_likelihood_grids(obs)
+    >>> s = run_mcmc(grids, nwalkers=12, nsteps=5, progress=False, seed=1)
     >>> s.get_chain().shape
-    (5, 10, 4)
+    (5, 12, 6)
     """
     import emcee
 

@@ -22,17 +22,32 @@ source inside the tangential caustic has more images, so the model is not a two-
 The batched API returns status ``Status.NO_RADIAL_CAUSTIC`` (or ``NO_EINSTEIN_RADIUS`` for a
 subcritical lens); the scalar API returns NaN and emits a :class:`LensingWarning` naming the
 reason. Profiles (alpha, kappa, shear) remain available for gamma_in up to 2.4.
+
+Scalar API
+----------
+The seed's one-lens-at-a-time functions (:class:`LensModel` and its methods,
+:func:`solve_single_lens`, :func:`lens_properties`, :func:`solve_lens_parameters_from_obs`,
+:func:`compute_detJ`) take a fast path for Python/NumPy floats: inputs are checked as scalars;
+Sigma_cr and rho_c are cached per (zl, zs, cosmology) (D(zl), for the arcsec conversions, by
+:mod:`sl_cy.cosmology`); a :class:`LensModel` sets its lens up once in C and solves its
+critical curves only when first asked; each method computes only what it returns. The C
+routines are those of the batch API, so the scalar results equal :func:`forward_solve` /
+:func:`invert_images` to the last bit. Each call costs a few microseconds
+(``benchmarks/bench_core.py``).
 """
 from __future__ import annotations
 
 import enum
+import math
+import operator
 import warnings
+from functools import lru_cache
 
 import numpy as np
 
 from sl_cy import _lensing
 from sl_cy._validate import as_float_array
-from sl_cy.cosmology import get_cosmology, kpc_to_arcsec
+from sl_cy.cosmology import _finite_float, get_cosmology, kpc_to_arcsec
 from sl_cy.profiles import GAMMA_IN_MAX
 
 LN10 = np.log(10.0)
@@ -62,6 +77,51 @@ class LensingWarning(UserWarning):
 
 def _warn(status) -> None:
     warnings.warn(f"no two-image solution: {Status(int(status)).reason}", LensingWarning, stacklevel=3)
+
+
+@lru_cache(maxsize=4096)
+def _plane(zl, zs, H0, Om, Ode):
+    """(Sigma_cr [Msun/kpc^2], rho_c(zl) [Msun/kpc^3]) of one lens plane, cached per
+    (zl, zs, cosmology); the values the batch kernels compute."""
+    return _lensing.plane_constants(zl, zs, H0, Om, Ode)
+
+
+def _fast_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs):
+    """The lens parameters as Python floats if all are valid plain scalars, else None (the
+    caller then runs :func:`_check_lens`, which raises the informative error)."""
+    ms = _finite_float(logM_star)
+    mh = _finite_float(logM_halo)
+    re = _finite_float(logRe)
+    g = _finite_float(gamma_in)
+    c = _finite_float(c_halo)
+    a = _finite_float(zl)
+    b = _finite_float(zs)
+    if (ms is None or mh is None or re is None or g is None or c is None or a is None or b is None
+            or not (0.0 <= g <= GAMMA_IN_MAX and c > 0.0 and 0.0 < a < b)):
+        return None
+    return ms, mh, re, g, c, a, b
+
+
+def _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs):
+    """Validated scalar lens parameters (ms, mh, re, g, c, zl, zs) as floats; ValueError otherwise."""
+    p = _fast_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs)
+    if p is not None:
+        return p
+    ms, mh, re, g, c, zl_, zs_ = _check_lens(logM_halo, logRe, gamma_in, c_halo, zl, zs, logM_star)
+    vals = dict(logM_star=ms, logM_halo=mh, logRe=re, gamma_in=g, c_halo=c, zl=zl_, zs=zs_)
+    for name, v in vals.items():
+        if np.ndim(v) != 0:
+            raise ValueError(f"LensModel takes scalars; {name} has shape {np.shape(v)} "
+                             "(use forward_solve for batches)")
+    return tuple(float(v) for v in vals.values())
+
+
+def _unit(beta_unit):
+    """beta_unit as a float in [0, 1) (ValueError naming it otherwise)."""
+    b = _finite_float(beta_unit)
+    if b is not None and 0.0 <= b < 1.0:
+        return b
+    return float(as_float_array("beta_unit", beta_unit, lo=0.0, hi=1.0, hi_open=True))
 
 
 def _check_lens(logM_halo, logRe, gamma_in, c_halo, zl, zs, logM_star=0.0):
@@ -195,6 +255,10 @@ def orient_images(xA_obs, xB_obs):
     return xa * sign, xb * sign
 
 
+def _param(name, doc):
+    return property(operator.attrgetter("_" + name), doc=doc)
+
+
 class LensModel:
     """One lens: de Vaucouleurs stars plus a gNFW halo.
 
@@ -215,6 +279,31 @@ class LensModel:
     cosmo : optional
         Cosmology (default flat LCDM, H0 = 70, Om = 0.3).
 
+    Attributes
+    ----------
+    logM_star, logM_halo, logRe, zl, zs, gamma_in, c_halo : float
+        The parameters (read-only: build a new model to change them).
+    Sigma_cr : float
+        Critical surface density (Msun/kpc^2).
+    rs, Re : float
+        gNFW scale radius and effective radius (kpc).
+    M200, M_star : float
+        Halo and stellar mass (Msun).
+
+    Methods taking a position ``x`` (kpc, signed, x != 0) accept a float (returned as a float)
+    or an array (returned with its shape).
+
+    Performance
+    -----------
+    Construction ~2 microseconds (Sigma_cr and rho_c cached per (zl, zs, cosmology)); the
+    critical curves are solved on the first call that needs them (~3 microseconds) and kept;
+    a local quantity at one float position ~0.5 microseconds.
+
+    Precision
+    ---------
+    Identical, to the last bit, to :func:`forward_solve` for the same lens (the same compiled
+    routines run on the same inputs).
+
     Examples
     --------
     >>> m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
@@ -222,125 +311,238 @@ class LensModel:
     (4.849775, 3.50252)
     """
 
+    logM_star = _param("logM_star", "log10 stellar mass (Msun).")
+    logM_halo = _param("logM_halo", "log10 halo M200 (Msun).")
+    logRe = _param("logRe", "log10 effective radius (kpc).")
+    gamma_in = _param("gamma_in", "gNFW inner slope.")
+    c_halo = _param("c_halo", "gNFW concentration r200/rs.")
+    zl = _param("zl", "Lens redshift.")
+    zs = _param("zs", "Source redshift.")
+
     def __init__(self, logM_star, logM_halo, logRe, zl=0.3, zs=2.0, gamma_in=1.0, c_halo=5.0, cosmo=None):
-        ms, mh, re, g, c, zl_, zs_ = _check_lens(logM_halo, logRe, gamma_in, c_halo, zl, zs, logM_star)
-        for name, v in dict(logM_star=ms, logM_halo=mh, logRe=re, gamma_in=g, c_halo=c, zl=zl_, zs=zs_).items():
-            if np.ndim(v) != 0:
-                raise ValueError(f"LensModel takes scalars; {name} has shape {np.shape(v)} "
-                                 "(use forward_solve for batches)")
-            setattr(self, name, float(v))
-        self.cosmo = get_cosmology(cosmo)
+        ms, mh, re, g, c, a, b = _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs)
+        self._logM_star = ms
+        self._logM_halo = mh
+        self._logRe = re
+        self._gamma_in = g
+        self._c_halo = c
+        self._zl = a
+        self._zs = b
+        self.cosmo = cosmo = get_cosmology(cosmo)
+        cp = cosmo.params
+        self._plane = plane = _plane(a, b, *cp)
+        self._core = _lensing.ScalarLens(ms, mh, re, g, c, plane[0], plane[1], *cp)
         self._crit = None
-        p = self._profile(np.array([1.0]))
-        self.Sigma_cr = p["sigma_cr"]
-        self.rs = p["rs"]
-        self.M200 = p["M200"]
-        self.M_star = 10.0 ** self.logM_star
-        self.Re = 10.0 ** self.logRe
 
     def __repr__(self):
         return (f"LensModel(logM_star={self.logM_star}, logM_halo={self.logM_halo}, logRe={self.logRe}, "
                 f"zl={self.zl}, zs={self.zs}, gamma_in={self.gamma_in}, c_halo={self.c_halo})")
 
+    def __reduce__(self):
+        return (LensModel, (self._logM_star, self._logM_halo, self._logRe, self._zl, self._zs,
+                            self._gamma_in, self._c_halo, self.cosmo))
+
+    @property
+    def Sigma_cr(self):
+        """Critical surface density c^2/(4 pi G) Ds/(Dd Dds) in Msun/kpc^2."""
+        return self._plane[0]
+
+    @property
+    def rs(self):
+        """gNFW scale radius r200 / c_halo (kpc)."""
+        return self._core.rs
+
+    @property
+    def M200(self):
+        """Halo mass M200 (Msun)."""
+        return 10.0 ** self._logM_halo
+
+    @property
+    def M_star(self):
+        """Stellar mass (Msun)."""
+        return 10.0 ** self._logM_star
+
+    @property
+    def Re(self):
+        """Effective radius (kpc)."""
+        return 10.0 ** self._logRe
+
     # --- local quantities -------------------------------------------------------------------
     def _profile(self, x):
+        """The eight local quantities (rows, see ``_lensing.LOCAL_NAMES``) at positions x."""
         x = as_float_array("x", x)
         if np.any(x == 0):
             raise ValueError("x = 0 is the lens centre: alpha/x and mu are undefined there")
-        return _lensing.profile_batch(np.atleast_1d(x), self.logM_star, self.logM_halo, self.logRe,
-                                      self.gamma_in, self.c_halo, self.zl, self.zs, *self.cosmo.params)
+        return self._core.profile(x.ravel()).reshape((8,) + x.shape)
 
-    def _local(self, x, key):
-        x = np.asarray(x, dtype=float)
-        v = self._profile(x)[key]
-        return float(v[0]) if x.ndim == 0 else v.reshape(x.shape)
+    def _local(self, x, i):
+        xf = _finite_float(x)
+        if xf is not None and xf != 0.0:
+            return self._core.local_one(xf, i)
+        v = self._profile(x)[i]
+        return float(v) if v.ndim == 0 else v
 
     def alpha(self, x):
         """Deflection alpha(x) in kpc (signed, odd in x)."""
-        return self._local(x, "alpha")
+        return self._local(x, 0)
 
     def alpha_star(self, x):
         """Stellar part of the deflection (kpc)."""
-        return self._local(x, "alpha_star")
+        return self._local(x, 1)
 
     def alpha_halo(self, x):
         """Halo part of the deflection (kpc)."""
-        return self._local(x, "alpha_halo")
+        return self._local(x, 2)
 
     def kappa(self, x):
         """Convergence Sigma(|x|)/Sigma_cr."""
-        return self._local(x, "kappa")
+        return self._local(x, 3)
 
     def kappa_star(self, x):
         """Stellar convergence."""
-        return self._local(x, "kappa_star")
+        return self._local(x, 4)
 
     def kappa_halo(self, x):
         """Halo convergence."""
-        return self._local(x, "kappa_halo")
+        return self._local(x, 5)
+
+    def inv_mu_r(self, x):
+        """Radial eigenvalue 1/mu_r = 1 + alpha/x - 2 kappa = 1 - d alpha/dx."""
+        return self._local(x, 6)
+
+    def inv_mu_t(self, x):
+        """Tangential eigenvalue 1/mu_t = 1 - alpha/x."""
+        return self._local(x, 7)
 
     def gamma(self, x):
         """Shear gamma_s = mean kappa - kappa = alpha/x - kappa."""
-        x = np.asarray(x, dtype=float)
-        return self.alpha(x) / x - self.kappa(x)
+        xf = _finite_float(x)
+        if xf is not None and xf != 0.0:
+            o = self._core.local(xf)
+            return o[0] / xf - o[3]
+        p = self._profile(x)
+        v = p[0] / np.asarray(x, dtype=float) - p[3]
+        return float(v) if v.ndim == 0 else v
 
     def mu_from_rt(self, x):
-        """Signed magnification 1 / (mu_t^-1 mu_r^-1)."""
-        x = np.asarray(x, dtype=float)
+        """Signed magnification 1 / (mu_t^-1 mu_r^-1).
+
+        Parameters
+        ----------
+        x : float or array
+            Signed position(s) in kpc, x != 0.
+
+        Returns
+        -------
+        float or ndarray
+            mu (negative between the critical curves); at an image of :func:`forward_solve`
+            it equals that function's ``mu_A`` / ``mu_B`` bit for bit.
+
+        Performance
+        -----------
+        ~0.4 microseconds for a float x.
+
+        Examples
+        --------
+        >>> round(LensModel(11.5, 13.0, 0.9).mu_from_rt(6.620631957976534), 6)
+        3.834575
+        """
+        xf = _finite_float(x)
+        if xf is not None and xf != 0.0:
+            o = self._core.local(xf)
+            return 1.0 / (o[6] * o[7])
         p = self._profile(x)
-        v = 1.0 / (p["inv_mu_r"] * p["inv_mu_t"])
-        return float(v[0]) if x.ndim == 0 else v.reshape(x.shape)
+        v = 1.0 / (p[6] * p[7])
+        return float(v) if v.ndim == 0 else v
 
     def mu_from_kg(self, x):
         """Signed magnification 1 / ((1 - kappa)^2 - gamma_s^2)."""
+        xf = _finite_float(x)
+        if xf is not None and xf != 0.0:
+            o = self._core.local(xf)
+            k = o[3]
+            g = o[0] / xf - k
+            return 1.0 / ((1.0 - k) ** 2 - g ** 2)
         k = self.kappa(x)
         g = self.gamma(x)
         return 1.0 / ((1.0 - k) ** 2 - g ** 2)
 
-    def inv_mu_r(self, x):
-        """Radial eigenvalue 1/mu_r = 1 + alpha/x - 2 kappa = 1 - d alpha/dx."""
-        return self._local(x, "inv_mu_r")
-
-    def inv_mu_t(self, x):
-        """Tangential eigenvalue 1/mu_t = 1 - alpha/x."""
-        return self._local(x, "inv_mu_t")
-
     # --- critical curves ----------------------------------------------------------------------
     def critical(self):
-        """Dict with theta_e, x_rad, y_caustic (kpc) and status (cached)."""
+        """Dict with theta_e, x_rad, y_caustic (kpc) and status (solved once, then cached)."""
         if self._crit is None:
-            out = _lensing.forward_batch(self.logM_star, self.logM_halo, self.logRe, self.gamma_in,
-                                         self.c_halo, self.zl, self.zs, 0.0, *self.cosmo.params, images=False)
-            self._crit = {k: (int(v) if k == "status" else float(v)) for k, v in out.items()
-                          if k in ("theta_e", "x_rad", "y_caustic", "status")}
+            te, xr, yc, st = self._core.critical()
+            self._crit = dict(theta_e=te, x_rad=xr, y_caustic=yc, status=st)
         return self._crit
 
-    def _crit_value(self, key):
-        c = self.critical()
-        if c["status"] != Status.OK and not np.isfinite(c[key]):
-            _warn(c["status"])
-        return c[key]
-
     def einstein_radius(self):
-        """Einstein radius theta_E in kpc (alpha(theta_E) = theta_E); NaN if subcritical."""
-        return self._crit_value("theta_e")
+        """Einstein radius theta_E in kpc (alpha(theta_E) = theta_E).
+
+        Returns
+        -------
+        float
+            theta_E; NaN with a :class:`LensingWarning` for a subcritical lens.
+
+        Performance
+        -----------
+        ~3 microseconds on the first call of a model (critical curves solved), ~0.3 after.
+
+        Examples
+        --------
+        >>> round(LensModel(11.5, 13.0, 0.9).einstein_radius(), 6)
+        4.849775
+        """
+        te, _, _, st = self._core.critical()
+        if st and not math.isfinite(te):
+            _warn(st)
+        return te
 
     def solve_xradcrit(self):
-        """Radial critical curve x_r in kpc (1/mu_r = 0, outermost root inside theta_E)."""
-        return self._crit_value("x_rad")
+        """Radial critical curve x_r in kpc (1/mu_r = 0, outermost root inside theta_E).
+
+        NaN with a :class:`LensingWarning` when the lens has no radial critical curve.
+        """
+        _, xr, _, st = self._core.critical()
+        if st and not math.isfinite(xr):
+            _warn(st)
+        return xr
 
     def solve_ycaustic(self):
-        """Radial caustic y_c = alpha(x_r) - x_r in kpc."""
-        return self._crit_value("y_caustic")
+        """Radial caustic y_c = alpha(x_r) - x_r in kpc.
+
+        Returns
+        -------
+        float
+            y_c; NaN with a :class:`LensingWarning` when the lens is not a two-image lens.
+
+        Performance
+        -----------
+        ~3 microseconds on the first call of a model, ~0.3 after.
+
+        Examples
+        --------
+        >>> round(LensModel(11.5, 13.0, 0.9).solve_ycaustic(), 6)
+        3.50252
+        """
+        _, _, yc, st = self._core.critical()
+        if st and not math.isfinite(yc):
+            _warn(st)
+        return yc
 
     def solve_ycaustic_arcsec(self):
-        """Radial caustic in arcsec at the lens redshift."""
-        return float(kpc_to_arcsec(self.solve_ycaustic(), self.zl, cosmo=self.cosmo))
+        """Radial caustic in arcsec at the lens redshift (NaN, with a warning, if there is none)."""
+        _, _, yc, st = self._core.critical()
+        if not math.isfinite(yc):
+            _warn(st)
+            return math.nan
+        return kpc_to_arcsec(yc, self._zl, cosmo=self.cosmo)
 
     def Mh5(self, R=5.0):
         """Projected halo mass inside R kpc (default 5 kpc), in Msun."""
-        R = float(as_float_array("R", R, lo=0.0, lo_open=True))
-        return float(self.alpha_halo(R)) * np.pi * R * self.Sigma_cr
+        r = _finite_float(R)
+        if r is None or not r > 0.0:
+            r = float(as_float_array("R", R, lo=0.0, lo_open=True))
+        return self._core.local_one(r, 2) * np.pi * r * self.Sigma_cr
 
     def logMh5(self, R=5.0):
         """log10 of :meth:`Mh5`."""
@@ -350,8 +552,26 @@ class LensModel:
 def solve_single_lens(model: LensModel, beta_unit):
     """Image positions (x_A, x_B) in kpc of a source at beta = beta_unit * y_caustic.
 
-    Returns ``(nan, nan)`` with a :class:`LensingWarning` when the lens has no two-image
-    configuration.
+    Parameters
+    ----------
+    model : LensModel
+    beta_unit : float
+        Source position in units of the radial caustic, in [0, 1).
+
+    Returns
+    -------
+    xA, xB : float
+        x_A > theta_E and -theta_E < x_B < -x_r (kpc). ``(nan, nan)`` with a
+        :class:`LensingWarning` when the lens has no two-image configuration.
+
+    Performance
+    -----------
+    ~1.5 microseconds once the model's critical curves are known, ~4 on a fresh model.
+
+    Precision
+    ---------
+    Equal to ``forward_solve(...)["x_A"], ["x_B"]`` to the last bit; lens-equation residual
+    <= 1e-12 kpc.
 
     Examples
     --------
@@ -359,12 +579,20 @@ def solve_single_lens(model: LensModel, beta_unit):
     >>> round(xA, 6), round(xB, 6)
     (6.620632, -3.072407)
     """
-    p = lens_properties(model, beta_unit)
-    return p["xA"], p["xB"]
+    xA, xB, st = model._core.images(_unit(beta_unit))
+    if st:
+        _warn(st)
+    return xA, xB
 
 
 def lens_properties(model: LensModel, beta_unit):
     """All lensing properties of one lens and source.
+
+    Parameters
+    ----------
+    model : LensModel
+    beta_unit : float
+        Source position in units of the radial caustic, in [0, 1).
 
     Returns
     -------
@@ -372,30 +600,53 @@ def lens_properties(model: LensModel, beta_unit):
         xA, xB (kpc), beta (kpc), beta_unit, magnificationA, magnificationB (signed),
         kappaA, kappaB, gammaA, gammaB (shear), einstein_radius_kpc, xradcrit_kpc,
         ycaustic_kpc, ycaustic_arcsec, xA_arcsec, xB_arcsec, Sigma_cr, status.
+        Image quantities are NaN (with a :class:`LensingWarning`) when status != 0.
+
+    Performance
+    -----------
+    ~10 microseconds on a fresh model (critical curves, images, three arcsec conversions).
+
+    Precision
+    ---------
+    Equal to the corresponding :func:`forward_solve` outputs to the last bit.
+
+    Examples
+    --------
+    >>> p = lens_properties(LensModel(11.5, 13.0, 0.9), 0.5)
+    >>> round(p["magnificationA"], 6), round(p["kappaB"], 6)
+    (3.834575, 0.800331)
     """
-    bu = float(as_float_array("beta_unit", beta_unit, lo=0.0, hi=1.0, hi_open=True))
-    out = _lensing.forward_batch(model.logM_star, model.logM_halo, model.logRe, model.gamma_in,
-                                 model.c_halo, model.zl, model.zs, bu, *model.cosmo.params)
-    st = int(out["status"])
-    if st != Status.OK:
+    bu = _unit(beta_unit)
+    st, xA, xB, muA, muB, kA, kB, shA, shB, _ = model._core.image_properties(bu)
+    te, xr, yc, _ = model._core.critical()
+    if st:
         _warn(st)
-    xA, xB = float(out["x_A"]), float(out["x_B"])
-    res = dict(xA=xA, xB=xB, beta=bu * float(out["y_caustic"]), beta_unit=bu,
-               magnificationA=float(out["mu_A"]), magnificationB=float(out["mu_B"]),
-               einstein_radius_kpc=float(out["theta_e"]), xradcrit_kpc=float(out["x_rad"]),
-               ycaustic_kpc=float(out["y_caustic"]), Sigma_cr=model.Sigma_cr, status=st)
-    if st == Status.OK:
-        x = np.array([xA, xB])
-        k = model.kappa(x)
-        g = model.gamma(x)
-        res.update(kappaA=float(k[0]), kappaB=float(k[1]), gammaA=float(g[0]), gammaB=float(g[1]))
-        res.update(xA_arcsec=float(kpc_to_arcsec(xA, model.zl, model.cosmo)),
-                   xB_arcsec=float(kpc_to_arcsec(xB, model.zl, model.cosmo)))
-    else:
-        res.update(kappaA=np.nan, kappaB=np.nan, gammaA=np.nan, gammaB=np.nan, xA_arcsec=np.nan, xB_arcsec=np.nan)
-    res["ycaustic_arcsec"] = float(kpc_to_arcsec(res["ycaustic_kpc"], model.zl, model.cosmo)) \
-        if np.isfinite(res["ycaustic_kpc"]) else np.nan
-    return res
+    zl, cosmo = model._zl, model.cosmo
+    ok = st == Status.OK
+    return dict(xA=xA, xB=xB, beta=bu * yc, beta_unit=bu, magnificationA=muA, magnificationB=muB,
+                einstein_radius_kpc=te, xradcrit_kpc=xr, ycaustic_kpc=yc, Sigma_cr=model.Sigma_cr,
+                status=st, kappaA=kA, kappaB=kB, gammaA=shA, gammaB=shB,
+                xA_arcsec=kpc_to_arcsec(xA, zl, cosmo) if ok else np.nan,
+                xB_arcsec=kpc_to_arcsec(xB, zl, cosmo) if ok else np.nan,
+                ycaustic_arcsec=kpc_to_arcsec(yc, zl, cosmo) if math.isfinite(yc) else np.nan)
+
+
+def _invert_one(xA_obs, xB_obs, logRe_obs, logM_halo, zl, zs, gamma_in, c_halo, cosmo):
+    """Scalar fast path of the inversion: the 9-tuple of ``_lensing.invert_one``, or None when
+    an input is not a valid plain scalar (the caller then takes the array path)."""
+    xa = _finite_float(xA_obs)
+    xb = _finite_float(xB_obs)
+    if xa is None or xb is None or not xa * xb < 0.0:
+        return None
+    p = _fast_lens(0.0, logM_halo, logRe_obs, gamma_in, c_halo, zl, zs)
+    if p is None:
+        return None
+    if xa < 0.0:
+        xa = xa * -1.0
+        xb = xb * -1.0
+    cp = get_cosmology(cosmo).params
+    plane = _plane(p[5], p[6], *cp)
+    return _lensing.invert_one(xa, xb, p[2], p[1], p[3], p[4], plane[0], plane[1], *cp)
 
 
 def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, zl=0.3, zs=2.0,
@@ -421,12 +672,28 @@ def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, zl=0.3,
     ValueError
         for non-finite input, gamma_in outside [0, 2.4], or images on the same side.
 
+    Performance
+    -----------
+    ~4 microseconds per call for float inputs (Sigma_cr, rho_c cached per (zl, zs, cosmo)).
+
+    Precision
+    ---------
+    Equal to :func:`invert_images` (``logM_star``, ``beta / y_caustic``, ``y_caustic``,
+    ``mu_A``, ``mu_B``) to the last bit.
+
     Examples
     --------
     >>> r = solve_lens_parameters_from_obs(6.620631957929381, -3.072406570798928, 0.9, 13.0)
     >>> [round(v, 6) for v in r]
     [11.5, 0.5, 3.50252, 3.834575, 1.809901]
     """
+    f = _invert_one(xA_obs, xB_obs, logRe_obs, logM_halo, zl, zs, gamma_in, c_halo, cosmo)
+    if f is not None:
+        st, lm, beta, yc, _, _, muA, muB, _ = f
+        if st:
+            _warn(st)
+            return (np.nan,) * 5
+        return lm, beta / yc, yc, muA, muB
     xa, xb = orient_images(xA_obs, xB_obs)
     r = invert_images(xa, xb, logRe_obs, logM_halo, gamma_in, c_halo, zl, zs, cosmo)
     if np.ndim(r["status"]) != 0:
@@ -442,13 +709,36 @@ def compute_detJ(xA_obs, xB_obs, logRe_obs, logMh, zl=0.3, zs=2.0, gamma_in=1.0,
     """Analytic Jacobian |det d(logM*, beta)/d(x_A, x_B)| (1/kpc) of the inversion.
 
     |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|), no finite differences.
-    Accepts arrays (broadcast); returns NaN where M* <= 0 (no inversion exists).
+
+    Parameters
+    ----------
+    xA_obs, xB_obs : float or array
+        Image positions in kpc on opposite sides of the centre.
+    logRe_obs, logMh : float or array
+    zl, zs, gamma_in, c_halo : float or array
+    cosmo : optional
+
+    Returns
+    -------
+    float or ndarray
+        |J| in 1/kpc (arrays broadcast); NaN where M* <= 0 (no inversion exists).
+
+    Performance
+    -----------
+    ~4 microseconds per call for float inputs; arrays ~2.5 microseconds per point.
+
+    Precision
+    ---------
+    Equal to ``invert_images(...)["detJ"]`` to the last bit.
 
     Examples
     --------
     >>> round(compute_detJ(6.620631957929381, -3.072406570798928, 0.9, 13.0), 8)
     0.06320163
     """
+    f = _invert_one(xA_obs, xB_obs, logRe_obs, logMh, zl, zs, gamma_in, c_halo, cosmo)
+    if f is not None:
+        return np.nan if f[0] == Status.MSTAR_NONPOSITIVE else f[8]
     xa, xb = orient_images(xA_obs, xB_obs)
     r = invert_images(xa, xb, logRe_obs, logMh, gamma_in, c_halo, zl, zs, cosmo)
     d = np.where(r["status"] == Status.MSTAR_NONPOSITIVE, np.nan, r["detJ"])

@@ -39,6 +39,7 @@ import pandas as pd
 
 from sl_cy._validate import as_float_array
 from sl_cy._version import __version__
+from sl_cy.forward import HALO_SUPPORT, ForwardModel, as_forward_model
 from sl_cy.config import DEFAULT_C_HALO, DEFAULT_ZL, DEFAULT_ZS, SCATTER, SourceLaw, SurveyConfig
 from sl_cy.cosmology import get_cosmology, kpc_to_arcsec
 from sl_cy.io import (array_digest, atomic_h5, config_hash, git_commit, read_attrs, read_dataframe,
@@ -92,6 +93,7 @@ class ChunkTask:
     zs: Any
     c_halo: Any
     cosmo: Any
+    halo_support: tuple = HALO_SUPPORT
 
 
 def _empty_lenses() -> pd.DataFrame:
@@ -131,7 +133,9 @@ def simulate_chunk(task: ChunkTask) -> dict:
         crit = forward_solve(ms_star[sel], mh[sel], re[sel], g[sel], c[sel], zl[sel], zs[sel], cosmo=task.cosmo)
         theta_e[sel], x_rad[sel], y_c[sel], status[sel] = crit["theta_e"], crit["x_rad"], crit["y_caustic"], \
             crit["status"]
-    ok = status == Status.OK
+    # galaxies outside the halo support are not galaxy-scale lenses of the model (no sources
+    # counted), exactly as the grids and A(eta) assume (sl_cy.forward)
+    ok = (status == Status.OK) & (mh >= task.halo_support[0]) & (mh <= task.halo_support[1])
     nbkg = np.asarray(survey.nbkg_kpc2(zl, task.cosmo), dtype=float) * np.ones(n)
     lam = np.where(ok, math.pi * np.where(ok, y_c, 0.0) ** 2 * nbkg, 0.0)
     n_src = rng.poisson(lam).astype(np.int32)
@@ -303,6 +307,14 @@ class MockResult:
         return None if self.galaxies is None else self.galaxies[SAMPLE_COLUMNS]
 
     @property
+    def forward_model(self) -> ForwardModel:
+        """The forward model of the mock (ValueError when redshifts vary per galaxy)."""
+        d = self.config.get("forward_model")
+        if d is None:
+            raise ValueError("this mock has per-galaxy redshifts or concentrations: no single forward model")
+        return ForwardModel.from_dict(d)
+
+    @property
     def n_galaxies(self) -> int:
         return int(self.stats["n_galaxies"])
 
@@ -381,9 +393,19 @@ def _read_block(path: Path, keep_galaxies: bool) -> tuple[pd.DataFrame | None, p
 # driver
 # --------------------------------------------------------------------------------------------
 def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detection, cache_every, chunk_size,
-             nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo) -> dict:
+             nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo, forward_model=None) -> dict:
     """Validate the inputs of a mock and build its configuration (dict) and hash."""
     n = _check_n(n_samples, "n_samples")
+    halo_support = HALO_SUPPORT
+    if forward_model is not None:
+        fm = as_forward_model(forward_model)
+        if (survey is not None or model != "deVauc" or not (np.ndim(zl) == 0 and zl == DEFAULT_ZL)
+                or not (np.ndim(zs) == 0 and zs == DEFAULT_ZS) or cosmo is not None
+                or not (np.ndim(c_halo) == 0 and c_halo == DEFAULT_C_HALO)):
+            raise ValueError("pass either forward_model=... or the individual model, survey, redshift, c_halo and "
+                             "cosmology settings, not both")
+        survey, zl, zs, model, c_halo, cosmo = fm.survey, fm.zl, fm.zs, fm.model, fm.c_halo, fm.cosmology
+        halo_support = fm.halo_support
     model_params(model)                                      # validates the name
     e = as_eta(eta, model)
     if np.ndim(e.alpha_sps) != 0:
@@ -420,18 +442,22 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
         model=model, model_params=model_params(model), eta=e.to_dict(), gamma_support=[GAMMA_LO, GAMMA_HI],
         survey=survey.to_dict(), zl=_spec_for_config("zl", zl, n), zs=_spec_for_config("zs", zs, n),
         c_halo=_spec_for_config("c_halo", c_halo, n),
-        cosmology=dict(H0=cosmo_.H0, Om=cosmo_.Om, Ode=cosmo_.Ode),
+        cosmology=dict(H0=cosmo_.H0, Om=cosmo_.Om, Ode=cosmo_.Ode), halo_support=list(halo_support),
     )
+    fixed_z = all(not callable(v) and np.ndim(v) == 0 for v in (zl, zs, c_halo))
+    config["forward_model"] = ForwardModel(model, survey, float(zl), float(zs), float(c_halo), cosmo_,
+                                           halo_support).to_dict() if fixed_z else None
     chash = config_hash(config)
 
-    return dict(n=n, eta=e, survey=survey, cosmo=cosmo_, chunk_size=chunk_size, config=config, config_hash=chash)
+    return dict(n=n, eta=e, survey=survey, cosmo=cosmo_, chunk_size=chunk_size, config=config, config_hash=chash,
+                model=model, zl=zl, zs=zs, c_halo=c_halo, halo_support=halo_support)
 
 
 def mock_config(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS, model: str = "deVauc",
                 seed=None, nbkg=None, eta=None, detection: str = "observed", chunk_size: int = DEFAULT_CHUNK_SIZE, *,
                 nbkg_per_arcsec2=None, sigma_m: float = SCATTER.mag, sigma_star: float = SCATTER.star,
                 source_law: SourceLaw | None = None, survey: SurveyConfig | None = None, c_halo=DEFAULT_C_HALO,
-                cosmo=None) -> tuple[dict, str]:
+                cosmo=None, forward_model=None) -> tuple[dict, str]:
     """The configuration dict and its sha256 hash that :func:`simulate_mock` would use (nothing is simulated).
 
     Same arguments as :func:`simulate_mock` (execution options excluded: they do not change the
@@ -443,7 +469,7 @@ def mock_config(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DE
     True
     """
     plan = _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detection, None, chunk_size,
-                    nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo)
+                    nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo, forward_model)
     return plan["config"], plan["config_hash"]
 
 
@@ -452,7 +478,8 @@ def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=
                   cache_dir=None, show_progress=None, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
                   nbkg_per_arcsec2=None, sigma_m: float = SCATTER.mag, sigma_star: float = SCATTER.star,
                   source_law: SourceLaw | None = None, survey: SurveyConfig | None = None,
-                  c_halo=DEFAULT_C_HALO, cosmo=None, executor=None, keep_galaxies: bool = True) -> MockResult:
+                  c_halo=DEFAULT_C_HALO, cosmo=None, executor=None, keep_galaxies: bool = True,
+                  forward_model=None) -> MockResult:
     """Simulate a mock lens survey; the engine behind :func:`run_mock_simulation` and ``sl-cy simulate``.
 
     Parameters
@@ -501,6 +528,12 @@ def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=
         Run chunks there instead of a local pool.
     keep_galaxies : bool, default True
         Return the per-galaxy table (set False for huge cached runs: only lenses are loaded).
+    forward_model : ForwardModel, optional
+        Model, survey, redshifts, c_halo, cosmology and halo support at once (then leave those
+        arguments at their defaults). Otherwise one is assembled from them; either way it is
+        recorded in ``config["forward_model"]`` (None when redshifts vary per galaxy) and the
+        grids, likelihood and A(eta) of the mock are built from it. Galaxies whose halo lies
+        outside its ``halo_support`` are never lenses.
 
     Returns
     -------
@@ -525,7 +558,8 @@ def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=
     """
     t0 = time.perf_counter()
     plan = _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detection, cache_every, chunk_size,
-                    nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo)
+                    nbkg_per_arcsec2, sigma_m, sigma_star, source_law, survey, c_halo, cosmo, forward_model)
+    zl, zs, model, c_halo = plan["zl"], plan["zs"], plan["model"], plan["c_halo"]
     n, e, survey, cosmo_, chunk_size = plan["n"], plan["eta"], plan["survey"], plan["cosmo"], plan["chunk_size"]
     config, chash, entropy = plan["config"], plan["config_hash"], plan["config"]["seed"]
     if executor is None:
@@ -536,7 +570,8 @@ def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=
     tasks = [ChunkTask(i, i * chunk_size, min(chunk_size, n - i * chunk_size), seeds[i], model, e, survey,
                        _chunk_slice(zl, i * chunk_size, min(n, (i + 1) * chunk_size)),
                        _chunk_slice(zs, i * chunk_size, min(n, (i + 1) * chunk_size)),
-                       _chunk_slice(c_halo, i * chunk_size, min(n, (i + 1) * chunk_size)), cosmo_)
+                       _chunk_slice(c_halo, i * chunk_size, min(n, (i + 1) * chunk_size)), cosmo_,
+                       plan["halo_support"])
              for i in range(n_chunks)]
     progress = show_progress_default(show_progress, n_chunks)
 

@@ -193,30 +193,7 @@ def _as_prior(prior):
     raise ValueError(f"prior must be a sl_cy.Prior or a mapping name -> prior, got {type(prior).__name__}")
 
 
-class BankA:
-    """A(eta) from a :class:`sl_cy.selection.SelectionBank` for the sampler: batched, ``n_threads``
-    OpenMP threads, no per-call ESS warning (the ESS at the posterior median is reported in the
-    run file instead).
-
-    Examples
-    --------
-    >>> from sl_cy.selection import build_selection_bank
-    >>> from sl_cy.population import DEFAULT_ETA
-    >>> A = BankA(build_selection_bank(5000, seed=1), n_threads=1)
-    >>> A(np.array([DEFAULT_ETA] * 3)).shape
-    (3,)
-    """
-
-    def __init__(self, bank, n_threads: int = 1):
-        self.bank = bank
-        self.n_threads = int(n_threads)
-
-    def __call__(self, eta):
-        return self.bank.evaluate(eta, warn=False, n_threads=self.n_threads)
-
-
-def selection_bank_for(n: int, seed: int, *, root=".", survey=None, zl=0.3, zs=2.0, c_halo=None, model="deVauc",
-                       cosmo=None, n_jobs=1, progress=False):
+def selection_bank_for(n: int, seed: int, *, root=".", forward_model=None, n_jobs=1, progress=False):
     """Load the A(eta) bank of this configuration from the cache, or build and cache it.
 
     Parameters
@@ -225,9 +202,9 @@ def selection_bank_for(n: int, seed: int, *, root=".", survey=None, zl=0.3, zs=2
         Bank size and seed (:func:`sl_cy.selection.build_selection_bank`).
     root : str or Path
         The cache is ``<root>/data/banks/bank_<hash16>.h5``, keyed by the sha256 of the bank
-        configuration (size, seed, survey, redshifts, concentration, model, cosmology, version).
-    survey, zl, zs, c_halo, model, cosmo :
-        The constants the mock/likelihood use (so A matches the numerator).
+        configuration (size, seed, forward model, version).
+    forward_model : ForwardModel, optional
+        The forward model of the grids (so A matches the numerator).
     n_jobs : int
         Worker processes for building (the bank does not depend on it).
     progress : bool
@@ -248,12 +225,10 @@ def selection_bank_for(n: int, seed: int, *, root=".", survey=None, zl=0.3, zs=2
     >>> selection_bank_for(3000, 1, root=d)[2], p.parent.name
     (True, 'banks')
     """
-    from sl_cy.config import DEFAULT_C_HALO
     from sl_cy.io import config_hash
     from sl_cy.selection import bank_config, build_selection_bank, load_bank
 
-    c_halo = DEFAULT_C_HALO if c_halo is None else c_halo
-    cfg = bank_config(n, seed, survey, None, zl, zs, c_halo, model, cosmo=cosmo)
+    cfg = bank_config(n, seed, forward_model)
     h = config_hash(cfg)
     path = Path(root).joinpath(*BANK_DIR) / f"bank_{h[:16]}.h5"
     if path.exists():
@@ -261,8 +236,7 @@ def selection_bank_for(n: int, seed: int, *, root=".", survey=None, zl=0.3, zs=2
             return load_bank(path, expected_hash=h), path, True
         except (ValueError, OSError, KeyError):
             pass                                    # corrupt or stale: rebuild
-    bank = build_selection_bank(n, seed, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmo=cosmo,
-                                n_jobs=n_jobs, progress=progress)
+    bank = build_selection_bank(n, seed, forward_model=forward_model, n_jobs=n_jobs, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     bank.save(path)
     return bank, path, False
@@ -297,7 +271,8 @@ def _grids_up_to_date(path, mock_hash: str, logMh_grid, gamma_grid) -> bool:
             and np.array_equal(a["_logMh_axis"], logMh_grid) and np.array_equal(a["_gamma_axis"], gamma_grid))
 
 
-def _catalogue_tables(observed, unit, zl, zs, root, sim_id, logMh_grid, gamma_grid, n_jobs, progress):
+def _catalogue_tables(observed, unit, zl, zs, root, sim_id, logMh_grid, gamma_grid, n_jobs, progress,
+                      forward_model=None):
     """Validate a catalogue and (re)use or tabulate its grids; nothing is written here.
 
     Returns (sim_id, grids_path, grids or None (reuse), catalogue dict for params, attrs to save).
@@ -325,41 +300,26 @@ def _catalogue_tables(observed, unit, zl, zs, root, sim_id, logMh_grid, gamma_gr
             return sim_id, gpath, None, cat, None
         if a.get("source") != "catalogue" and a:
             raise FileExistsError(f"{gpath} holds the grids of another simulation; choose another --sim-id")
-    survey = SurveyConfig()
-    grids = tabulate_likelihood_grids(table, logMh_grid, gamma_grid, zl=zl, zs=zs, survey=survey, n_jobs=n_jobs,
+    from sl_cy.forward import as_forward_model
+
+    fm = as_forward_model(forward_model, zl=zl, zs=zs)
+    grids = tabulate_likelihood_grids(table, logMh_grid, gamma_grid, forward_model=fm, n_jobs=n_jobs,
                                       show_progress=progress, adaptive=True)
-    zls = table["zl"].to_numpy()
     attrs = dict(sim_id=str(sim_id), source="catalogue", catalogue_path=str(cat_path), catalogue_sha256=sha,
-                 unit=unit, survey=survey.to_dict(), zl=float(np.median(zls)), zs=float(np.median(table["zs"])))
+                 unit=unit, forward_model=fm.to_dict())
     return sim_id, gpath, grids, cat, attrs
 
 
-def _sim_constants(sim: Path, gattrs: dict) -> dict:
-    """Survey, redshifts, concentration, model, cosmology, truth and lens table of a simulation."""
-    from sl_cy.config import DEFAULT_C_HALO, SurveyConfig
-    from sl_cy.cosmology import Cosmology
-
+def _sim_constants(sim: Path) -> dict:
+    """Truth, lens table and mock hash of a simulation (None for a catalogue's tables)."""
     mock_path = sim / "mock.h5"
     if mock_path.exists():
         from sl_cy.mock import load_mock
 
         m = load_mock(mock_path)
-        cfg = m.config
-        return dict(survey=SurveyConfig.from_dict(cfg["survey"]),
-                    zl=cfg["zl"] if np.ndim(cfg["zl"]) == 0 else 0.3, zs=cfg["zs"] if np.ndim(cfg["zs"]) == 0 else 2.0,
-                    c_halo=cfg["c_halo"] if np.ndim(cfg["c_halo"]) == 0 else DEFAULT_C_HALO, model=cfg["model"],
-                    cosmo=Cosmology(**cfg["cosmology"]), truth={k: float(v) for k, v in cfg["eta"].items()},
-                    lenses=m.lenses, mock_config_hash=m.config_hash, mock_file=mock_path)
-    c = gattrs.get("config", {})
-    if "survey" in gattrs:
-        survey = SurveyConfig.from_dict(gattrs["survey"])
-    else:
-        survey = SurveyConfig(detection=c.get("detection", "observed"), m_lim=c.get("m_lim", 26.5),
-                              sigma_m=c.get("sigma_m", 0.1))
-    return dict(survey=survey, zl=float(gattrs.get("zl", 0.3)), zs=float(gattrs.get("zs", 2.0)),
-                c_halo=float(c.get("c_halo", DEFAULT_C_HALO)), model="deVauc",
-                cosmo=Cosmology(c.get("H0", 70.0), c.get("Om", 0.3), c.get("Ode", 0.7)), truth=None, lenses=None,
-                mock_config_hash=None, mock_file=None)
+        return dict(truth={k: float(v) for k, v in m.config["eta"].items()}, lenses=m.lenses,
+                    mock_config_hash=m.config_hash, mock_file=mock_path)
+    return dict(truth=None, lenses=None, mock_config_hash=None, mock_file=None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,10 +560,14 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     if expect and catalogue and expect.get("catalogue_sha256") not in (None, catalogue["sha256"]):
         raise ValueError(f"catalogue {catalogue['path']} changed since the run (sha256 differs)")
     grids = new_grids if new_grids is not None else load_grids_hdf5(gpath)
-    post = Posterior(grids, A=None, prior=pr, fixed=fixed, use_selection=False, n_threads=n_jobs)
-    if nwalkers < 2 * post.ndim:
-        raise ValueError(f"nwalkers must be >= 2 x free parameters = {2 * post.ndim} ({post.free_names}), "
-                         f"got {nwalkers}")
+    from sl_cy.likelihood import LikelihoodKernel
+
+    kernel = LikelihoodKernel(grids, selection=bool(eta), n_threads=n_jobs)   # validates the lenses
+    fm = kernel.forward_model
+    n_free = len(_as_prior(prior).with_fixed(fixed).free_names if kernel.use_gamma else
+                 _as_prior(prior).with_fixed({"mu_gamma": 1.0, "sigma_gamma": 0.2, **dict(fixed or {})}).free_names)
+    if nwalkers < 2 * n_free:
+        raise ValueError(f"nwalkers must be >= 2 x free parameters = {2 * n_free}, got {nwalkers}")
     # ---- tables (catalogue grids are written only now, after all checks) ---------------------
     if new_grids is not None:
         gpath.parent.mkdir(parents=True, exist_ok=True)
@@ -612,37 +576,32 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     if expect and expect.get("grids_key") not in (None, gattrs.get("config", {}).get("key")):
         raise ValueError(f"{gpath} was re-tabulated since the run (grids key differs); cannot reproduce it")
     sim = gpath.parent
-    const = _sim_constants(sim, gattrs)
+    const = _sim_constants(sim)
     grids_sha = file_sha256(gpath)
     engine = selection
-    selection = dict(enabled=bool(eta))
+    selection = dict(enabled=bool(eta), forward_model_hash=fm.hash)
     A_call = None
     if eta:
         if A is None and engine == "quadrature":
-            from sl_cy.selection import build_selection_table
+            from sl_cy.selection import selection_for
 
             if verbose:
-                print("A(eta): deterministic quadrature table (sl_cy.selection.build_selection_table)", flush=True)
-            A_call = build_selection_table(survey=const["survey"], zl=const["zl"], zs=const["zs"],
-                                           c_halo=const["c_halo"], model=const["model"], cosmo=const["cosmo"],
-                                           n_jobs=n_jobs, progress=bool(progress))
+                print("A(eta): deterministic quadrature table (sl_cy.selection.selection_for)", flush=True)
+            A_call = selection_for(fm, n_jobs=n_jobs, progress=bool(progress))
             A_call.n_threads = n_jobs
             selection.update(engine="quadrature", table_hash=A_call.config_hash,
                              table_file=None if A_call.path is None else str(A_call.path))
         elif A is None:
             if verbose:
                 print(f"A(eta): selection bank of {bank_size} galaxies (seed {bank_seed})", flush=True)
-            bank, bank_path, reused = selection_bank_for(
-                bank_size, bank_seed, root=root, survey=const["survey"], zl=const["zl"], zs=const["zs"],
-                c_halo=const["c_halo"], model=const["model"], cosmo=const["cosmo"], n_jobs=n_jobs,
-                progress=bool(progress))
-            A_call = BankA(bank, n_threads=n_jobs)
-            selection.update(engine="bank", bank_size=bank_size, bank_seed=bank_seed, bank_hash=bank.config_hash,
+            A_call, bank_path, reused = selection_bank_for(bank_size, bank_seed, root=root, forward_model=fm,
+                                                           n_jobs=n_jobs, progress=bool(progress))
+            selection.update(engine="bank", bank_size=bank_size, bank_seed=bank_seed, bank_hash=A_call.config_hash,
                              bank_file=str(bank_path), bank_reused=bool(reused))
         else:
             A_call = A
             selection.update(engine="user", A=repr(A)[:200])
-    post = Posterior(post.kernel, A=A_call, prior=pr, fixed=fixed, use_selection=bool(eta))
+    post = Posterior(kernel, A=A_call, prior=pr, fixed=fixed, use_selection=bool(eta))
     truth = const["truth"]
     params = dict(
         kind=RUN_KIND, command="infer", sim_id=str(sim_id), run_id=str(run_id), root=str(root.resolve()),
@@ -650,7 +609,7 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
         catalogue=catalogue, nwalkers=nwalkers, nsteps=nsteps, discard=discard, seed=seed, mcmc_seed=mcmc_seed,
         eta=bool(eta), selection=selection, prior=_prior_to_dict(post.prior), fixed=dict(post.prior.fixed),
         free_names=list(post.free_names), initial_guess=None if initial_guess is None else np.asarray(initial_guess, float),
-        n_jobs=n_jobs, save_plots=bool(save_plots), model=const["model"],
+        n_jobs=n_jobs, save_plots=bool(save_plots), model=fm.model, forward_model=fm.to_dict(),
         grids=dict(file=str(gpath.resolve()), relative=str(Path("data", "tables", sim_id, GRIDS_FILE)),
                    sha256=grids_sha, key=gattrs.get("config", {}).get("key"), n_lenses=len(grids),
                    logMh_axis=gattrs["_logMh_axis"], gamma_axis=gattrs["_gamma_axis"],
@@ -684,7 +643,7 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
                        mcmc_wall_time_s=t_mcmc)
         med = post.full_eta(table["median"].to_numpy())
         if eta and selection.get("engine") == "bank":
-            a, ess = A_call.bank.evaluate(med, return_ess=True, warn=False)
+            a, ess = A_call.evaluate(med, return_ess=True, warn=False)
             exports.update(A_at_median=a, A_ess_at_median=ess)
             selection.update(A_at_median=a, A_ess_at_median=ess)
         elif eta and selection.get("engine") == "quadrature":

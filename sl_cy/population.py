@@ -129,6 +129,17 @@ class Eta(NamedTuple):
 DEFAULT_ETA = Eta.default()
 ETA_NAMES = Eta._fields
 
+#: The eta box: the default top-hat prior and the support of every A(eta) engine (one definition,
+#: used by the prior, the selection engines and the grids' stellar-mass window).
+ETA_BOX = {
+    "alpha_sps": (-0.5, 0.5),
+    "mu_h": (12.0, 14.0),
+    "beta_h": (0.0, 4.0),
+    "sigma_h": (0.05, 1.0),
+    "mu_gamma": (0.2, 1.8),
+    "sigma_gamma": (0.05, 1.0),
+}
+
 
 def as_eta(eta=None, model: str = "deVauc") -> Eta:
     """Normalise ``eta`` (None -> :meth:`Eta.from_model`, Eta, dict or 6 numbers) and validate it."""

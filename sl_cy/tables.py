@@ -27,6 +27,20 @@ from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, load_grids_hdf5,
 from sl_cy.io import read_attrs
 
 MOCK_FILE = "mock.h5"
+
+
+def mock_forward_model(config: dict):
+    """The forward model of a mock configuration. A mock with per-galaxy redshifts has none: the
+    grids then get the fixed-redshift model of the same survey (each lens is still tabulated at its
+    own redshifts), and the selection term refuses them (see :class:`sl_cy.likelihood.Posterior`)."""
+    from sl_cy.forward import HALO_SUPPORT, ForwardModel
+
+    if config.get("forward_model"):
+        return ForwardModel.from_dict(config["forward_model"])
+    c = config["c_halo"]
+    return ForwardModel(model=config["model"], survey=SurveyConfig.from_dict(config["survey"]),
+                        c_halo=c if np.ndim(c) == 0 else 5.0, cosmology=Cosmology(**config["cosmology"]),
+                        halo_support=tuple(config.get("halo_support", HALO_SUPPORT)))
 GRIDS_FILE = "grids.h5"
 
 
@@ -75,8 +89,7 @@ def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs
     ga = np.asarray(DEFAULT_GAMMA_GRID if gamma_grid is None else gamma_grid, dtype=float)
     if len(mock.observed) == 0:
         raise ValueError(f"the mock {mock_path} has no detected lenses to tabulate")
-    kw = dict(zl=cfg["zl"] if np.ndim(cfg["zl"]) == 0 else 0.3, zs=cfg["zs"] if np.ndim(cfg["zs"]) == 0 else 2.0,
-              c_halo=cfg["c_halo"], survey=SurveyConfig.from_dict(cfg["survey"]), cosmo=Cosmology(**cfg["cosmology"]))
+    kw = dict(forward_model=mock_forward_model(cfg))
     cache = d / "grid_cache"
     grids = tabulate_likelihood_grids(mock.observed, mh, ga, n_jobs=n_jobs, executor=executor, cache_every=cache_every,
                                       cache_dir=cache, show_progress=show_progress, adaptive=adaptive,

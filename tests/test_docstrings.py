@@ -7,7 +7,10 @@ import pytest
 
 import sl_cy
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(sl_cy.__path__, "sl_cy.") if not m.name.split(".")[-1].startswith("_"))
+# every public module, including those of subpackages (sl_cy.selection.bank, ...): doctest.testmod
+# of a package only runs the examples of objects defined in its own __init__
+MODULES = sorted(m.name for m in pkgutil.walk_packages(sl_cy.__path__, "sl_cy.")
+                 if not any(part.startswith("_") for part in m.name.split(".")[1:]))
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,11 +7,20 @@ from scipy import integrate, stats
 import sl_cy
 from sl_cy import reference as ref
 from sl_cy.config import SourceLaw, SurveyConfig
-from sl_cy.grids import (LensGrid, check_observed_table, load_grids_hdf5, save_grids_hdf5, stack_grids,
-                         tabulate_likelihood_grids)
+from sl_cy.forward import ForwardModel
+from sl_cy.grids import (DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, LensGrid, check_observed_table, load_grids_hdf5,
+                         save_grids_hdf5, stack_grids, tabulate_likelihood_grids)
 
 MH = np.linspace(11.5, 14.5, 13)
 GAM = np.linspace(0.2, 1.8, 9)
+
+
+def regular_grids(obs, logMh_grid, gamma_grid, **kw):
+    """The regular (logMh_grid x gamma_grid) grid (``adaptive=False``); the warning that the axis
+    does not cover the halo support is expected here (these tests check the grid points, not the
+    integral)."""
+    with pytest.warns(RuntimeWarning, match="halo support"):
+        return tabulate_likelihood_grids(obs, logMh_grid, gamma_grid, adaptive=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +38,7 @@ def test_truth_is_reproduced_at_the_true_grid_node(mock):
         ga = np.array([max(t.gamma_in - 0.1, 0.0), t.gamma_in, t.gamma_in + 0.1]) if t.gamma_in > 0 else \
             np.array([0.0, 0.1, 0.2])
         j = int(np.argmin(np.abs(ga - t.gamma_in)))
-        g = tabulate_likelihood_grids(observed.iloc[[i]], mh, ga)[0]
+        g = regular_grids(observed.iloc[[i]], mh, ga)[0]
         assert g.valid[1, j] == 0
         assert g.logM_star[1, j] == pytest.approx(t.logM_star, abs=1e-9)
         assert g.beta[1, j] == pytest.approx(t.beta_kpc, rel=1e-8, abs=1e-10)
@@ -42,7 +51,7 @@ def test_grid_interpolates_to_the_truth(mock):
     lenses, observed = mock
     mh = np.linspace(11.0, 15.5, 91)
     ga = np.linspace(0.0, 2.0, 81)
-    grids = tabulate_likelihood_grids(observed.iloc[:30], mh, ga)
+    grids = regular_grids(observed.iloc[:30], mh, ga)
     from scipy.interpolate import RegularGridInterpolator
     errs = []
     for g, (_, t) in zip(grids, lenses.iloc[:30].iterrows()):
@@ -55,7 +64,7 @@ def test_grid_interpolates_to_the_truth(mock):
 
 def test_jacobian_and_fphot_against_independent_computations(mock):
     _, observed = mock
-    g = tabulate_likelihood_grids(observed.iloc[[0]], MH, GAM)[0]
+    g = regular_grids(observed.iloc[[0]], MH, GAM)[0]
     o = g.observed
     pts = np.argwhere(g.is_valid)[::7][:6]
     assert len(pts) >= 3
@@ -74,7 +83,7 @@ def test_jacobian_and_fphot_against_independent_computations(mock):
 
 def test_invalid_points_are_flagged_and_weighted_zero(mock):
     _, observed = mock
-    g = tabulate_likelihood_grids(observed.iloc[[1]], np.linspace(10.0, 16.0, 25), GAM)[0]
+    g = regular_grids(observed.iloc[[1]], np.linspace(10.0, 16.0, 25), GAM)[0]
     assert g.n_invalid > 0 and g.is_valid.any()
     assert sum(g.invalid_reasons().values()) == g.n_invalid
     w = g.weight()
@@ -145,13 +154,33 @@ def test_hdf5_round_trips(mock, tmp_path):
     part = load_grids_hdf5(tmp_path / "all.h5", lenses=[1, 3])
     assert part[1].equals(grids[3])
     st = stack_grids(grids)
-    assert st["logM_star"].shape == (5, len(MH), len(GAM))
+    assert st["logM_star"].shape == (5,) + grids[0].shape and grids[0].shape[1] == len(GAM)
+    assert st["forward_model"] == ForwardModel().to_dict()
 
 
 def test_fixed_gamma_is_a_one_dimensional_grid(mock):
     _, observed = mock
-    g = tabulate_likelihood_grids(observed.iloc[[0]], MH)[0]
+    g = regular_grids(observed.iloc[[0]], MH, [1.0])[0]
     assert g.shape == (len(MH), 1) and g.gamma_axis.tolist() == [1.0]
+    # without gamma_grid the default gamma grid is used (a one-node axis only when asked for)
+    d = tabulate_likelihood_grids(observed.iloc[[0]], MH)[0]
+    np.testing.assert_array_equal(d.gamma_axis, DEFAULT_GAMMA_GRID)
+    assert d.config["quadrature"] == "adaptive"
+
+
+def test_adaptive_scan_covers_the_halo_support_and_uniform_grids_warn(mock):
+    _, observed = mock
+    g = tabulate_likelihood_grids(observed.iloc[[0]], MH, GAM)[0]          # adaptive by default
+    lo, hi = ForwardModel().halo_support
+    assert g.logMh_axis[0] == lo and g.logMh_axis[-1] == hi
+    assert DEFAULT_LOGMH_GRID[0] == lo and DEFAULT_LOGMH_GRID[-1] == hi
+    with pytest.warns(RuntimeWarning, match="halo support"):
+        tabulate_likelihood_grids(observed.iloc[[0]], MH, GAM, adaptive=False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        full = tabulate_likelihood_grids(observed.iloc[[0]], DEFAULT_LOGMH_GRID, [1.0], adaptive=False)[0]
+    assert full.shape == (len(DEFAULT_LOGMH_GRID), 1)
 
 
 @pytest.mark.parametrize("mutate, match", [

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from sl_cy.forward import ForwardModel, ForwardModelMismatch
 from sl_cy.grids import stack_grids, tabulate_likelihood_grids
 from sl_cy.likelihood import (DEFAULT_BOX, BoxPrior, Gaussian, LikelihoodKernel, Posterior, Prior, Uniform,
                               log_likelihood, log_likelihood_numpy, log_posterior, log_prior, trapezoid_weights)
@@ -29,13 +30,15 @@ def observed():
 
 @pytest.fixture(scope="module")
 def grids2d(observed):
-    return tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 26), np.linspace(0.0, 2.0, 11),
-                                     show_progress=False)
+    """A regular grid over the whole halo support (the kernel does not care how points are placed)."""
+    return tabulate_likelihood_grids(observed, np.linspace(10.0, 17.0, 36), np.linspace(0.0, 2.0, 11),
+                                     show_progress=False, adaptive=False)
 
 
 @pytest.fixture(scope="module")
 def grids1d(observed):
-    return tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 41), show_progress=False)
+    return tabulate_likelihood_grids(observed, np.linspace(10.0, 17.0, 57), [1.0], show_progress=False,
+                                     adaptive=False)
 
 
 def _rel(a, b):
@@ -48,17 +51,18 @@ def _rel(a, b):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("i", range(len(ETAS)))
 def test_kernel_equals_numpy_2d(grids2d, i):
-    k = LikelihoodKernel(grids2d)
-    got = k.per_lens(ETAS[i])
-    ref = log_likelihood_numpy(ETAS[i], grids2d, per_lens=True)
-    assert np.all(np.isfinite(ref))
-    assert _rel(got, ref) <= 1e-10
-    assert _rel(got.sum(), ref.sum()) <= 1e-10
+    for sel in (False, True):          # with and without the one-entry-per-galaxy factor
+        k = LikelihoodKernel(grids2d, selection=sel)
+        got = k.per_lens(ETAS[i])
+        ref = log_likelihood_numpy(ETAS[i], grids2d, per_lens=True, selection=sel)
+        assert np.all(np.isfinite(ref))
+        assert _rel(got, ref) <= 1e-10
+        assert _rel(got.sum(), ref.sum()) <= 1e-10
 
 
 def test_kernel_equals_numpy_batch_and_1d(grids1d, grids2d):
     for g in (grids1d, grids2d):
-        k = LikelihoodKernel(g)
+        k = LikelihoodKernel(g, selection=False)
         got = k(ETAS)
         ref = np.array([log_likelihood_numpy(e, g) for e in ETAS])
         assert got.shape == (len(ETAS),)
@@ -66,16 +70,23 @@ def test_kernel_equals_numpy_batch_and_1d(grids1d, grids2d):
 
 
 @pytest.mark.parametrize("model", ["SerExp", "Sersic"])
-def test_kernel_equals_numpy_other_models(grids2d, model):
-    """xi_h != 0 (halo mass depends on the size residual) and other stellar-mass laws."""
-    k = LikelihoodKernel(grids2d, model=model)
+def test_kernel_equals_numpy_other_models(observed, model):
+    """xi_h != 0 (halo mass depends on the size residual) and other stellar-mass laws, and another
+    sigma_star: the kernel takes them from the grids' forward model."""
+    from sl_cy.config import SurveyConfig
+
+    fm = ForwardModel(model=model, survey=SurveyConfig(sigma_star=0.2))
+    g = tabulate_likelihood_grids(observed.iloc[:10], np.linspace(10.0, 17.0, 36), np.linspace(0.0, 2.0, 11),
+                                  forward_model=fm, show_progress=False, adaptive=False)
+    k = LikelihoodKernel(g, selection=False)
+    assert k.forward_model == fm and k._model[-2] == 0.2
     for e in ETAS[:3]:
-        assert _rel(k.per_lens(e), log_likelihood_numpy(e, grids2d, model=model, per_lens=True)) <= 1e-10
+        assert _rel(k.per_lens(e), log_likelihood_numpy(e, g, per_lens=True)) <= 1e-10
 
 
 def test_fixed_gamma_grid_ignores_gamma_law(grids1d):
     """One gamma node: no gamma integral and p(gamma | eta) is not applied."""
-    k = LikelihoodKernel(grids1d)
+    k = LikelihoodKernel(grids1d, selection=False)
     assert not k.use_gamma
     a = k(TRUTH)
     b = k(np.r_[TRUTH[:4], 0.3, 0.9])
@@ -112,20 +123,18 @@ def test_invalid_points_contribute_zero(grids2d):
     assert np.array_equal(LikelihoodKernel(st3)(ETAS), LikelihoodKernel(st4)(ETAS))
 
 
-def test_lens_without_valid_point_is_minus_inf(grids2d):
+def test_lens_without_valid_point_is_an_error_naming_it(grids2d):
     st = stack_grids(grids2d)
     st["valid"] = st["valid"].copy()
     st["valid"][3] = 2
-    with pytest.warns(RuntimeWarning, match="no valid grid point"):
-        k = LikelihoodKernel(st)
-    assert k.n_empty == 1
-    pl = k.per_lens(TRUTH)
-    assert pl[3] == -np.inf and np.isfinite(np.delete(pl, 3)).all()
-    assert k(TRUTH)[0] == -np.inf
+    with pytest.raises(ValueError, match=r"no valid grid point.*lens 3 \(row 3; NO_RADIAL_CAUSTIC"):
+        LikelihoodKernel(st)
+    with pytest.raises(ValueError, match="no valid grid point"):
+        Posterior(st)
 
 
 def test_bad_eta_rows_are_minus_inf_not_crash(grids2d):
-    k = LikelihoodKernel(grids2d)
+    k = LikelihoodKernel(grids2d, selection=False)
     E = np.array([TRUTH, np.r_[np.nan, TRUTH[1:]], np.r_[TRUTH[:3], -0.1, TRUTH[4:]],
                   np.r_[TRUTH[:5], 0.0], np.r_[TRUTH[:1], np.inf, TRUTH[2:]]])
     out = k(E)
@@ -142,7 +151,7 @@ def test_trapezoid_weights():
 
 def test_extreme_alpha_underflow_path(grids2d):
     """Skew-normal factor underflowing everywhere still gives the right finite value."""
-    k = LikelihoodKernel(grids2d)
+    k = LikelihoodKernel(grids2d, selection=False)
     e = np.r_[6.0, TRUTH[1:]]
     ref = log_likelihood_numpy(e, grids2d, per_lens=True)
     got = k.per_lens(e)
@@ -200,48 +209,99 @@ def test_prior_objects():
 # ---------------------------------------------------------------------------------------------
 # log_likelihood / log_posterior / Posterior
 # ---------------------------------------------------------------------------------------------
+class _ConstA:
+    """A stand-in normaliser of the grids' forward model: A(eta) = 0.5 + 0.1 alpha_sps."""
+
+    def __init__(self, fm):
+        from sl_cy.selection import Selection
+
+        self.forward_model = fm
+        self.bounds = Selection().bounds
+        self.in_bounds = Selection.in_bounds.__get__(self)
+
+    def __call__(self, e):
+        return 0.5 + 0.1 * np.atleast_2d(e)[:, 0]
+
+
 def test_log_likelihood_with_selection(grids2d):
     k = LikelihoodKernel(grids2d)
     base = k(ETAS)
-    A = lambda e: 0.5 + 0.1 * np.atleast_2d(e)[:, 0]  # noqa: E731
-    got = log_likelihood(ETAS, k, A=A)
+    A = _ConstA(k.forward_model)
+    got = log_likelihood(ETAS, Posterior(k, A=A))
     assert np.allclose(got, base - k.n_lenses * np.log(A(ETAS)), rtol=1e-14, atol=0)
-    assert math.isclose(log_likelihood(ETAS[0], grids2d), base[0], rel_tol=1e-15)
-    assert log_likelihood(ETAS[0], k, A=lambda e: 0.0) == -np.inf
-    assert log_likelihood(ETAS[0], k, A=lambda e: np.nan) == -np.inf
-    lp = log_posterior(ETAS, k)
-    assert np.isfinite(lp[0]) and math.isclose(lp[0], log_prior(ETAS[0]) + base[0], rel_tol=1e-15)
+    # default: the forward model's quadrature A(eta), the same as passing it
+    from sl_cy.selection import selection_for
+
+    sq = selection_for(k.forward_model)
+    assert math.isclose(log_likelihood(ETAS[0], grids2d), base[0] - k.n_lenses * math.log(sq(ETAS[0])),
+                        rel_tol=1e-13)
+    # switched off explicitly: no A and no one-entry-per-galaxy factor
+    assert math.isclose(log_likelihood(ETAS[0], grids2d, selection=False),
+                        LikelihoodKernel(grids2d, selection=False)(ETAS[0])[0], rel_tol=1e-15)
+    # an A that fails inside its bounds is an error, never -inf
+    with pytest.raises(ValueError, match="A\\(eta\\) = 0.0"):
+        Posterior(k, A=lambda e: np.zeros(len(np.atleast_2d(e)))).log_likelihood(ETAS[0])
+    lp = log_posterior(ETAS, Posterior(k, A=A))
+    assert np.isfinite(lp[0]) and math.isclose(lp[0], log_prior(ETAS[0]) + got[0], rel_tol=1e-15)
 
 
-def test_posterior_walkers_never_crash(grids2d):
-    def A(e):
-        e = np.atleast_2d(e)
-        if np.any(e[:, 0] > 0.3):
-            raise RuntimeError("A undefined here")
-        return np.where(e[:, 0] < -0.3, -1.0, 0.5)
+def test_list_mutation_is_seen(grids2d):
+    """No cache keyed by object identity: a changed list gives a new likelihood."""
+    g = list(grids2d)
+    a = log_likelihood(TRUTH, g, selection=False)
+    g.pop()
+    b = log_likelihood(TRUTH, g, selection=False)
+    assert a != b
+    assert math.isclose(b, LikelihoodKernel(g, selection=False)(TRUTH)[0], rel_tol=1e-15)
 
-    post = Posterior(grids2d, A=A)
+
+def test_posterior_support_and_loud_failures(grids2d):
+    post = Posterior(grids2d)
     assert post.free_names == ETA_NAMES and post.ndim == 6
     th = np.array([TRUTH, np.r_[np.nan, TRUTH[1:]], np.r_[TRUTH[:1], 20.0, TRUTH[2:]],
-                   np.r_[0.4, TRUTH[1:]], np.r_[-0.4, TRUTH[1:]], np.r_[TRUTH[:3], 0.05, TRUTH[4:]]])
+                   np.r_[0.6, TRUTH[1:]], np.r_[TRUTH[:3], 0.05, TRUTH[4:]]])
     out = post(th)
-    assert out.shape == (6,)
-    assert np.isfinite(out[0]) and np.isfinite(out[5])
-    assert np.all(out[1:5] == -np.inf)
+    assert out.shape == (5,)
+    assert np.isfinite(out[0]) and np.isfinite(out[4])
+    assert np.all(out[1:4] == -np.inf)              # NaN, outside the prior box: explicit support checks
     assert post(th[0]) == out[0]
-    assert post(th[3]) == -np.inf
+    assert "outside its prior" in post.explain(th[2][None][0])
+    # a wrong length is an error, not -inf
+    with pytest.raises(ValueError, match="theta needs 6 values"):
+        post(np.ones(3))
+
+    # an exception inside the normaliser propagates with its message
+    class Broken(_ConstA):
+        def __call__(self, e):
+            raise RuntimeError("A undefined here")
+
+    with pytest.raises(RuntimeError, match="A undefined here"):
+        Posterior(grids2d, A=Broken(post.forward_model))(TRUTH)
     # without the selection term
-    post2 = Posterior(grids2d, A=A, use_selection=False)
-    assert math.isclose(post2(th[0]), log_prior(TRUTH) + LikelihoodKernel(grids2d)(TRUTH)[0], rel_tol=1e-15)
-    assert np.isfinite(post2(th[3]))
-    # wrong length -> -inf, not an exception
-    assert post(np.ones(3)) == -np.inf
+    post2 = Posterior(grids2d, use_selection=False)
+    assert math.isclose(post2(th[0]), log_prior(TRUTH) + LikelihoodKernel(grids2d, selection=False)(TRUTH)[0],
+                        rel_tol=1e-15)
+
+
+def test_mismatched_forward_models_raise(observed, grids2d):
+    from sl_cy.config import SurveyConfig
+    from sl_cy.selection import build_selection_bank
+
+    bank = build_selection_bank(2000, seed=1, forward_model=ForwardModel(survey=SurveyConfig(m_lim=25.0)))
+    with pytest.raises(ForwardModelMismatch, match="survey.m_lim: 26.5 != 25.0"):
+        Posterior(grids2d, A=bank)
+    with pytest.raises(ForwardModelMismatch, match="model"):
+        Posterior(grids2d, model="SerExp")
+    other = tabulate_likelihood_grids(observed.iloc[:2], np.linspace(10.0, 17.0, 36), np.linspace(0.0, 2.0, 11),
+                                      forward_model=ForwardModel(c_halo=7.0), show_progress=False, adaptive=False)
+    with pytest.raises(ValueError, match="c_halo: 7.0 != 5.0"):
+        LikelihoodKernel(list(grids2d[:2]) + other)
 
 
 def test_posterior_fixed_parameters(grids1d, grids2d):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        p1 = Posterior(grids1d)
+        p1 = Posterior(grids1d, use_selection=False)
     assert p1.free_names == ("alpha_sps", "mu_h", "beta_h", "sigma_h")
     p2 = Posterior(grids2d, fixed={"alpha_sps": 0.0, "sigma_gamma": 0.2})
     assert p2.free_names == ("mu_h", "beta_h", "sigma_h", "mu_gamma")
@@ -258,13 +318,12 @@ def test_posterior_fixed_parameters(grids1d, grids2d):
 def grids_adaptive(observed):
     from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID
 
-    return tabulate_likelihood_grids(observed.iloc[:8], DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID, adaptive=True,
-                                     show_progress=False)
+    return tabulate_likelihood_grids(observed.iloc[:8], show_progress=False)
 
 
 def test_kernel_equals_numpy_adaptive(grids_adaptive):
     for e in ETAS:
-        got = LikelihoodKernel(grids_adaptive).per_lens(e)
+        got = LikelihoodKernel(grids_adaptive, selection=False).per_lens(e)
         ref = log_likelihood_numpy(e, grids_adaptive, per_lens=True)
         assert np.all(np.isfinite(ref))
         assert _rel(got, ref) <= 1e-10
@@ -280,10 +339,10 @@ def test_adaptive_rule_matches_independent_fine_uniform_quadrature():
     _, obs = run_mock_simulation(125_000, seed=1, show_progress=False)
     sub = obs.iloc[[0, 3, 7, 9]]
     ad = tabulate_likelihood_grids(sub, DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID, adaptive=True, show_progress=False)
-    fine = tabulate_likelihood_grids(sub, np.arange(10.5, 15.5 + 1e-9, 0.005), np.arange(0.0, 2.0 + 1e-9, 0.01),
-                                     show_progress=False)
-    coarse = tabulate_likelihood_grids(sub, np.arange(10.5, 15.5 + 1e-9, 0.125), DEFAULT_GAMMA_GRID,
-                                       show_progress=False)
+    fine = tabulate_likelihood_grids(sub, np.arange(10.0, 17.0 + 1e-9, 0.005), np.arange(0.0, 2.0 + 1e-9, 0.01),
+                                     show_progress=False, adaptive=False)
+    coarse = tabulate_likelihood_grids(sub, np.arange(10.0, 17.0 + 1e-9, 0.125), DEFAULT_GAMMA_GRID,
+                                       show_progress=False, adaptive=False)
     a = LikelihoodKernel(ad).per_lens(TRUTH)
     f = LikelihoodKernel(fine).per_lens(TRUTH)
     c = LikelihoodKernel(coarse).per_lens(TRUTH)
@@ -307,8 +366,8 @@ def test_adaptive_grid_converges_and_round_trips(observed, tmp_path):
     assert PADDING not in [int(c) for c in np.unique(g.valid[g.valid != 0])] or "PADDING" not in g.invalid_reasons()
     # nodes stay inside the scanned range and each column's weights sum to at most its length
     ok = np.isfinite(g.logMh)
-    assert g.logMh[ok].min() >= 10.5 - 1e-9 and g.logMh[ok].max() <= 15.5 + 1e-9
-    assert np.all(g.wq.sum(axis=0) <= 5.0 * 0.1 * (1 + 1e-4))   # column length x gamma weight
+    assert g.logMh[ok].min() >= 10.0 - 1e-9 and g.logMh[ok].max() <= 17.0 + 1e-9
+    assert np.all(g.wq.sum(axis=0) <= 7.0 * 0.1 * (1 + 1e-4))   # column length x gamma weight
     save_grids_hdf5(tmp_path / "ad.h5", g1)
     back = load_grids_hdf5(tmp_path / "ad.h5")
     assert all(x.equals(y) for x, y in zip(g1, back))

@@ -9,11 +9,14 @@ from scipy import integrate
 
 from sl_cy.cli import main as cli_main
 from sl_cy.config import SurveyConfig
+from sl_cy.forward import ForwardModel
 from sl_cy.mock import simulate_mock
-from sl_cy.population import (DEFAULT_ETA, ETA_NAMES, gamma_logpdf, logMh_logpdf, logRe_logpdf, mstar_logpdf)
-from sl_cy.selection import (AEtaTable, BankProposal, SelectionBank, SelectionWarning, build_selection_bank,
-                             cached_A, compute_Aeta_grid, load_A_eta_table, load_bank, parse_axes, save_bank,
-                             table_filename, write_A_eta_hdf5, write_A_eta_hdf5_1d)
+from sl_cy.population import (DEFAULT_ETA, ETA_BOX, ETA_NAMES, gamma_logpdf, logMh_logpdf, logRe_logpdf,
+                              mstar_logpdf)
+from sl_cy.selection import (AEtaTable, BankProposal, SelectionBank, SelectionQuadrature, SelectionWarning,
+                             build_selection_bank, cached_A, compute_Aeta_grid, load_A_eta_table, load_bank,
+                             parse_axes, save_bank, selection_for, table_filename, write_A_eta_hdf5,
+                             write_A_eta_hdf5_1d)
 
 ETA0 = np.array(DEFAULT_ETA, dtype=float)
 
@@ -47,9 +50,15 @@ def test_log_target_equals_population_densities(small_bank, eta):
            + gamma_logpdf(g, eta[4], eta[5]))
     got = b.log_target(eta)
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-10)
-    # the fast summation kernel gives the same A as the plain NumPy estimator
-    A_ref = np.sum(np.exp(np.log(d["T"][keep]) - d["log_q"][keep] + ref)) / b.n
+    # the fast summation kernel gives the same A (the lens fraction E[1 - exp(-T)]) and E[T] as the
+    # plain NumPy estimator
+    T = d["T"][keep]
+    A_ref = np.sum(np.exp(np.log(-np.expm1(-T)) - d["log_q"][keep] + ref)) / b.n
     assert b.evaluate(eta, warn=False) == pytest.approx(A_ref, rel=1e-11)
+    assert b(eta) == b.lens_fraction(eta) == b.evaluate(eta, warn=False)
+    ET_ref = np.sum(np.exp(np.log(T) - d["log_q"][keep] + ref)) / b.n
+    assert b.expected_sources(eta) == pytest.approx(ET_ref, rel=1e-11)
+    assert b.evaluate(eta, warn=False, quantity="expected_sources") == b.expected_sources(eta)
 
 
 def test_proposal_density_is_normalised_mixture():
@@ -96,15 +105,15 @@ def test_A_equals_mock_detected_fraction(bank, label, kw):
     n_l = res.n_lenses
     assert n_l > 700
     sig_mock = math.sqrt(f * (1 - f) / n_mock)
-    # a mock galaxy is a lens when >= 1 source is detected: E[1 - exp(-T)] vs A = E[T] differs by
-    # ~A-weighted <T>/2 < 1 %: allowed as a systematic term
-    # the mock counts galaxies with >= 1 detected source: E[1 - exp(-T)], which the bank also gives
+    # A(eta) is the lens fraction E[1 - exp(-T)]: the mock counts galaxies with >= 1 detected source
     lf, lf_err = bank.lens_fraction(np.array(eta), return_error=True)
+    assert A == lf and err == lf_err
     sig = math.hypot(sig_mock, lf_err)
     assert abs(lf - f) < 4.0 * sig, (label, lf, f, sig)
-    # A (the Poisson rate of detected sources) exceeds it by the multiple-source saturation only
-    assert 0 < A - lf < 0.05 * A
-    assert abs(A - f) < 4.0 * math.hypot(sig_mock, err) + (A - lf), (label, A, f)
+    # E[T] (the Poisson rate of detected sources) exceeds it by the multiple-source saturation only
+    ET, ET_err = bank.expected_sources(np.array(eta), return_error=True)
+    assert 0 < ET - lf < 0.05 * ET
+    assert abs(ET - f) < 4.0 * math.hypot(sig_mock, ET_err) + (ET - lf), (label, ET, f)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +193,7 @@ def test_table_grid_write_load_interpolate(small_bank, tmp_path):
     path = write_A_eta_hdf5(tmp_path, t)
     assert path.name == "Aeta_alpha_sps-mu_h_5x6.h5" == table_filename(dict(zip(t.axes, t.grids)))
     A = cached_A(path, method="linear")
+    assert isinstance(A, AEtaTable) and A.method == "linear"
     # exact at the nodes
     e = _eta(alpha_sps=0.1, mu_h=12.9)
     assert A(e) == pytest.approx(small_bank(e), rel=1e-10)
@@ -199,13 +209,25 @@ def test_table_grid_write_load_interpolate(small_bank, tmp_path):
     # cubic interpolation agrees at the nodes
     Ac = cached_A(path, method="cubic")
     assert Ac(_eta(alpha_sps=0.1, mu_h=12.9)) == pytest.approx(small_bank(_eta(alpha_sps=0.1, mu_h=12.9)), rel=1e-3)
-    # discovery by folder and configuration
-    assert cached_A(folder=tmp_path, config=SurveyConfig()).bank_hash in (small_bank.config_hash,
-                                                                          cached_A().bank_hash)
-    found = cached_A(folder=tmp_path, config={"seed": small_bank.config["seed"], "n": small_bank.n})
-    assert found.path == path
+    # the table records its source engine and forward model (table discovery by folder and
+    # configuration is retired: a table is loaded by its path)
+    assert A.path == path
+    assert A.source_hash == small_bank.config_hash and A.source_config == small_bank.config
+    assert A.forward_model == small_bank.forward_model == ForwardModel()
+    # its support: the table axes, the other components pinned to their fixed values
+    b = A.bounds
+    assert b["alpha_sps"] == (-0.2, 0.2) and b["mu_h"] == (12.5, 13.5)
+    assert b["beta_h"][0] < DEFAULT_ETA.beta_h < b["beta_h"][1] and b["beta_h"][1] - b["beta_h"][0] < 1e-6
+    assert A.in_bounds(np.array([ETA0, _eta(alpha_sps=0.3), _eta(beta_h=2.5)])).tolist() == [True, False, False]
     with pytest.raises(ValueError, match="no A\\(eta\\) table"):
-        cached_A(folder=tmp_path, config={"zl": 0.77})
+        cached_A(tmp_path / "missing.h5")
+    # a table of an older sl_cy (E[T], no forward model) is refused
+    old = tmp_path / "old.h5"
+    old.write_bytes(path.read_bytes())
+    with h5py.File(old, "a") as f:
+        del f.attrs["quantity"]
+    with pytest.raises(ValueError, match="older sl_cy"):
+        load_A_eta_table(old)
 
 
 def test_table_1d_writer(small_bank, tmp_path):
@@ -213,9 +235,9 @@ def test_table_1d_writer(small_bank, tmp_path):
     vals = small_bank(np.array([_eta(mu_h=m) for m in grid]))
     p = write_A_eta_hdf5_1d(tmp_path / "Aeta_mu_h_9.h5", "mu_h", grid, vals, bank=small_bank)
     t = load_A_eta_table(p)
-    assert t.axes == ["mu_h"] and t.bank_hash == small_bank.config_hash
-    # scipy's cubic spline fit is solved iteratively: nodes are reproduced to ~1e-5
-    np.testing.assert_allclose(t(np.array([_eta(mu_h=m) for m in grid])), vals, rtol=1e-4)
+    assert t.axes == ["mu_h"] and t.source_hash == small_bank.config_hash
+    # scipy's cubic spline fit is solved iteratively: nodes are reproduced to ~1e-4 (log A)
+    np.testing.assert_allclose(t(np.array([_eta(mu_h=m) for m in grid])), vals, rtol=3e-4)
     t_lin = load_A_eta_table(p, method="linear")
     np.testing.assert_allclose(t_lin(np.array([_eta(mu_h=m) for m in grid])), vals, rtol=1e-12)
     with pytest.raises(ValueError):
@@ -232,16 +254,20 @@ def test_parse_axes():
             parse_axes(bad)
 
 
-def test_default_table_shipped_and_consistent(bank):
+def test_default_A_is_the_quadrature_and_consistent(bank):
+    # the shipped bank-based table is retired: cached_A() is the default engine of the default
+    # forward model (the deterministic quadrature, built once and cached)
     A = cached_A()
-    assert isinstance(A, AEtaTable)
-    assert A.bank_config["survey"] == SurveyConfig().to_dict()
-    a_tab = A(ETA0)
+    assert isinstance(A, SelectionQuadrature)
+    assert A.forward_model == ForwardModel() and A.forward_model.survey == SurveyConfig()
+    assert A.config_hash == selection_for(ForwardModel()).config_hash
+    a_q = A(ETA0)
+    assert a_q == A.lens_fraction(ETA0) < A.expected_sources(ETA0)
     a_bank, err = bank.evaluate(ETA0, return_error=True)
-    assert a_tab == pytest.approx(a_bank, rel=0.05)
-    assert A.method == "cubic"
-    assert A(_eta(mu_gamma=1.5)) == 0.0 or "mu_gamma" in A.axes
-    assert A(_eta(alpha_sps=5.0)) == 0.0
+    assert a_q == pytest.approx(a_bank, rel=0.05)
+    # its support is the one eta box of the prior
+    assert A.bounds == dict(ETA_BOX)
+    assert A.in_bounds(ETA0)[0] and not A.in_bounds(_eta(alpha_sps=5.0))[0]
 
 
 @pytest.mark.filterwarnings("ignore::sl_cy.selection.SelectionWarning")
@@ -251,7 +277,7 @@ def test_cli_aeta(tmp_path):
     assert rc == 0
     t = cached_A(tmp_path / "Aeta_mu_h-sigma_h_3x3.h5")
     b = load_bank(tmp_path / "bank.h5")
-    assert t.bank_hash == b.config_hash
+    assert t.source_hash == b.config_hash and t.forward_model == b.forward_model
     assert t(ETA0) > 0
     assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:2", "--out", str(tmp_path)]) == 2
 

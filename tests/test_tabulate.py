@@ -53,25 +53,23 @@ def mock11():
 
 
 def test_compiled_rule_equals_python_rule_on_mock_lenses(mock4):
-    """All lenses of a seeded mock through the compiled rule; against the Python rule on the
-    first 40 and on every lens with a column without a valid piece."""
-    m, w, info = _batch(mock4, DEFAULT_GAMMA_GRID, info=True)
+    """All lenses of a seeded mock through the compiled rule, gamma_in over its whole domain (no
+    radial critical curve at the steep end: columns without a valid piece); against the Python
+    rule on the first 30 lenses and on every lens with a column without a valid piece."""
+    m, w, info = _batch(mock4, GAMMA_WIDE, info=True)
     n = len(mock4["xA"])
-    assert n > 150 and m.shape == (n, adaptive_n_nodes(DEFAULT_LOGMH_GRID), len(DEFAULT_GAMMA_GRID))
+    assert n > 150 and m.shape == (n, adaptive_n_nodes(DEFAULT_LOGMH_GRID), len(GAMMA_WIDE))
     empty = np.nonzero((info["n_pieces"] == 0).any(axis=1))[0]
     assert len(empty) >= 2
-    for i in sorted(set(range(40)) | set(empty)):
-        assert _same((m[i], w[i]), _ref(mock4, i, DEFAULT_GAMMA_GRID)), f"lens {i}"
+    for i in sorted(set(range(30)) | set(empty)):
+        assert _same((m[i], w[i]), _ref(mock4, i, GAMMA_WIDE)), f"lens {i}"
     assert info["n_points"].min() > 1000
 
 
-def test_compiled_rule_equals_python_rule_whole_gamma_domain_and_finer_step(mock11):
-    """gamma_in up to 2.4 (no radial critical curve at the steep end: columns without a valid
-    piece) and step 0.5."""
-    m, w, info = _batch(mock11, GAMMA_WIDE, step=0.5, info=True)
-    assert (info["n_pieces"][:, -1] == 0).any()
+def test_compiled_rule_equals_python_rule_default_gamma_finer_step(mock11):
+    m, w = _batch(mock11, DEFAULT_GAMMA_GRID, step=0.5)
     for i in range(0, 40, 2):
-        assert _same((m[i], w[i]), _ref(mock11, i, GAMMA_WIDE, step=0.5)), f"lens {i}"
+        assert _same((m[i], w[i]), _ref(mock11, i, DEFAULT_GAMMA_GRID, step=0.5)), f"lens {i}"
 
 
 def test_column_needing_more_nodes_than_slots(mock11):
