@@ -333,8 +333,8 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
 
     Performance
     -----------
-    About 1.1 ms per lens on the default grids (``DEFAULT_LOGMH_GRID`` x ``DEFAULT_GAMMA_GRID``,
-    ~2700 logM* evaluations at ~0.4 us) on one core, against ~15 ms for the Python rule it
+    About 1.4 ms per lens on the default grids (``DEFAULT_LOGMH_GRID`` x ``DEFAULT_GAMMA_GRID``,
+    ~3500 logM* evaluations at ~0.4 us) on one core, against ~17 ms for the Python rule it
     replaced; lenses are spread over ``n_threads`` (``benchmarks/bench_grids.py``).
 
     Precision
@@ -436,8 +436,8 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
 
     Performance
     -----------
-    About 1.1 ms per lens on the default grids on one core (~2700 logM* evaluations; the Python
-    rule it replaces took ~15 ms), ``benchmarks/bench_grids.py``.
+    About 1.4 ms per lens on the default grids on one core (~3500 logM* evaluations; the Python
+    rule it replaces took ~17 ms), ``benchmarks/bench_grids.py``.
 
     Precision
     ---------
