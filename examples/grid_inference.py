@@ -19,10 +19,9 @@ def main(out="."):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(40_000, seed=7, show_progress=False)
-    grids = sl_cy.tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 41), np.linspace(0.0, 2.0, 21))
-    bank = sl_cy.build_selection_bank(50_000, seed=1)
+    grids = sl_cy.tabulate_likelihood_grids(observed)
     truth = sl_cy.DEFAULT_ETA
-    post = sl_cy.Posterior(grids, A=bank)
+    post = sl_cy.Posterior(grids)          # selection term on: A(eta) of the grids' forward model
     axes = {"mu_h": np.linspace(12.6, 13.2, 41), "beta_h": np.linspace(1.2, 2.8, 41)}
     rest = {n: getattr(truth, n) for n in sl_cy.ETA_NAMES if n not in axes}
     gp = sl_cy.grid_posterior(post, axes, fixed=rest)

@@ -30,8 +30,7 @@ def main(out="."):
     print(f"catalogue: {len(cat)} lenses -> {csv}")
 
     res = infer(observed=csv, unit="arcsec", zl=0.3, zs=2.0, root=out, nwalkers=16, nsteps=150, seed=2,
-                fixed={"mu_gamma": 1.0, "sigma_gamma": 0.2}, selection="bank", bank_size=30_000, n_jobs=1,
-                progress=False, save_plots=False)     # selection="bank": quick; see custom_prior.py
+                fixed={"mu_gamma": 1.0, "sigma_gamma": 0.2}, progress=False, save_plots=False)
     print(res.summary[["median", "lo68", "hi68"]].to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"convergence: {res.convergence['verdict']}")
     print(f"grids: {res.files['grids.h5']}; run folder: {res.run_dir}")

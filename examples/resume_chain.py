@@ -19,8 +19,8 @@ def main(out=".", n=40):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(30_000, seed=4, show_progress=False)
-    grids = sl_cy.tabulate_likelihood_grids(observed, np.linspace(10.5, 15.5, 41))     # gamma_in fixed at 1
-    post = sl_cy.Posterior(grids, A=sl_cy.build_selection_bank(20_000, seed=1))
+    grids = sl_cy.tabulate_likelihood_grids(observed)
+    post = sl_cy.Posterior(grids, fixed={"mu_gamma": 1.0, "sigma_gamma": 0.2})   # selection term on by default
     kw = dict(nwalkers=12, seed=9, progress=False)
 
     part = out / "resumed_chain.h5"

@@ -36,23 +36,56 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _add_forward_model_options(p: argparse.ArgumentParser, eta: bool = True, redshift_help: str = "") -> None:
+    """The forward-model options shared by simulate, run, aeta and infer --observed."""
+    p.add_argument("--model", choices=["deVauc", "SerExp", "Sersic"], default="deVauc", help="population model")
+    p.add_argument("--detection", choices=["observed", "independent"], default="observed",
+                   help="detection rule (default observed: both noisy reported magnitudes <= m_lim)")
+    p.add_argument("--nbkg", type=float, default=None, help="background sources per kpc^2 of the lens plane (4e-4)")
+    p.add_argument("--nbkg-per-arcsec2", type=float, default=None, help="source density per arcsec^2 instead")
+    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
+    p.add_argument("--sigma-m", type=float, default=0.1, help="photometric scatter of each image, mag (0.1)")
+    p.add_argument("--sigma-star", type=float, default=0.1, help="scatter of the observed SPS mass, dex (0.1)")
+    p.add_argument("--zl", type=float, default=0.3, help=f"lens redshift (0.3){redshift_help}")
+    p.add_argument("--zs", type=float, default=2.0, help=f"source redshift (2.0){redshift_help}")
+    if eta:
+        p.add_argument("--eta", default=None,
+                       help="the truth: 6 comma-separated values alpha_sps,mu_h,beta_h,sigma_h,mu_gamma,sigma_gamma "
+                            "(default: the model's, 0,12.91,2.04,0.37,1,0.2 for deVauc)")
+
+
+def _mock_kwargs(args) -> dict:
+    """Keywords of sl_cy.mock.simulate_mock from the forward-model options (plain JSON values)."""
+    eta = None
+    if getattr(args, "eta", None) is not None:
+        try:
+            eta = [float(v) for v in args.eta.split(",")]
+        except ValueError:
+            raise ValueError(f"--eta must be 6 comma-separated numbers, got {args.eta!r}") from None
+        if len(eta) != 6:
+            raise ValueError(f"--eta must be 6 comma-separated numbers, got {len(eta)}")
+    return dict(maximum_magnitude=args.m_lim, zl=args.zl, zs=args.zs, model=args.model, nbkg=args.nbkg, eta=eta,
+                detection=args.detection, nbkg_per_arcsec2=args.nbkg_per_arcsec2, sigma_m=args.sigma_m,
+                sigma_star=args.sigma_star)
+
+
+def _forward_model(args):
+    """The ForwardModel of the forward-model options."""
+    from sl_cy.config import SurveyConfig
+    from sl_cy.forward import ForwardModel
+
+    survey = SurveyConfig(nbkg=args.nbkg, nbkg_per_arcsec2=args.nbkg_per_arcsec2, m_lim=args.m_lim,
+                          sigma_m=args.sigma_m, sigma_star=args.sigma_star, detection=args.detection)
+    return ForwardModel(model=args.model, survey=survey, zl=args.zl, zs=args.zs)
+
+
 def _add_simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-galaxy", type=int, default=100_000, help="number of galaxies (default 100000)")
     p.add_argument("--seed", type=int, default=None, help="root random seed (default: fresh entropy, recorded)")
     p.add_argument("--sim-id", default=None, help="table folder name (default sim_<hash8> of the configuration)")
     p.add_argument("--out", default=".", help="root folder; writes <out>/data/tables/<sim_id>/mock.h5 (default .)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
-    p.add_argument("--detection", choices=["observed", "independent"], default="observed",
-                   help="detection rule (default observed: both noisy reported magnitudes <= m_lim)")
-    p.add_argument("--nbkg", type=float, default=None, help="background sources per kpc^2 of the lens plane (4e-4)")
-    p.add_argument("--nbkg-per-arcsec2", type=float, default=None, help="source density per arcsec^2 instead")
-    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
-    p.add_argument("--model", choices=["deVauc", "SerExp", "Sersic"], default="deVauc", help="population model")
-    p.add_argument("--zl", type=float, default=0.3, help="lens redshift (0.3)")
-    p.add_argument("--zs", type=float, default=2.0, help="source redshift (2.0)")
-    p.add_argument("--eta", default=None,
-                   help="6 comma-separated values alpha_sps,mu_h,beta_h,sigma_h,mu_gamma,sigma_gamma "
-                        "(default: the model's, 0,12.91,2.04,0.37,1,0.2 for deVauc)")
+    _add_forward_model_options(p, eta=True)
     p.add_argument("--chunk-size", type=int, default=None, help="galaxies per random chunk (default 25000)")
     p.add_argument("--cache-every", type=int, default=None,
                    help="flush to resumable cache files every N galaxies (kept in <sim dir>/cache until done)")
@@ -72,16 +105,8 @@ def _cmd_simulate(args) -> int:
 
     t0 = time.perf_counter()
     seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy)
-    eta = None
-    if args.eta is not None:
-        try:
-            eta = [float(v) for v in args.eta.split(",")]
-        except ValueError:
-            raise SystemExit(f"sl-cy simulate: --eta must be 6 comma-separated numbers, got {args.eta!r}")
-    kw = dict(maximum_magnitude=args.m_lim, zl=args.zl, zs=args.zs, model=args.model, seed=seed, nbkg=args.nbkg,
-              eta=eta, detection=args.detection, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
-              nbkg_per_arcsec2=args.nbkg_per_arcsec2)
     try:
+        kw = dict(_mock_kwargs(args), seed=seed, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE)
         config, chash = mock_config(args.n_galaxy, **kw)
     except ValueError as exc:
         print(f"sl-cy simulate: error: {exc}", file=sys.stderr)
@@ -241,13 +266,9 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
     p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
-    p.add_argument("--nbkg", type=float, default=None, help="background sources per kpc^2 of the lens plane (4e-4)")
-    p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
-    p.add_argument("--detection", choices=["observed", "independent"], default="observed",
-                   help="detection rule recorded with the table (same K for both)")
-    p.add_argument("--model", choices=["deVauc", "SerExp", "Sersic"], default="deVauc", help="population model")
-    p.add_argument("--zl", type=float, default=0.3, help="lens redshift (0.3)")
-    p.add_argument("--zs", type=float, default=2.0, help="source redshift (2.0)")
+    p.add_argument("--engine", choices=["quadrature", "bank"], default="quadrature",
+                   help="A(eta) engine: the deterministic quadrature (default) or a Monte-Carlo bank of --n-bank")
+    _add_forward_model_options(p, eta=False)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -256,8 +277,7 @@ def _cmd_aeta(args) -> int:
 
     import numpy as np
 
-    from sl_cy.config import SurveyConfig
-    from sl_cy.selection import build_selection_bank, compute_Aeta_grid, parse_axes, write_A_eta_hdf5
+    from sl_cy.selection import build_selection_bank, compute_Aeta_grid, parse_axes, selection_for, write_A_eta_hdf5
 
     t0 = time.perf_counter()
     try:
@@ -267,22 +287,25 @@ def _cmd_aeta(args) -> int:
             for item in args.fixed.split(","):
                 k, _, v = item.partition("=")
                 fixed[k.strip()] = float(v)
-        survey = SurveyConfig(nbkg=args.nbkg, m_lim=args.m_lim, detection=args.detection)
-        bank = build_selection_bank(args.n_bank, args.seed, survey=survey, zl=args.zl, zs=args.zs, model=args.model,
-                                    n_jobs=args.n_jobs, n_beta=args.n_beta, progress=not args.no_progress)
+        fm = _forward_model(args)
+        if args.engine == "bank":
+            engine = build_selection_bank(args.n_bank, args.seed, forward_model=fm, n_jobs=args.n_jobs,
+                                          n_beta=args.n_beta, progress=not args.no_progress)
+            if args.bank_out:
+                engine.save(args.bank_out)
+        else:
+            engine = selection_for(fm, n_jobs=args.n_jobs, progress=not args.no_progress)
         t1 = time.perf_counter()
-        if args.bank_out:
-            bank.save(args.bank_out)
-        table = compute_Aeta_grid(bank, axes, fixed=fixed or None, n_threads=args.n_threads)
+        table = compute_Aeta_grid(engine, axes, fixed=fixed or None, n_threads=args.n_threads)
         path = write_A_eta_hdf5(args.out, table)
     except ValueError as exc:
         print(f"sl-cy aeta: error: {exc}", file=sys.stderr)
         return 2
     t2 = time.perf_counter()
-    print(f"sl-cy aeta: bank of {bank.n} galaxies (hash {bank.config_hash[:12]}) in {t1 - t0:.2f} s; "
+    print(f"sl-cy aeta: {args.engine} engine (hash {engine.config_hash[:12]}) in {t1 - t0:.2f} s; "
           f"{table.values.size} table points {table.values.shape} in {t2 - t1:.2f} s")
-    print(f"  A in [{table.values.min():.4g}, {table.values.max():.4g}], ESS min {np.min(table.ess):.0f} "
-          f"median {np.median(table.ess):.0f} -> {path}")
+    ess = f", ESS min {np.min(table.ess):.0f} median {np.median(table.ess):.0f}" if args.engine == "bank" else ""
+    print(f"  A (lens fraction) in [{table.values.min():.4g}, {table.values.max():.4g}]{ess} -> {path}")
     return 0
 
 
@@ -355,6 +378,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-galaxy", type=int, default=DEFAULT_N_GALAXY,
                    help=f"galaxies of the mock (default {DEFAULT_N_GALAXY})")
     _add_mcmc_options(p)
+    _add_forward_model_options(p, eta=True)
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing mock of another configuration under the same --sim-id")
     p.add_argument("--interact", action="store_true",
@@ -376,11 +400,12 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
     from sl_cy.pipeline import run_pipeline
 
     try:
+        mock_kwargs = _mock_kwargs(args)
         run_pipeline(args.n_galaxy, seed=args.seed, sim_id=args.sim_id, root=args.out, nwalkers=args.nwalkers,
                      nsteps=args.nsteps, n_jobs=args.n_jobs, eta=not args.no_eta, save_plots=args.save_plots,
                      bank_size=args.bank_size, progress=not args.no_progress, overwrite=args.overwrite,
                      confirm=_ask if args.interact else None, run_id=args.run_id, fixed=_parse_fixed(args.fixed),
-                     discard=args.discard, selection=args.selection, verbose=True)
+                     discard=args.discard, selection=args.selection, mock_kwargs=mock_kwargs, verbose=True)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     except KeyboardInterrupt:
@@ -393,20 +418,27 @@ def _add_infer(p: argparse.ArgumentParser) -> None:
                    help="your lens catalogue (CSV or HDF5; columns xA, xB, logRe, logM_star_sps_observed, "
                         "magnitude_observedA, magnitude_observedB, optional zl, zs); its grids are tabulated first")
     p.add_argument("--unit", default="kpc", help="unit of xA, xB in the catalogue: kpc (default) or arcsec")
-    p.add_argument("--zl", type=float, default=0.3, help="lens redshift for catalogues without a zl column (0.3)")
-    p.add_argument("--zs", type=float, default=2.0, help="source redshift for catalogues without a zs column (2.0)")
     _add_mcmc_options(p)
+    _add_forward_model_options(p, eta=False, redshift_help="; with --observed, of every lens (a catalogue's zl/zs "
+                                                           "columns must equal them)")
+
+
+_FM_DEFAULTS = dict(model="deVauc", detection="observed", nbkg=None, nbkg_per_arcsec2=None, m_lim=26.5, sigma_m=0.1,
+                    sigma_star=0.1, zl=0.3, zs=2.0)
 
 
 def _cmd_infer(args) -> int:
     from sl_cy.pipeline import infer
 
     try:
+        if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
+            raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
+                             "simulation's grids carry the forward model of its mock")
         infer(args.sim_id, observed=args.observed, unit=args.unit, root=args.out, nwalkers=args.nwalkers,
               nsteps=args.nsteps, seed=args.seed, eta=not args.no_eta, bank_size=args.bank_size,
               fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, progress=not args.no_progress,
               save_plots=args.save_plots, run_id=args.run_id, discard=args.discard, zl=args.zl, zs=args.zs,
-              selection=args.selection, verbose=True)
+              selection=args.selection, forward_model=_forward_model(args) if args.observed else None, verbose=True)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     except KeyboardInterrupt:

@@ -634,10 +634,11 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     >>> r.shape, bool(r.is_valid.any())
     ((71, 1), True)
     """
-    survey = survey or (forward_model.survey if isinstance(forward_model, ForwardModel) else None)
+    forward_model = as_forward_model(forward_model)          # a ForwardModel, its dict or None
+    survey = survey or forward_model.survey
     over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}
     if over:
-        survey = SurveyConfig.from_dict({**(survey or SurveyConfig()).to_dict(), **over})
+        survey = SurveyConfig.from_dict({**survey.to_dict(), **over})
     fm = as_forward_model(forward_model, survey=survey, c_halo=c_halo, cosmology=cosmo, zl=zl, zs=zs)
     survey, c_halo, cos = fm.survey, fm.c_halo, fm.cosmology
     obs = check_observed_table(mock_observed_data, fm.zl, fm.zs)

@@ -601,7 +601,7 @@ class Posterior:
     >>> post = Posterior(tabulate_likelihood_grids(obs))
     >>> post.free_names
     ('alpha_sps', 'mu_h', 'beta_h', 'sigma_h', 'mu_gamma', 'sigma_gamma')
-    >>> post(np.array([[0, 12.9, 2, 0.4, 1, 0.2], [np.nan, 12.9, 2, 0.4, 1, 0.2]]))[1]
+    >>> float(post(np.array([[0, 12.9, 2, 0.4, 1, 0.2], [np.nan, 12.9, 2, 0.4, 1, 0.2]]))[1])
     -inf
     """
 
@@ -621,6 +621,10 @@ class Posterior:
                                        "population model")
         self.use_selection = use_selection
         if use_selection:
+            if not self.kernel.use_gamma:
+                raise ValueError(f"a one-node gamma grid fixes gamma_in = {self.kernel.gamma_axis[0]:g} for every lens, "
+                                 "but A(eta) integrates the population's gamma law: tabulate the default gamma grid and "
+                                 "fix mu_gamma / sigma_gamma instead (fixed={...}), or use_selection=False")
             _check_redshifts(self.kernel)
             self.A = _default_selection(fm) if A is None else A
             if getattr(self.A, "forward_model", None) is not None:

@@ -283,26 +283,28 @@ def _catalogue_tables(observed, unit, zl, zs, root, sim_id, logMh_grid, gamma_gr
     from sl_cy.io import config_hash
     from sl_cy.tables import GRIDS_FILE, sim_dir
 
+    from sl_cy.forward import as_forward_model
+
+    fm = as_forward_model(forward_model, zl=zl, zs=zs)
     cat_path = Path(observed).resolve()
-    table = read_catalogue(cat_path, unit=unit, zl=zl, zs=zs)          # all validation, no file written
+    table = read_catalogue(cat_path, unit=unit, zl=fm.zl, zs=fm.zs)      # all validation, no file written
     sha = file_sha256(cat_path)
-    cat = dict(path=str(cat_path), sha256=sha, unit=unit, zl=float(zl), zs=float(zs), n_lenses=len(table))
-    sim_id = sim_id or f"obs_{config_hash(dict(sha256=sha, unit=unit, zl=zl, zs=zs))[:8]}"
+    cat = dict(path=str(cat_path), sha256=sha, unit=unit, zl=fm.zl, zs=fm.zs, n_lenses=len(table),
+               forward_model=fm.to_dict())
+    sim_id = sim_id or f"obs_{config_hash(dict(sha256=sha, unit=unit, forward_model=fm.hash))[:8]}"
     gpath = sim_dir(sim_id, root) / GRIDS_FILE
     if gpath.exists():
         try:
             a = _grids_attrs(gpath)
         except (OSError, KeyError, ValueError):
             a = {}
-        if (a.get("_complete") and a.get("catalogue_sha256") == sha and a.get("unit") == unit and a.get("config", {}).get("version")
+        if (a.get("_complete") and a.get("catalogue_sha256") == sha and a.get("unit") == unit
+                and a.get("forward_model") == fm.to_dict() and a.get("config", {}).get("version")
                 == __version__ and a.get("config", {}).get("quadrature") == "adaptive" and np.array_equal(a.get("_logMh_axis"), logMh_grid)
                 and np.array_equal(a.get("_gamma_axis"), gamma_grid)):
             return sim_id, gpath, None, cat, None
         if a.get("source") != "catalogue" and a:
             raise FileExistsError(f"{gpath} holds the grids of another simulation; choose another --sim-id")
-    from sl_cy.forward import as_forward_model
-
-    fm = as_forward_model(forward_model, zl=zl, zs=zs)
     grids = tabulate_likelihood_grids(table, logMh_grid, gamma_grid, forward_model=fm, n_jobs=n_jobs,
                                       show_progress=progress, adaptive=True)
     attrs = dict(sim_id=str(sim_id), source="catalogue", catalogue_path=str(cat_path), catalogue_sha256=sha,
@@ -426,7 +428,7 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
           nsteps=DEFAULT_NSTEPS, seed=None, eta=True, A=None, selection=DEFAULT_SELECTION, bank_size=DEFAULT_BANK_SIZE,
           bank_seed=None,
           prior=None, fixed=None, n_jobs=-1, progress=True, save_plots=True, run_id=None, discard=None,
-          initial_guess=None, zl=0.3, zs=2.0, logMh_grid=None, gamma_grid=None, expect=None,
+          initial_guess=None, zl=None, zs=None, logMh_grid=None, gamma_grid=None, expect=None, forward_model=None,
           extra_params=None, verbose=False) -> RunResult:
     """Infer eta from the grids of a simulation (or a user catalogue) into a reproducible run folder.
 
@@ -546,7 +548,8 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     catalogue, new_grids, new_attrs = None, None, None
     if observed is not None:
         sim_id, gpath, new_grids, catalogue, new_attrs = _catalogue_tables(
-            observed, unit, zl, zs, root, sim_id, mh_axis, g_axis, n_jobs, progress if progress else False)
+            observed, unit, zl, zs, root, sim_id, mh_axis, g_axis, n_jobs, progress if progress else False,
+            forward_model)
     else:
         if not sim_id:
             raise ValueError("give a sim_id (tables under data/tables/<sim_id>/) or an observed catalogue")
@@ -780,7 +783,8 @@ def rerun(run_path, out=None, run_id=None, progress: bool = True, n_jobs=None, v
                  bank_seed=sel.get("bank_seed"),
                  prior=_prior_from_dict(p["prior"]), fixed=p["fixed"], n_jobs=p["n_jobs"] if n_jobs is None else n_jobs,
                  progress=progress, save_plots=p["save_plots"], run_id=run_id, discard=p["discard"],
-                 initial_guess=p.get("initial_guess"), zl=cat["zl"] if cat else 0.3, zs=cat["zs"] if cat else 2.0,
+                 initial_guess=p.get("initial_guess"), zl=cat["zl"] if cat else None, zs=cat["zs"] if cat else None,
+                 forward_model=cat.get("forward_model") if cat else None,
                  logMh_grid=p["grids"]["logMh_axis"], gamma_grid=p["grids"]["gamma_axis"],
                  expect=dict(grids_key=p["grids"].get("key"), catalogue_sha256=cat["sha256"] if cat else None),
                  extra_params=extra, verbose=verbose)
@@ -899,11 +903,12 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, seed=None, sim_id=None, root=".", *,
 # streaming posterior
 # --------------------------------------------------------------------------------------------
 def compute_posterior_from_file(eta, grids_file, *, A=None, prior=None, fixed=None, block: int = 256,
-                                model: str = "deVauc", n_threads=None):
+                                selection: bool = True, model=None, n_threads=None):
     """log posterior of full eta vector(s), streamed from a ``grids.h5`` ``block`` lenses at a time.
 
-    Equal to ``Posterior(all grids, A=A, prior=prior)(eta)`` (same per-lens sums, summed once
-    at the end) but never holds more than one block of grids in memory.
+    Equal to ``Posterior(all grids, A=A, prior=prior, fixed=fixed, use_selection=selection)(eta)``
+    (same per-lens sums, summed once at the end) but never holds more than one block of grids in
+    memory.
 
     Parameters
     ----------
@@ -911,25 +916,28 @@ def compute_posterior_from_file(eta, grids_file, *, A=None, prior=None, fixed=No
         Full eta (alpha_sps, mu_h, beta_h, sigma_h, mu_gamma, sigma_gamma).
     grids_file : str or Path
         Written by :func:`sl_cy.grids.save_grids_hdf5` (``data/tables/<sim_id>/grids.h5``).
-    A : callable, optional
-        Selection normaliser A(eta_batch); None = no selection term.
+    A : Selection, optional
+        Selection normaliser (default: the deterministic quadrature of the grids' forward model).
     prior : Prior or mapping, optional
         Default the top-hat box. ``fixed`` parameters (and mu_gamma, sigma_gamma for a one-node
         gamma grid) are not scored.
     fixed : mapping, optional
     block : int
         Lenses per read.
-    model : str
+    selection : bool
+        False switches the selection term off (the seed's ``--no-eta``).
+    model : str, optional
+        Checked against the grids' forward model when given (seed signature).
     n_threads : int, optional
         OpenMP threads of the kernel.
 
     Returns
     -------
-    float (one eta) or ndarray (n,); -inf outside the prior or where undefined.
+    float (one eta) or ndarray (n,); -inf outside the prior and A's bounds.
 
     Performance
     -----------
-    The kernel cost (n_lens x n_eta x ~10 us) plus reading the file once per call.
+    The kernel cost (n_lens x n_eta x ~20 us) plus reading the file once per call.
 
     Examples
     --------
@@ -945,8 +953,7 @@ def compute_posterior_from_file(eta, grids_file, *, A=None, prior=None, fixed=No
     import h5py
 
     from sl_cy.grids import load_grids_hdf5
-    from sl_cy.likelihood import LikelihoodKernel, _log_A
-    from sl_cy.population import DEFAULT_ETA
+    from sl_cy.likelihood import LikelihoodKernel, Posterior
 
     block = _check_pos_int("block", block, 1)
     e = np.asarray(eta, dtype=float)
@@ -956,29 +963,19 @@ def compute_posterior_from_file(eta, grids_file, *, A=None, prior=None, fixed=No
         raise ValueError(f"eta must have shape (6,) or (n, 6), got {e.shape}")
     with h5py.File(grids_file, "r") as f:
         n_lens = int(f["valid"].shape[0])
-        n_gamma = int(f["gamma_axis"].shape[0])
-    fx = dict(fixed or {})
-    pr = _as_prior(prior)
-    if n_gamma == 1:
-        for n in ("mu_gamma", "sigma_gamma"):
-            if n not in fx and n not in pr.fixed:
-                fx[n] = float(getattr(DEFAULT_ETA, n))
-    pr = pr.with_fixed(fx)
-    lp = np.atleast_1d(pr.logpdf(e2))
+    # the first block gives the prior (with fixed values), the normaliser and the support
+    head = Posterior(load_grids_hdf5(grids_file, lenses=np.arange(min(block, n_lens))), A=A,
+                     prior=None if prior is None else _as_prior(prior), fixed=fixed, use_selection=selection,
+                     model=model, n_threads=n_threads)
     out = np.full(len(e2), -np.inf)
-    ok = np.isfinite(lp)
+    ok = head.in_support(e2)
     if ok.any():
         eo = np.ascontiguousarray(e2[ok])
-        per = np.empty((len(eo), n_lens))
+        ll = np.zeros(len(eo))
         for s in range(0, n_lens, block):
-            k = LikelihoodKernel(load_grids_hdf5(grids_file, lenses=np.arange(s, min(s + block, n_lens))),
-                                 model=model, n_threads=n_threads)
-            per[:, s:s + block] = k.per_lens(eo)
-        with np.errstate(invalid="ignore"):
-            ll = per.sum(axis=1)
-        if A is not None:
-            la = _log_A(A, eo)
-            ll = np.where(np.isfinite(la), ll - n_lens * la, -np.inf)
-        out[ok] = lp[ok] + np.where(np.isnan(ll), -np.inf, ll)
-    out = np.where(np.isnan(out), -np.inf, out)
+            grids = load_grids_hdf5(grids_file, lenses=np.arange(s, min(s + block, n_lens)))
+            ll += LikelihoodKernel(grids, selection=selection, n_threads=n_threads).per_lens(eo).sum(axis=1)
+        if selection:
+            ll -= n_lens * head._log_A(eo)
+        out[ok] = np.atleast_1d(head.prior.logpdf(eo)) + ll
     return float(out[0]) if one else out

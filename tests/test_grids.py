@@ -140,6 +140,17 @@ def test_independent_detection_adds_pdet(mock):
     assert b.config["detection"] == "independent"
 
 
+def test_forward_model_and_its_overrides_reach_the_grid(mock):
+    _, observed = mock
+    fm = ForwardModel(survey=SurveyConfig(m_lim=25.5), zl=0.4, c_halo=6.0)
+    for given in (fm, fm.to_dict()):              # the object or its dict (as stored in files)
+        g = tabulate_likelihood_grids(observed.iloc[[0]].drop(columns=["zl", "zs"]), MH, [1.0],
+                                      forward_model=given, sigma_m=0.2)[0]
+        got = ForwardModel.from_dict(g.config["forward_model"])
+        assert got == fm.replace(survey=SurveyConfig(m_lim=25.5, sigma_m=0.2)), got.diff(fm)
+        assert g.config["c_halo"] == 6.0 and g.config["sigma_m"] == 0.2 and g.observed["zl"] == 0.4
+
+
 def test_hdf5_round_trips(mock, tmp_path):
     _, observed = mock
     grids = tabulate_likelihood_grids(observed.iloc[:5], MH, GAM)

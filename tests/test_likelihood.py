@@ -294,7 +294,7 @@ def test_mismatched_forward_models_raise(observed, grids2d):
         Posterior(grids2d, model="SerExp")
     other = tabulate_likelihood_grids(observed.iloc[:2], np.linspace(10.0, 17.0, 36), np.linspace(0.0, 2.0, 11),
                                       forward_model=ForwardModel(c_halo=7.0), show_progress=False, adaptive=False)
-    with pytest.raises(ValueError, match="c_halo: 7.0 != 5.0"):
+    with pytest.raises(ValueError, match="c_halo: 5.0 != 7.0"):
         LikelihoodKernel(list(grids2d[:2]) + other)
 
 

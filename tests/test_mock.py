@@ -150,6 +150,27 @@ def test_lens_fraction_stable_across_seeds():
     assert np.all(np.abs(fr - mean) < 5 * sigma)
 
 
+def test_galaxies_outside_the_halo_support_never_lens():
+    from sl_cy.forward import ForwardModel
+
+    r = simulate_mock(20_000, seed=18, **QUIET)
+    assert r.forward_model == ForwardModel() and r.forward_model.halo_support == (10.0, 17.0)
+    gal = r.galaxies
+    assert r.lenses.logM_halo.between(10.0, 17.0).all()
+    fm = ForwardModel(halo_support=(10.0, 13.0))
+    n = simulate_mock(20_000, seed=18, forward_model=fm, **QUIET)
+    assert n.forward_model == fm
+    g = n.galaxies
+    out = ~g.logM_halo.between(10.0, 13.0)
+    # the same population; above the support there are galaxies with a caustic (lenses of the
+    # default support), but none has a source or becomes a lens
+    np.testing.assert_array_equal(g.logM_halo, gal.logM_halo)
+    assert (gal.is_lensed & (gal.logM_halo > 13.0)).any()
+    assert ((g.lens_status == Status.OK) & out).any()
+    assert (g.n_sources[out] == 0).all() and not g.is_lensed[out].any()
+    assert len(n.lenses) > 0 and (n.lenses.logM_halo <= 13.0).all()
+
+
 # --- determinism --------------------------------------------------------------------------------
 def test_same_seed_same_result_for_any_n_jobs():
     kw = dict(seed=7, chunk_size=5_000, **QUIET)

@@ -160,36 +160,53 @@ def test_infer_validation_before_writing(small_sim):
     assert not (root / "inference" / sid / "x").exists()
 
 
-def test_quadrature_engine_plumbing_and_rerun(small_sim, monkeypatch):
-    """The default A(eta) engine (quadrature table) is recorded and re-used by rerun; the table
-    itself is tested in test_selection*, here a stand-in keeps the test fast."""
-    import sl_cy.selection
+def test_quadrature_engine_plumbing_and_rerun(small_sim):
+    """The default A(eta) engine (the forward model's quadrature table, built once and cached) is
+    recorded and re-used by rerun, which gives the identical chain."""
+    from sl_cy.forward import ForwardModel
     from sl_cy.pipeline import DEFAULT_SELECTION, rerun
+    from sl_cy.selection import selection_for
 
     root, sid, _ = small_sim
-    bank, _, _ = selection_bank_for(3000, 4, root=root)
-    calls = []
-
-    class Table:
-        config_hash = "ab" * 32
-        n_threads = 1
-        path = None
-
-        def __call__(self, eta):
-            return bank.evaluate(eta, warn=False)
-
-    def fake_build(**kw):
-        calls.append(kw)
-        return Table()
-
-    monkeypatch.setattr(sl_cy.selection, "build_selection_table", fake_build)
     assert DEFAULT_SELECTION == "quadrature"
     r = infer(sid, root=root, nwalkers=14, nsteps=6, seed=3, n_jobs=1, progress=False, save_plots=False,
               run_id="quad")
     params = json.loads((r.run_dir / "params.json").read_text())
-    assert params["selection"]["engine"] == "quadrature" and params["selection"]["table_hash"] == "ab" * 32
-    assert calls and calls[0]["zl"] == pytest.approx(0.3)
+    sq = selection_for(ForwardModel())
+    assert params["selection"]["engine"] == "quadrature" and params["selection"]["table_hash"] == sq.config_hash
+    assert params["forward_model"] == ForwardModel().to_dict()
     r2 = rerun(r.run_dir, run_id="quad2", progress=False)
     with h5py.File(r.run_dir / "chain.h5", "r") as a, h5py.File(r2.run_dir / "chain.h5", "r") as b:
         np.testing.assert_array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
-    assert len(calls) == 2
+
+
+def test_other_model_and_sigma_star_reach_numerator_and_A(tmp_path):
+    """A SerExp mock with sigma_star = 0.2: the grids, the likelihood kernel and the A(eta) engine
+    all carry that forward model (no silent deVauc / 0.1 anywhere)."""
+    from sl_cy.likelihood import LikelihoodKernel
+    from sl_cy.selection import load_bank
+    from sl_cy.tables import generate_and_save_mock_tabulate
+
+    sid, mp, gp = generate_and_save_mock_tabulate(20_000, seed=5, root=tmp_path, show_progress=False,
+                                                  model="SerExp", sigma_star=0.2)
+    r = infer(sid, root=tmp_path, nwalkers=14, nsteps=4, seed=3, n_jobs=1, progress=False, save_plots=False,
+              selection="bank", bank_size=2000, verbose=False)
+    params = json.loads((r.run_dir / "params.json").read_text())
+    fm = params["forward_model"]
+    assert fm["model"] == "SerExp" and fm["survey"]["sigma_star"] == 0.2
+    k = LikelihoodKernel(load_grids_hdf5(gp), selection=False)
+    assert k.forward_model.model == "SerExp" and k._model[-2] == 0.2
+    bank = load_bank(params["selection"]["bank_file"])
+    assert bank.forward_model.to_dict() == fm
+
+
+def test_cli_run_takes_forward_model_options(tmp_path, cli):
+    """`sl-cy run --eta ... --m-lim ...`: a non-default truth and survey in one command."""
+    r = cli("run", "--n-galaxy", 20000, "--nwalkers", 14, "--nsteps", 4, "--selection", "bank", "--bank-size", 2000,
+            "--seed", 2, "--no-plots", "--no-progress", "--n-jobs", 1, "--eta", "0.1,13.0,2.0,0.3,1.2,0.2",
+            "--m-lim", 26.0, "--run-id", "fm", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    params = json.loads(next((tmp_path / "inference").glob("*/fm/params.json")).read_text())
+    assert params["truth"]["mu_h"] == 13.0 and params["forward_model"]["survey"]["m_lim"] == 26.0
+    bad = cli("run", "--eta", "1,2,3", "--no-progress", cwd=tmp_path)
+    assert bad.returncode == 2 and "--eta must be 6" in bad.stderr

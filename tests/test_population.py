@@ -26,6 +26,21 @@ def test_model_params_deVauc_matches_design():
         assert set(MODEL_PARAMS[m]) == set(p)
 
 
+def test_one_eta_box():
+    # one definition of the eta box (sigma_h >= 0.05): the default prior and the support of every
+    # A(eta) engine; the grids' stellar-mass window covers its alpha_sps range
+    from sl_cy.grids import ADAPTIVE_MSTAR_WINDOW
+    from sl_cy.likelihood import DEFAULT_BOX
+    from sl_cy.selection import Selection
+
+    box = pop.ETA_BOX
+    assert tuple(box) == Eta._fields and box["sigma_h"] == (0.05, 1.0)
+    assert DEFAULT_BOX == box and Selection().bounds == box
+    assert not hasattr(pop, "PRIOR_BOX")
+    assert all(lo < v < hi for v, (lo, hi) in zip(DEFAULT_ETA, box.values()))
+    assert ADAPTIVE_MSTAR_WINDOW[0] <= box["alpha_sps"][0] - 1.0 and ADAPTIVE_MSTAR_WINDOW[1] >= box["alpha_sps"][1] + 1.0
+
+
 def test_eta_structure_and_conversions():
     assert Eta._fields == ("alpha_sps", "mu_h", "beta_h", "sigma_h", "mu_gamma", "sigma_gamma")
     assert tuple(Eta.default()) == tuple(DEFAULT_ETA) == (0.0, 12.91, 2.04, 0.37, 1.0, 0.2)

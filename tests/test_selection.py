@@ -272,13 +272,21 @@ def test_default_A_is_the_quadrature_and_consistent(bank):
 
 @pytest.mark.filterwarnings("ignore::sl_cy.selection.SelectionWarning")
 def test_cli_aeta(tmp_path):
-    rc = cli_main(["aeta", "--n-bank", "5000", "--seed", "3", "--axes", "mu_h:12.5:13.5:3,sigma_h:0.2:0.6:3",
-                   "--out", str(tmp_path), "--no-progress", "--bank-out", str(tmp_path / "bank.h5")])
+    axes = "mu_h:12.5:13.5:3,sigma_h:0.2:0.6:3"
+    rc = cli_main(["aeta", "--engine", "bank", "--n-bank", "5000", "--seed", "3", "--axes", axes,
+                   "--out", str(tmp_path / "bank"), "--no-progress", "--bank-out", str(tmp_path / "bank.h5")])
     assert rc == 0
-    t = cached_A(tmp_path / "Aeta_mu_h-sigma_h_3x3.h5")
+    t = cached_A(tmp_path / "bank" / "Aeta_mu_h-sigma_h_3x3.h5")
     b = load_bank(tmp_path / "bank.h5")
     assert t.source_hash == b.config_hash and t.forward_model == b.forward_model
     assert t(ETA0) > 0
+    # the default engine: the deterministic quadrature of the default forward model
+    assert cli_main(["aeta", "--axes", axes, "--out", str(tmp_path / "quad"), "--no-progress"]) == 0
+    q = cached_A(tmp_path / "quad" / "Aeta_mu_h-sigma_h_3x3.h5")
+    sq = selection_for(ForwardModel())
+    assert q.source_hash == sq.config_hash and q.forward_model == ForwardModel()
+    node = _eta(mu_h=13.0, sigma_h=0.4)
+    assert q(node) == pytest.approx(sq(node), rel=1e-9)         # log-linear on 3 points: exact at the nodes
     assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:2", "--out", str(tmp_path)]) == 2
 
 

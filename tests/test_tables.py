@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+from sl_cy.forward import ForwardModel
 from sl_cy.grids import tabulate_likelihood_grids
+from sl_cy.mock import load_mock
 from sl_cy.tables import generate_and_save_mock_tabulate, load_mock_and_grids, save_subset, sim_dir, tabulate_sim
 
 MH = np.linspace(11.5, 14.5, 16)
@@ -26,6 +28,9 @@ def test_layout_and_load(sim):
     assert len(lenses) == len(observed) == len(grids) > 10
     again = tabulate_likelihood_grids(observed, MH, GAM, adaptive=True)
     assert all(a.equals(b) for a, b in zip(again, grids))
+    # the grids carry the mock's forward model
+    fm = load_mock(d / "mock.h5").forward_model
+    assert fm == ForwardModel() and all(g.config["forward_model"] == fm.to_dict() for g in grids)
     sub_l, sub_o, sub_g = load_mock_and_grids(sim_id, root, indices=[3, 1])
     assert sub_l.galaxy_id.tolist() == lenses.galaxy_id.iloc[[3, 1]].tolist()
     assert sub_g[0].equals(grids[3])
@@ -42,6 +47,17 @@ def test_save_subset(sim):
     with pytest.raises(FileExistsError):
         save_subset(sim_id, [0], "t1_sub", root)
     assert dst.name == "t1_sub"
+
+
+def test_grids_take_the_forward_model_of_the_mock(tmp_path):
+    # a non-default model and sigma_star reach the grids (hence the likelihood and A(eta)) unchanged
+    sim_id, mock_path, _ = generate_and_save_mock_tabulate(8_000, seed=6, sim_id="serexp", root=tmp_path,
+                                                           logMh_grid=MH, gamma_grid=GAM, model="SerExp",
+                                                           sigma_star=0.2, show_progress=False)
+    fm = load_mock(mock_path).forward_model
+    assert fm.model == "SerExp" and fm.sigma_star == 0.2
+    _, _, grids = load_mock_and_grids(sim_id, tmp_path)
+    assert len(grids) > 0 and all(ForwardModel.from_dict(g.config["forward_model"]) == fm for g in grids)
 
 
 def test_tabulate_missing_mock(tmp_path):

@@ -50,7 +50,7 @@ class BankProposal:
       N(m, logMh_sigma), else N(m + wide_shift, wide_sigma). The wide component covers the
       high-mass tail that dominates A when sigma_h and beta_h are large (T grows steeply with
       halo mass), so the whole :data:`sl_cy.population.ETA_BOX` (mu_h in [12, 14], beta_h in [0, 4], sigma_h in
-      [0.1, 1]) is covered.
+      [0.05, 1]) is covered (the effective sample size is lowest at its small-sigma_h, large-beta_h corner).
     * gamma_in ~ U(gamma_lo, gamma_hi) = U(0, 2), the support of the truncated gamma law.
 
     Parameters

@@ -111,9 +111,9 @@ class AEtaTable(Selection):
         The forward model of that engine.
     method : {"cubic", "linear"}
         Interpolation of log A in the table axes (default cubic; linear is used when an axis has
-        fewer than 4 points). For the shipped 11x11x9x7 table the interpolation error against the
-        bank it was built from is 0.2 % median, 1 % at the 90th percentile with cubic (linear:
-        3 % and 8 %).
+        fewer than 4 points). For the 11x11x9x7 (alpha_sps, mu_h, beta_h, sigma_h) bank table of
+        earlier versions the interpolation error against the bank was 0.2 % median, 1 % at the 90th
+        percentile with cubic (linear: 3 % and 8 %).
     """
 
     axes: list
