@@ -129,3 +129,16 @@ def test_dead_workers_are_named_with_cause_and_remedy(tmp_path):
 def test_explanation_without_exit_codes():
     assert "worker exit status unknown" in _explain_broken_pool({}, None)
     assert issubclass(WorkerPoolError, RuntimeError)
+
+
+def test_cli_reports_a_broken_pool_in_one_line(monkeypatch, capsys):
+    from sl_cy import cli
+
+    def broken(args):
+        raise WorkerPoolError("A worker process of the pool was killed by SIGKILL while running tasks (...)")
+
+    help_, add, _ = cli.COMMANDS["info"]
+    monkeypatch.setitem(cli.COMMANDS, "info", (help_, add, broken))
+    assert cli.main(["info"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sl-cy info: error: A worker process") and "SIGKILL" in err[0]
