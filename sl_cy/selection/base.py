@@ -69,7 +69,8 @@ def eta_batch(eta) -> tuple[np.ndarray, bool]:
             raise ValueError(f"eta.{ETA_NAMES[j]} must be > 0; got {e[e[:, j] <= 0, j][0]!r}")
     # the truncated gamma law must be representable: beyond 1e4 sigma from its support its
     # log-density is a difference of two huge terms that cancel to nothing (the bank gave A = inf)
-    far = np.maximum(GAMMA_LO - e[:, 4], e[:, 4] - GAMMA_HI) > GAMMA_Z_MAX * e[:, 5]
+    with np.errstate(over="ignore"):
+        far = np.maximum(GAMMA_LO - e[:, 4], e[:, 4] - GAMMA_HI) > GAMMA_Z_MAX * e[:, 5]
     if np.any(far):
         i = int(np.argmax(far))
         raise ValueError(f"eta.{ETA_NAMES[4]} = {e[i, 4]!r} lies more than {GAMMA_Z_MAX:g} x eta.{ETA_NAMES[5]} "
