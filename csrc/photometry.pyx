@@ -153,11 +153,15 @@ cdef double law_log_pdf(const SourceLaw* law, double m) noexcept nogil:
 # --------------------------------------------------------------------------------------------
 cdef double selection_prob(double mu, double m_lim, double ms, double sigma_m) noexcept nogil:
     """P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m); mu = 0 gives 0 (nan propagates)."""
+    if mu == 0.0:             # also when m_lim - m_s overflows to +inf (inf - inf would give nan)
+        return 0.0
     return ndtr((m_lim - ms + 2.5 * log10(fabs(mu))) / sigma_m)
 
 
 cdef double mag_like(double m_obs, double mu, double ms, double sigma_m) noexcept nogil:
     """N(m_obs; m_s - 2.5 log10|mu|, sigma_m); mu = 0 gives 0 (nan propagates)."""
+    if mu == 0.0:             # also when m_obs - m_s overflows to +inf
+        return 0.0
     cdef double d = (m_obs - ms + 2.5 * log10(fabs(mu))) / sigma_m
     return exp(-0.5 * d * d - LOG_SQRT_2PI) / sigma_m
 
