@@ -444,7 +444,9 @@ cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* b
     lens_critical(L, cr)
     if cr.status != ST_OK:
         return cr.status
-    if b < 0.0:
+    # x_A < theta_E means beta < 0 (mean convergence > 1 inside theta_E); test it as well because
+    # alpha(x_A) underflows for a subnormal x_A, which then passed as a source at beta = x_A >= 0
+    if b < 0.0 or xA < cr.theta_e:
         return ST_BETA_NEGATIVE
     if b >= cr.y_caustic:
         return ST_BEYOND_CAUSTIC

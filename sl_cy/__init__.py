@@ -5,6 +5,9 @@ precompute per-lens likelihood grids and infer the population hyper-parameters
 eta = (alpha_sps, mu_h, beta_h, sigma_h, mu_gamma, sigma_gamma) with a selection correction.
 """
 from sl_cy._version import __version__
+from sl_cy import _check_build
+
+_check_build.check_build()   # a clear ImportError (what is missing, how to build it) for an unbuilt source tree
 from sl_cy.cosmology import Cosmology, DEFAULT_COSMOLOGY, Dang, Sigma_cr, rhoc, kpc_to_arcsec, arcsec_to_kpc
 from sl_cy.profiles import devauc_sigma, devauc_m2d, gnfw_dimensionless, gnfw_halo
 from sl_cy.lensing import (LensModel, LensingWarning, Status, compute_detJ, forward_solve, invert_images,

@@ -518,7 +518,12 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 1
-    return int(COMMANDS[args.command][2](args) or 0)
+    from sl_cy.parallel import WorkerPoolError
+
+    try:
+        return int(COMMANDS[args.command][2](args) or 0)
+    except WorkerPoolError as exc:          # the process pool broke: its cause and remedy, no traceback
+        return _fail(f"sl-cy {args.command}", exc)
 
 
 if __name__ == "__main__":
