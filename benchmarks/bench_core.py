@@ -1,4 +1,4 @@
-"""Benchmark the compiled lensing core against the plain SciPy implementation (sl_cy.reference).
+"""Benchmark the compiled lensing core against the plain SciPy implementation (sl_cy.testing).
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_core.py [--n 20000] [--n-scalar 2000] [--n-ref 10]
 
@@ -20,7 +20,7 @@ import numpy as np
 from _timing import best_of
 
 import sl_cy
-from sl_cy import reference as ref
+from sl_cy import testing as ref
 
 
 def lenses(n, seed=0):
@@ -56,14 +56,14 @@ def scalar_rows(L, out, n, t_fwd_batch, t_inv_batch, t_ref_fwd, t_ref_inv):
     n = len(P)
     idx = range(n)
     LensModel = sl_cy.LensModel
-    models = lambda: [LensModel(*p) for p in P]                               # noqa: E731
+    models = lambda: [LensModel(*p[:3], zl=p[3], zs=p[4], gamma_in=p[5], c_halo=p[6]) for p in P]  # noqa: E731
     solved = lambda: [(m, m.solve_ycaustic())[0] for m in models()]          # noqa: E731
 
     def each(fn):
         return best_of(lambda: [fn(i) for i in idx], 5) / n
 
     rows = [
-        ("LensModel(...)", each(lambda i: LensModel(*P[i]))),
+        ("LensModel(...)", each(lambda i: LensModel(*P[i][:3], zl=P[i][3], zs=P[i][4], gamma_in=P[i][5], c_halo=P[i][6]))),
         ("einstein_radius()   [fresh model]", per_object(models, lambda m: m.einstein_radius())),
         ("solve_xradcrit()    [fresh model]", per_object(models, lambda m: m.solve_xradcrit())),
         ("solve_ycaustic()    [fresh model]", per_object(models, lambda m: m.solve_ycaustic())),
@@ -76,21 +76,21 @@ def scalar_rows(L, out, n, t_fwd_batch, t_inv_batch, t_ref_fwd, t_ref_inv):
         ("kappa(x)", per_object(lambda: list(zip(solved(), xa)), lambda a: a[0].kappa(a[1]))),
         ("mu_from_rt(x)", per_object(lambda: list(zip(solved(), xa)), lambda a: a[0].mu_from_rt(a[1]))),
         ("solve_lens_parameters_from_obs",
-         each(lambda i: sl_cy.solve_lens_parameters_from_obs(xa[i], xb[i], P[i][2], P[i][1], P[i][3], P[i][4],
-                                                             P[i][5], P[i][6]))),
+         each(lambda i: sl_cy.solve_lens_parameters_from_obs(xa[i], xb[i], P[i][2], P[i][1], zl=P[i][3], zs=P[i][4],
+                                                             gamma_in=P[i][5], c_halo=P[i][6]))),
         ("compute_detJ",
-         each(lambda i: sl_cy.compute_detJ(xa[i], xb[i], P[i][2], P[i][1], P[i][3], P[i][4], P[i][5], P[i][6]))),
+         each(lambda i: sl_cy.compute_detJ(xa[i], xb[i], P[i][2], P[i][1], zl=P[i][3], zs=P[i][4], gamma_in=P[i][5], c_halo=P[i][6]))),
     ]
 
     def seed_forward(i):
-        m = LensModel(*P[i])
+        m = LensModel(*P[i][:3], zl=P[i][3], zs=P[i][4], gamma_in=P[i][5], c_halo=P[i][6])
         a, b = sl_cy.solve_single_lens(m, bu[i])
         return m.mu_from_rt(a), m.mu_from_rt(b)
 
     def seed_inverse(i):
         p = P[i]
-        return (sl_cy.solve_lens_parameters_from_obs(xa[i], xb[i], p[2], p[1], p[3], p[4], p[5], p[6]),
-                sl_cy.compute_detJ(xa[i], xb[i], p[2], p[1], p[3], p[4], p[5], p[6]))
+        return (sl_cy.solve_lens_parameters_from_obs(xa[i], xb[i], p[2], p[1], zl=p[3], zs=p[4], gamma_in=p[5], c_halo=p[6]),
+                sl_cy.compute_detJ(xa[i], xb[i], p[2], p[1], zl=p[3], zs=p[4], gamma_in=p[5], c_halo=p[6]))
 
     loops = [("forward: LensModel + solve_single_lens + 2 mu_from_rt", each(seed_forward), t_fwd_batch, t_ref_fwd),
              ("inversion: solve_lens_parameters_from_obs + compute_detJ", each(seed_inverse), t_inv_batch, t_ref_inv)]
@@ -131,7 +131,7 @@ def main(argv=None):
     rows.append(("inversion + y_c + |J| per grid point", t_inv, t_ref_inv, "SciPy quad, FD Jacobian"))
 
     # |J| alone through the public scalar API vs finite differences of the SciPy inversion
-    t_dj = best_of(lambda: sl_cy.compute_detJ(xa, xb, inv_args["logRe"], inv_args["logM_halo"], 0.3, 2.0, 1.2)) / ok.sum()
+    t_dj = best_of(lambda: sl_cy.compute_detJ(xa, xb, inv_args["logRe"], inv_args["logM_halo"], zl=0.3, zs=2.0, gamma_in=1.2)) / ok.sum()
     rl = [ref.RefLens(11.3, inv_args["logM_halo"][i], inv_args["logRe"][i], 1.2, 5.0, 0.3, 2.0) for i in range(3)]
     t_ref_dj = best_of(lambda: [ref.detJ_finite_difference(rl[i], xa[i], xb[i]) for i in range(3)], 1) / 3
     rows.append(("|J| (analytic vs finite differences)", t_dj, t_ref_dj, "SciPy quad, FD"))

@@ -5,13 +5,13 @@ Run:  python benchmarks/bench_grids.py [--n-lens 200] [--n-ref-points 5] [--n-re
 
 1. Uniform grid. sl_cy: ``tabulate_likelihood_grids`` on a 30 x 30 (logMh, gamma_in) grid, one
    core, including inversion, radial caustic, |J| and F_phot. SciPy: per grid point the reference
-   inversion (``sl_cy.reference.ref_invert``: adaptive quadrature, brentq, finite-difference
+   inversion (``sl_cy.testing.ref_invert``: adaptive quadrature, brentq, finite-difference
    Jacobian) plus F_phot by ``scipy.integrate.quad`` over the source magnitude; timed on a few
    points and scaled to the 900-point grid.
 2. Adaptive column rule on the default grids (``DEFAULT_LOGMH_GRID`` x ``DEFAULT_GAMMA_GRID``, the
    pipeline's): the compiled rule (``sl_cy.grids.adaptive_columns_batch``, ``csrc/tabulate.pyx``;
    one and two OpenMP threads) beside the Python rule it replaces
-   (``sl_cy.reference.ref_adaptive_columns``: per-lens loop, a lexsort per bisection round, a
+   (``sl_cy.testing.ref_adaptive_columns``: per-lens loop, a lexsort per bisection round, a
    PchipInterpolator per piece), with their agreement (lenses with bit-identical nodes and
    weights, largest difference), and the whole adaptive tabulation per lens (rule + inversion
    of the used slots + F_phot). Times are best of 3 wall clock on a warm process; CPU time of
@@ -35,7 +35,7 @@ from scipy import integrate, stats
 
 import sl_cy
 from _timing import best_of
-from sl_cy import reference as ref
+from sl_cy import testing as ref
 from sl_cy.config import SourceLaw
 from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, adaptive_columns_batch, tabulate_likelihood_grids
 

@@ -2,7 +2,7 @@
 
 1. Speed: microseconds per lens per eta of :class:`sl_cy.likelihood.LikelihoodKernel` on a
    30 x 30 grid (1 and 2 threads) versus the plain NumPy evaluation
-   :func:`sl_cy.likelihood.log_likelihood_numpy`, and their agreement.
+   :func:`sl_cy.testing.log_likelihood_numpy`, and their agreement.
 2. Grid accuracy (issue 6): the per-lens integral on a candidate default grid versus the same
    range 4x finer in each axis, over the whole prior box (its 64 corners, the default truth,
    sigma_h = 0.05 edge cases and random points); reports the max |p_default / p_fine - 1|.
@@ -50,7 +50,8 @@ import numpy as np
 from _timing import best_of
 
 from sl_cy.grids import tabulate_likelihood_grids
-from sl_cy.likelihood import DEFAULT_BOX, LikelihoodKernel, log_likelihood_numpy
+from sl_cy.likelihood import DEFAULT_BOX, LikelihoodKernel
+from sl_cy.testing import log_likelihood_numpy
 from sl_cy.mock import run_mock_simulation
 from sl_cy.population import DEFAULT_ETA, ETA_NAMES
 

@@ -4,7 +4,7 @@ Run:  python benchmarks/bench_mock.py [--n 200000] [--n-jobs 1] [--repeat 3] [--
 
 Prints one table row: galaxies/s and microseconds per galaxy of ``run_mock_simulation`` (default
 survey and eta, best of ``--repeat``), against a plain SciPy lower bound measured in the same
-process: the per-galaxy critical-curve + image solve of ``sl_cy.reference.ref_forward_solve`` with
+process: the per-galaxy critical-curve + image solve of ``sl_cy.testing.ref_forward_solve`` with
 a pre-built halo spline (every galaxy of a mock needs at least that; a straightforward mock also
 rebuilds the spline per galaxy and draws per galaxy, ~1.5 ms/galaxy per DESIGN.md §5).
 Target (DESIGN.md §5): >= 50 000 galaxies/s on one core.
@@ -15,7 +15,7 @@ import numpy as np
 from _timing import best_of
 
 import sl_cy
-from sl_cy import reference as ref
+from sl_cy import testing as ref
 from sl_cy.mock import run_mock_simulation
 
 

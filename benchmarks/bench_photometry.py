@@ -23,7 +23,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 from scipy import integrate, special, stats
 
-from sl_cy.ktable import K_direct, build_K_table
+from sl_cy.ktable import build_K_table
+from sl_cy.testing import K_direct
 from sl_cy.photometry import fphot, get_photometry_model
 
 M_LIM, SIGMA_M, M_STAR, ALPHA_S, M_MIN, M_MAX = 26.5, 0.1, 24.5, -1.3, 20.0, 30.0

@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--nwalkers", type=int, default=32)
     ap.add_argument("--nsteps", type=int, default=1500)
     a = ap.parse_args()
-    truth = np.array(sl_cy.DEFAULT_ETA if a.eta is None else [float(v) for v in a.eta.split(",")])
+    truth = np.array(sl_cy.population.DEFAULT_ETA if a.eta is None else [float(v) for v in a.eta.split(",")])
     t0 = time.perf_counter()
     _, obs = sl_cy.run_mock_simulation(a.n_galaxy, seed=a.seed, eta=truth, show_progress=False)
     grids = sl_cy.tabulate_likelihood_grids(obs, np.linspace(11, 15, 30), gamma_grid=np.linspace(0, 2, 30))

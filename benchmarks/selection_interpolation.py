@@ -32,7 +32,7 @@ def exact_rate(fm, kt, ms, mh, re, g, ok, y_c, n_beta):
     idx = np.flatnonzero(ok)
     K = np.zeros((len(idx), n_beta))
     for j in range(n_beta):
-        r = forward_solve(ms[idx], mh[idx], re[idx], g[idx], beta_unit=np.sqrt(u[j]))
+        r = forward_solve(ms[idx], mh[idx], re[idx], gamma_in=g[idx], beta_unit=np.sqrt(u[j]))
         good = r["status"] == 0
         K[good, j] = kt(r["mu_A"][good], r["mu_B"][good])
     T = np.zeros(len(ms))
@@ -51,7 +51,7 @@ def main():
     kt = _ktable_for(fm.survey)
     pop = draw_population(a.n, eta=eta, rng=1)
     ms, mh, re, g = pop["logM_star"], pop["logM_halo"], pop["logRe"], pop["gamma_in"]
-    crit = forward_solve(ms, mh, re, g)
+    crit = forward_solve(ms, mh, re, gamma_in=g)
     lo, hi = fm.halo_support
     ok = (crit["status"] == 0) & (mh >= lo) & (mh <= hi)
     T8 = exact_rate(fm, kt, ms, mh, re, g, ok, crit["y_caustic"], 8)

@@ -6,7 +6,7 @@ Simulates a small mock into <out>/data/tables/<sim_id>/ (mock + grids), then cal
 sl_cy.pipeline.infer with
 
 * prior = Prior({"alpha_sps": Gaussian(0.0, 0.05)})   (e.g. an external IMF constraint); the
-  other parameters keep their default top-hat box (sl_cy.DEFAULT_BOX);
+  other parameters keep their default top-hat box (sl_cy.likelihood.DEFAULT_BOX);
 * fixed = {"sigma_gamma": 0.2}                          (not sampled);
 
 and writes a complete run folder <out>/inference/<sim_id>/<run_id>/ (params.json records the

@@ -2,9 +2,9 @@
 
 Run:  python examples/grid_inference.py [output folder]
 
-No MCMC: sl_cy.grid_posterior evaluates the selection-corrected posterior at every grid point
+No MCMC: sl_cy.inference.grid_posterior evaluates the selection-corrected posterior at every grid point
 (vectorised over points), returns the normalised weights with 1-D and 2-D marginals, and
-sl_cy.save_grid_posterior_hdf5 stores them. The figure <out>/grid_marginals.png shows the two 1-D
+sl_cy.inference.save_grid_posterior_hdf5 stores them. The figure <out>/grid_marginals.png shows the two 1-D
 marginals and the 2-D marginal with the truth.
 """
 import sys
@@ -20,12 +20,12 @@ def main(out="."):
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(40_000, seed=7, show_progress=False)
     grids = sl_cy.tabulate_likelihood_grids(observed)
-    truth = sl_cy.DEFAULT_ETA
+    truth = sl_cy.population.DEFAULT_ETA
     post = sl_cy.Posterior(grids)          # selection term on: A(eta) of the grids' forward model
     axes = {"mu_h": np.linspace(12.6, 13.2, 41), "beta_h": np.linspace(1.2, 2.8, 41)}
-    rest = {n: getattr(truth, n) for n in sl_cy.ETA_NAMES if n not in axes}
-    gp = sl_cy.grid_posterior(post, axes, fixed=rest)
-    path = sl_cy.save_grid_posterior_hdf5(out / "grid_posterior.h5", gp)
+    rest = {n: getattr(truth, n) for n in sl_cy.population.ETA_NAMES if n not in axes}
+    gp = sl_cy.inference.grid_posterior(post, axes, fixed=rest)
+    path = sl_cy.inference.save_grid_posterior_hdf5(out / "grid_posterior.h5", gp)
     print(f"{len(grids)} lenses; posterior mean {gp.mean()}, grid MAP {gp.map()} (truth mu_h={truth.mu_h}, "
           f"beta_h={truth.beta_h}) -> {path}")
 

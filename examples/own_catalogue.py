@@ -23,8 +23,8 @@ def main(out="."):
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(30_000, seed=21, show_progress=False)
     cat = observed.rename(columns={"magnitude_observedA": "mA", "magnitude_observedB": "mB"}).drop(columns=["zl", "zs"])
-    cat["xA"] = sl_cy.kpc_to_arcsec(observed["xA"].to_numpy(), 0.3)
-    cat["xB"] = sl_cy.kpc_to_arcsec(observed["xB"].to_numpy(), 0.3)
+    cat["xA"] = sl_cy.cosmology.kpc_to_arcsec(observed["xA"].to_numpy(), 0.3)
+    cat["xB"] = sl_cy.cosmology.kpc_to_arcsec(observed["xB"].to_numpy(), 0.3)
     csv = out / "my_lenses.csv"
     cat.to_csv(csv, index=False, float_format="%.8g")
     print(f"catalogue: {len(cat)} lenses -> {csv}")

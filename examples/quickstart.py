@@ -24,14 +24,14 @@ def main(out="."):
     print(f"mock: {len(observed)} detected lenses out of 40000 galaxies")
 
     grids = sl_cy.tabulate_likelihood_grids(observed)
-    truth = np.array(sl_cy.DEFAULT_ETA)
+    truth = np.array(sl_cy.population.DEFAULT_ETA)
     fixed = dict(mu_gamma=truth[4], sigma_gamma=truth[5])
     sampler = sl_cy.run_mcmc(grids, nwalkers=16, nsteps=150, initial_guess=truth, fixed=fixed, seed=3,
                              progress=False, backend_file=out / "quickstart_chain.h5")
     chain = sampler.get_chain(discard=50, flat=True)
     names = list(sampler.param_names)
     table = sl_cy.credible_intervals(chain, names=names, levels=(0.68,))
-    table.insert(0, "truth", [truth[list(sl_cy.ETA_NAMES).index(n)] for n in names])
+    table.insert(0, "truth", [truth[list(sl_cy.population.ETA_NAMES).index(n)] for n in names])
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"mean acceptance fraction: {sampler.acceptance_fraction.mean():.2f}")
     sl_cy.plot_corner(chain, truths=table["truth"].to_numpy(), names=names, path=out / "quickstart_corner.png")

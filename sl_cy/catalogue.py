@@ -35,7 +35,7 @@ ALIASES = {
 UNITS = ("kpc", "arcsec")
 
 
-def read_catalogue(path_or_table, unit="kpc", zl=0.3, zs=2.0, cosmo=None, key=None) -> pd.DataFrame:
+def read_catalogue(path_or_table, unit="kpc", *, zl=0.3, zs=2.0, cosmo=None, key=None) -> pd.DataFrame:
     """Read and validate a lens catalogue; return the observed table in kpc.
 
     Parameters

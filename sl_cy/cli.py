@@ -207,7 +207,7 @@ def _cmd_tabulate(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        path = tabulate_sim(args.sim_id, args.out, args.logMh, args.gamma, n_jobs=args.n_jobs,
+        path = tabulate_sim(args.sim_id, args.out, logMh_grid=args.logMh, gamma_grid=args.gamma, n_jobs=args.n_jobs,
                             cache_every=args.cache_every, show_progress=False if args.no_progress else None,
                             overwrite=args.overwrite, adaptive=not args.uniform, adaptive_step=args.adaptive_step)
     except (ValueError, FileNotFoundError) as exc:

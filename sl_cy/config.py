@@ -217,7 +217,7 @@ class SourceLaw:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SurveyConfig:
     """Sources, photometry and detection: one definition for mock, likelihood and A(eta).
 

@@ -87,7 +87,7 @@ def get_cosmology(cosmo=None) -> Cosmology:
         if ogamma > 0 and abs(1.0 - om - ode - ogamma) < 1e-9:
             ode = 1.0 - om           # keep a flat astropy model flat
         return Cosmology(float(h0), om, ode)
-    raise TypeError(f"cosmo must be None, sl_cy.Cosmology or an astropy cosmology, got {type(cosmo)!r}")
+    raise TypeError(f"cosmo must be None, sl_cy.cosmology.Cosmology or an astropy cosmology, got {type(cosmo)!r}")
 
 
 def _finite_float(v):

@@ -27,7 +27,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 from sl_cy.config import DEFAULT_C_HALO, DEFAULT_ZL, DEFAULT_ZS, SurveyConfig
 from sl_cy.cosmology import Cosmology, get_cosmology
@@ -88,6 +88,7 @@ class ForwardModel:
     """
 
     model: str = "deVauc"
+    _: KW_ONLY
     survey: SurveyConfig = field(default_factory=SurveyConfig)
     zl: float = DEFAULT_ZL
     zs: float = DEFAULT_ZS

@@ -6,7 +6,7 @@ stop included when it falls on the grid, or ``name=value`` for a fixed parameter
 grid; every point is solved once (critical curves, both images, magnifications, kappa and
 shear at the images, |J|) and written to one HDF5 file with one N-D dataset per quantity, in
 blocks along the first axis so that memory stays bounded. Points without a two-image solution
-keep NaN and their :class:`sl_cy.Status` code in ``status``.
+keep NaN and their :class:`sl_cy.lensing.Status` code in ``status``.
 
 Axis names: ``logMh`` (log10 M200), ``logMstar`` (log10 M*, lensing mass), ``logRe``,
 ``beta`` (beta_unit in [0, 1)), ``gamma`` (gamma_in), ``c`` (concentration), ``zl``, ``zs``.

@@ -8,14 +8,14 @@ once per lens and stored (:class:`LensGrid`); the likelihood then only re-weight
 
 A point that is not a valid two-image lens (M* <= 0, beta outside [0, y_c), no radial caustic,
 x_B inside the radial critical curve) keeps its ``valid`` status code (non-zero, see
-:class:`sl_cy.Status`) and contributes zero weight.
+:class:`sl_cy.lensing.Status`) and contributes zero weight.
 """
 from __future__ import annotations
 
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +96,7 @@ class LensGrid:
         Quadrature weight of each point in d(logMh) d(gamma): the trapezoid weights of the axes
         for a regular grid, the arc-length rule of :func:`adaptive_columns` otherwise.
     valid : ndarray of int8, shape (n_Mh, n_gamma)
-        0 where the point is a valid two-image lens, otherwise the :class:`sl_cy.Status` code
+        0 where the point is a valid two-image lens, otherwise the :class:`sl_cy.lensing.Status` code
         (or :data:`PADDING` for an unused slot of an adaptive column).
     observed : dict
         The lens's observed inputs (``OBSERVED_FIELDS``).
@@ -112,6 +112,7 @@ class LensGrid:
 
     logMh_axis: np.ndarray
     gamma_axis: np.ndarray
+    _: KW_ONLY
     logM_star: np.ndarray
     beta: np.ndarray
     ycaustic: np.ndarray
@@ -399,7 +400,7 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
 
     The rule runs compiled (``csrc/tabulate.pyx``, module ``sl_cy._tabulate``; many lenses at
     once: :func:`adaptive_columns_batch`). Its former Python implementation is kept as
-    :func:`sl_cy.reference.ref_adaptive_columns`; both give the same nodes and weights.
+    :func:`sl_cy.testing.ref_adaptive_columns`; both give the same nodes and weights.
 
     Parameters
     ----------
@@ -441,7 +442,7 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
 
     Precision
     ---------
-    Nodes and weights equal those of the Python rule (:func:`sl_cy.reference.ref_adaptive_columns`),
+    Nodes and weights equal those of the Python rule (:func:`sl_cy.testing.ref_adaptive_columns`),
     bit for bit on all tested mock lenses (``tests/test_tabulate.py``). The validity of traced
     points is decided without critical curves where that is conclusive (``csrc/tabulate.pyx``),
     with the same result as the full inversion. Per-lens integral at the default truth within ~1e-3
@@ -502,15 +503,15 @@ def _tabulate_task(task: dict) -> dict:
     if pad.any():   # solve only the used slots of an adaptive grid
         use = ~pad
         full = lambda a: np.broadcast_to(a, mh.shape)[use]
-        sol = invert_images(full(col["xA"]), full(col["xB"]), full(col["logRe"]), mh[use], full(g), task["c_halo"],
-                            full(col["zl"]), full(col["zs"]), cosmo=task["cosmo"])
+        sol = invert_images(full(col["xA"]), full(col["xB"]), full(col["logRe"]), logM_halo=mh[use], gamma_in=full(g), c_halo=task["c_halo"],
+                            zl=full(col["zl"]), zs=full(col["zs"]), cosmo=task["cosmo"])
         r = {}
         for k, v in sol.items():
             a = np.full(mh.shape, PADDING if k == "status" else np.nan, dtype=v.dtype)
             a[use] = v
             r[k] = a
     else:
-        r = invert_images(col["xA"], col["xB"], col["logRe"], mh, g, task["c_halo"], col["zl"], col["zs"],
+        r = invert_images(col["xA"], col["xB"], col["logRe"], logM_halo=mh, gamma_in=g, c_halo=task["c_halo"], zl=col["zl"], zs=col["zs"],
                           cosmo=task["cosmo"])
     status = np.where(pad, PADDING, r["status"]).astype(np.int8)
     survey = SurveyConfig.from_dict(task["survey"])
@@ -554,7 +555,7 @@ def _read_chunk(path: Path, key: str, index: int):
     return res
 
 
-def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=None, zl=None, zs=None, *,
+def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=None, *, zl=None, zs=None,
                               forward_model: ForwardModel | None = None, c_halo=None,
                               survey: SurveyConfig | None = None, sigma_m=None, m_lim=None, detection=None,
                               cosmo=None, n_jobs=1, executor=None, cache_every=None, cache_dir=None,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sl_cy.likelihood import Posterior, Prior
+from sl_cy.parallel import process_pool
 from sl_cy.population import DEFAULT_ETA, ETA_NAMES
 
 __all__ = [
@@ -124,7 +125,8 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     parallel, nproc : bool, int
         With ``vectorize=True`` the compiled kernel is already multi-threaded over walkers and
         lenses: ``nproc`` sets its threads and no pool is used. With ``vectorize=False`` a
-        multiprocessing pool of ``nproc`` processes evaluates the walkers.
+        process pool of ``nproc`` workers (None: all cores) evaluates the walkers; it is the
+        ``spawn`` pool of :func:`sl_cy.parallel.process_pool`, as everywhere in sl_cy.
     eta : bool
         Include the selection term (default; False = the seed's ``--no-eta``, biased).
     vectorize : bool
@@ -200,9 +202,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         if nproc:
             post.kernel.n_threads = int(nproc)
     elif parallel:
-        import multiprocessing as mp
-
-        pool = mp.get_context("fork").Pool(nproc)
+        pool = process_pool(-1 if nproc is None else int(nproc), post)   # spawn, like every pool of sl_cy
     try:
         sampler = emcee.EnsembleSampler(nwalkers, ndim, post, vectorize=vectorize, backend=backend, pool=pool)
         sampler.posterior = post
@@ -217,8 +217,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
             sampler.run_mcmc(emcee.State(p0, random_state=rs), remaining, progress=progress)
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
     return sampler
 
 
@@ -495,7 +494,7 @@ def _labels(names, n):
     return [LABELS.get(x, x) for x in names]
 
 
-def plot_corner(chain, truths=None, path=None, names=None, **kwargs):
+def plot_corner(chain, truths=None, path=None, *, names=None, **kwargs):
     """Corner plot (``corner`` package) of a flat chain (n_samples, n_free); PNG at ``path``.
 
     Returns the matplotlib Figure (a ``matplotlib.figure.Figure`` of its own: no pyplot state, no

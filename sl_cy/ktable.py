@@ -10,7 +10,7 @@ and is tiny (< 1e-9 at |mu| = 0.01) for demagnified images.
 One way of doing things: :func:`build_K_table` integrates K on a uniform log10|mu| grid into a
 :class:`KTable`; the table is callable (bicubic interpolation of log K, compiled), saved with
 :meth:`KTable.to_hdf5` / :func:`save_K_table_hdf5` and read back with :meth:`KTable.from_hdf5` /
-:func:`load_K_interpolator`. :func:`K_direct` integrates K point by point (reference).
+:func:`load_K_interpolator`. :func:`sl_cy.testing.K_direct` integrates K point by point (reference).
 Cython code evaluates the table with ``ktable_eval(&table.kernel.c, mu1, mu2)``
 (``sl_cy/_photometry.pxd``).
 """
@@ -219,8 +219,8 @@ def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_MU, m_lim=DEFAULT_M_LIM,
-                  sigma_m=DEFAULT_SIGMA_M, *, m_star=DEFAULT_M_STAR, alpha_s=DEFAULT_ALPHA_S,
+def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_MU, *, m_lim=DEFAULT_M_LIM,
+                  sigma_m=DEFAULT_SIGMA_M, m_star=DEFAULT_M_STAR, alpha_s=DEFAULT_ALPHA_S,
                   m_min=DEFAULT_M_MIN, m_max=DEFAULT_M_MAX, n_threads=0) -> KTable:
     """Integrate K(mu1, mu2) on a uniform log10|mu| grid (seed name).
 
@@ -252,7 +252,7 @@ def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_M
     Precision
     ---------
     Entries to ~1e-13 relative against ``scipy.integrate.quad`` (same quadrature as
-    :func:`K_direct`).
+    :func:`sl_cy.testing.K_direct`).
 
     Examples
     --------
@@ -314,40 +314,5 @@ def load_K_interpolator(path_or_table) -> KTable:
     return KTable.from_hdf5(path_or_table)
 
 
-def K_direct(mu1, mu2, *, m_lim=DEFAULT_M_LIM, sigma_m=DEFAULT_SIGMA_M, m_star=DEFAULT_M_STAR,
-             alpha_s=DEFAULT_ALPHA_S, m_min=DEFAULT_M_MIN, m_max=DEFAULT_M_MAX):
-    """K(mu1, mu2) by direct quadrature at each point (reference for the table; arrays broadcast).
-
-    Parameters
-    ----------
-    mu1, mu2 : float or array
-        Magnifications (|mu| used; mu = 0 gives 0).
-    m_lim, sigma_m, m_star, alpha_s, m_min, m_max : float
-        As in :func:`build_K_table`.
-
-    Returns
-    -------
-    float or ndarray
-
-    Performance
-    -----------
-    ~50 µs per point (1600-node composite Gauss-Legendre in C).
-
-    Precision
-    ---------
-    ~1e-13 relative against ``scipy.integrate.quad``.
-
-    Examples
-    --------
-    >>> round(K_direct(1.5, 0.8), 10)
-    0.1402230511
-    """
-    m_lim = _scalar("m_lim", m_lim)
-    sigma_m = _sigma(sigma_m)
-    law = _law_params(m_star, alpha_s, m_min, m_max)
-    (a, b), shape = _broadcast(as_float_array("mu1", mu1), as_float_array("mu2", mu2))
-    return _out(_photometry.k_direct_array(a, b, m_lim, sigma_m, *law).reshape(shape))
-
-
-__all__ = ["KTable", "build_K_table", "save_K_table_hdf5", "load_K_interpolator", "K_direct",
+__all__ = ["KTable", "build_K_table", "save_K_table_hdf5", "load_K_interpolator",
            "DEFAULT_MU_MIN", "DEFAULT_MU_MAX", "DEFAULT_N_MU"]

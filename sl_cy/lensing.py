@@ -138,7 +138,7 @@ def _check_lens(logM_halo, logRe, gamma_in, c_halo, zl, zs, logM_star=0.0):
     return ms, mh, re, g, c, zl, zs
 
 
-def forward_solve(logM_star, logM_halo, logRe, gamma_in=1.0, c_halo=5.0, zl=0.3, zs=2.0,
+def forward_solve(logM_star, logM_halo, logRe, *, gamma_in=1.0, c_halo=5.0, zl=0.3, zs=2.0,
                   beta_unit=None, cosmo=None):
     """Critical curves and, given ``beta_unit``, both images for a batch of lenses.
 
@@ -192,7 +192,7 @@ def forward_solve(logM_star, logM_halo, logRe, gamma_in=1.0, c_halo=5.0, zl=0.3,
     return out
 
 
-def invert_images(x_A, x_B, logRe, logM_halo, gamma_in=1.0, c_halo=5.0, zl=0.3, zs=2.0, cosmo=None):
+def invert_images(x_A, x_B, logRe, *, logM_halo, gamma_in=1.0, c_halo=5.0, zl=0.3, zs=2.0, cosmo=None):
     """Invert image positions for the stellar mass and source position at given halos.
 
     Parameters
@@ -222,7 +222,7 @@ def invert_images(x_A, x_B, logRe, logM_halo, gamma_in=1.0, c_halo=5.0, zl=0.3, 
 
     Examples
     --------
-    >>> r = invert_images(6.620631957929381, -3.072406570798928, 0.9, 13.0)
+    >>> r = invert_images(6.620631957929381, -3.072406570798928, 0.9, logM_halo=13.0)
     >>> round(float(r["logM_star"]), 9), int(r["status"])
     (11.5, 0)
     """
@@ -306,7 +306,7 @@ class LensModel:
 
     Examples
     --------
-    >>> m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
+    >>> m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
     >>> round(m.einstein_radius(), 6), round(m.solve_ycaustic(), 6)
     (4.849775, 3.50252)
     """
@@ -319,7 +319,7 @@ class LensModel:
     zl = _param("zl", "Lens redshift.")
     zs = _param("zs", "Source redshift.")
 
-    def __init__(self, logM_star, logM_halo, logRe, zl=0.3, zs=2.0, gamma_in=1.0, c_halo=5.0, cosmo=None):
+    def __init__(self, logM_star, logM_halo, logRe, *, zl=0.3, zs=2.0, gamma_in=1.0, c_halo=5.0, cosmo=None):
         ms, mh, re, g, c, a, b = _scalar_lens(logM_star, logM_halo, logRe, gamma_in, c_halo, zl, zs)
         self._logM_star = ms
         self._logM_halo = mh
@@ -575,7 +575,7 @@ def solve_single_lens(model: LensModel, beta_unit):
 
     Examples
     --------
-    >>> xA, xB = solve_single_lens(LensModel(11.5, 13.0, 0.9, 0.3, 2.0), 0.5)
+    >>> xA, xB = solve_single_lens(LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0), 0.5)
     >>> round(xA, 6), round(xB, 6)
     (6.620632, -3.072407)
     """
@@ -649,7 +649,7 @@ def _invert_one(xA_obs, xB_obs, logRe_obs, logM_halo, zl, zs, gamma_in, c_halo, 
     return _lensing.invert_one(xa, xb, p[2], p[1], p[3], p[4], plane[0], plane[1], *cp)
 
 
-def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, zl=0.3, zs=2.0,
+def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, *, zl=0.3, zs=2.0,
                                    gamma_in=1.0, c_halo=5.0, cosmo=None):
     """Stellar mass and source position that reproduce two observed images, at a given halo.
 
@@ -695,7 +695,7 @@ def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, zl=0.3,
             return (np.nan,) * 5
         return lm, beta / yc, yc, muA, muB
     xa, xb = orient_images(xA_obs, xB_obs)
-    r = invert_images(xa, xb, logRe_obs, logM_halo, gamma_in, c_halo, zl, zs, cosmo)
+    r = invert_images(xa, xb, logRe_obs, logM_halo=logM_halo, gamma_in=gamma_in, c_halo=c_halo, zl=zl, zs=zs, cosmo=cosmo)
     if np.ndim(r["status"]) != 0:
         raise ValueError("solve_lens_parameters_from_obs takes scalars (use invert_images for arrays)")
     if int(r["status"]) != Status.OK:
@@ -705,7 +705,7 @@ def solve_lens_parameters_from_obs(xA_obs, xB_obs, logRe_obs, logM_halo, zl=0.3,
     return float(r["logM_star"]), float(r["beta"]) / yc, yc, float(r["mu_A"]), float(r["mu_B"])
 
 
-def compute_detJ(xA_obs, xB_obs, logRe_obs, logMh, zl=0.3, zs=2.0, gamma_in=1.0, c_halo=5.0, cosmo=None):
+def compute_detJ(xA_obs, xB_obs, logRe_obs, logMh, *, zl=0.3, zs=2.0, gamma_in=1.0, c_halo=5.0, cosmo=None):
     """Analytic Jacobian |det d(logM*, beta)/d(x_A, x_B)| (1/kpc) of the inversion.
 
     |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|), no finite differences.
@@ -740,6 +740,6 @@ def compute_detJ(xA_obs, xB_obs, logRe_obs, logMh, zl=0.3, zs=2.0, gamma_in=1.0,
     if f is not None:
         return np.nan if f[0] == Status.MSTAR_NONPOSITIVE else f[8]
     xa, xb = orient_images(xA_obs, xB_obs)
-    r = invert_images(xa, xb, logRe_obs, logMh, gamma_in, c_halo, zl, zs, cosmo)
+    r = invert_images(xa, xb, logRe_obs, logM_halo=logMh, gamma_in=gamma_in, c_halo=c_halo, zl=zl, zs=zs, cosmo=cosmo)
     d = np.where(r["status"] == Status.MSTAR_NONPOSITIVE, np.nan, r["detJ"])
     return float(d) if np.ndim(d) == 0 else d

@@ -18,8 +18,8 @@ fixed: there is no gamma integral and p(gamma | eta) is **not** applied (then mu
 sigma_gamma do not enter the likelihood; :class:`Posterior` fixes them by default).
 
 The per-lens sums are done by the compiled kernel :mod:`sl_cy._likelihood` (:class:`LikelihoodKernel`);
-:func:`log_likelihood_numpy` is the plain NumPy evaluation of the same sum from the
-:mod:`sl_cy.population` log-densities (the reference of the tests and benchmark).
+:func:`sl_cy.testing.log_likelihood_numpy` is the plain NumPy evaluation of the same sum from
+the :mod:`sl_cy.population` log-densities (the reference of the tests and benchmark).
 
 Priors are objects: :class:`Prior` holds one 1-D prior per parameter (:class:`Uniform`,
 :class:`Gaussian` or any callable returning a log-density) and ``fixed`` values;
@@ -41,7 +41,7 @@ from sl_cy.population import (DEFAULT_ETA, ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_L
 
 __all__ = [
     "DEFAULT_BOX", "DEFAULT_PRIOR", "Uniform", "Gaussian", "Prior", "BoxPrior", "log_prior", "trapezoid_weights",
-    "LikelihoodKernel", "log_likelihood_numpy", "log_likelihood", "log_posterior", "Posterior",
+    "LikelihoodKernel", "log_likelihood", "log_posterior", "Posterior",
 ]
 
 #: Default prior box (top-hat per parameter): :data:`sl_cy.population.ETA_BOX`, the one
@@ -89,7 +89,7 @@ class Gaussian:
     -0.9189385332046727
     """
 
-    def __init__(self, mu: float, sigma: float, lo: float = -np.inf, hi: float = np.inf):
+    def __init__(self, mu: float, sigma: float, *, lo: float = -np.inf, hi: float = np.inf):
         self.mu, self.sigma, self.lo, self.hi = float(mu), float(sigma), float(lo), float(hi)
         if not (math.isfinite(self.mu) and self.sigma > 0 and math.isfinite(self.sigma) and self.hi > self.lo):
             raise ValueError(f"Gaussian prior needs finite mu, sigma > 0 and lo < hi, got {self!r}")
@@ -326,7 +326,7 @@ class LikelihoodKernel:
 
     Precision
     ---------
-    Equal to :func:`log_likelihood_numpy` (same points, same weights) to ~1e-15 relative. The
+    Equal to :func:`sl_cy.testing.log_likelihood_numpy` (same points, same weights) to ~1e-15 relative. The
     *quadrature* error of the grid itself is a separate matter: the adaptive grids of
     :func:`sl_cy.grids.tabulate_likelihood_grids` (the default) agree with a 4x finer rule to
     ~1e-3 at the default truth, where a uniform 41 x 21 grid errs by up to 100 %.
@@ -439,51 +439,6 @@ def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamm
     return np.log(f)
 
 
-def log_likelihood_numpy(eta, grids, per_lens: bool = False, selection: bool = False):
-    """Plain NumPy evaluation of sum_i log p(d_i | eta) from the :mod:`sl_cy.population`
-    log-densities (the reference for :class:`LikelihoodKernel`; one eta, slow). ``selection``
-    adds the one-entry-per-galaxy factor (1 - exp(-T)) / T per point, as the kernel does.
-
-    Examples
-    --------
-    >>> from sl_cy.grids import LensGrid
-    >>> g = LensGrid.empty(np.linspace(12, 14, 3), np.array([1.0]), observed=dict(logRe=1.0,
-    ...                    logM_star_sps_observed=11.5))
-    >>> float(log_likelihood_numpy([0, 12.9, 2, 0.4, 1, 0.2], [g]))
-    -inf
-    """
-    from scipy.special import logsumexp
-    from scipy.stats import norm
-
-    st = _stacked(grids)
-    fm = ForwardModel.from_dict(st["forward_model"]) if st.get("forward_model") else ForwardModel()
-    model, sig = fm.model, fm.sigma_star
-    e = np.asarray(eta, dtype=float)
-    g_ax = np.asarray(st["gamma_axis"], float)
-    obs = st["observed"]
-    out = np.empty(len(st["valid"]))
-    for i in range(len(out)):
-        ok = (st["valid"][i] == 0) & np.isfinite(st["logMh"][i])
-        mh = st["logMh"][i]
-        g = np.broadcast_to(g_ax[None, :], mh.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lw = np.log(2 * np.pi * st["nbkg_kpc2"][i] * st["beta"][i] * st["detJ"][i] * st["F_phot"][i] * st["wq"][i])
-        ok &= np.isfinite(lw)
-        if not ok.any():
-            out[i] = -np.inf
-            continue
-        M = st["logM_star"][i][ok] - e[0]
-        re = float(obs["logRe"].iloc[i])
-        lp = (lw[ok] + logMh_logpdf(mh[ok], M, re, tuple(e), model) + mstar_logpdf(M, model)
-              + logRe_logpdf(re, M, model) + norm.logpdf(float(obs["logM_star_sps_observed"].iloc[i]), M, sig))
-        if selection:
-            lp = lp + _log_first_source_factor(fm, st["logM_star"][i][ok], np.full(ok.sum(), re), mh[ok], g[ok])
-        if len(g_ax) > 1:
-            lp = lp + gamma_logpdf(g[ok], e[4], e[5])
-        out[i] = logsumexp(lp)
-    return out if per_lens else float(out.sum())
-
-
 # --------------------------------------------------------------------------------------------
 # likelihood / posterior
 # --------------------------------------------------------------------------------------------
@@ -500,7 +455,7 @@ def _eta2d(eta):
     return e.ndim == 1, np.atleast_2d(e)
 
 
-def log_likelihood(eta, grids, A=None, model=None, *, selection: bool = True):
+def log_likelihood(eta, grids, A=None, *, model=None, selection: bool = True):
     """log L(eta) = sum_i log p(d_i, det | eta) - N log A(eta) (seed name).
 
     Parameters
@@ -538,7 +493,7 @@ def log_likelihood(eta, grids, A=None, model=None, *, selection: bool = True):
     return float(out[0]) if one else out
 
 
-def log_posterior(eta, grids, prior: Prior | None = None, A=None, model=None, *, selection: bool = True):
+def log_posterior(eta, grids, prior: Prior | None = None, *, A=None, model=None, selection: bool = True):
     """log prior + log L (seed name); -inf outside the prior box and A's bounds, where the
     likelihood is not evaluated. Arguments as :func:`log_likelihood`.
 
@@ -605,7 +560,7 @@ class Posterior:
     -inf
     """
 
-    def __init__(self, grids, A=None, prior: Prior | None = None, fixed: Mapping | None = None,
+    def __init__(self, grids, A=None, prior: Prior | None = None, *, fixed: Mapping | None = None,
                  use_selection: bool = True, model=None, n_threads: int | None = None):
         use_selection = bool(use_selection)
         if isinstance(grids, LikelihoodKernel):

@@ -130,7 +130,8 @@ def simulate_chunk(task: ChunkTask) -> dict:
     can = zs > zl
     if can.any():
         sel = can if not can.all() else slice(None)
-        crit = forward_solve(ms_star[sel], mh[sel], re[sel], g[sel], c[sel], zl[sel], zs[sel], cosmo=task.cosmo)
+        crit = forward_solve(ms_star[sel], mh[sel], re[sel], gamma_in=g[sel], c_halo=c[sel], zl=zl[sel], zs=zs[sel],
+                             cosmo=task.cosmo)
         theta_e[sel], x_rad[sel], y_c[sel], status[sel] = crit["theta_e"], crit["x_rad"], crit["y_caustic"], \
             crit["status"]
     # galaxies outside the halo support are not galaxy-scale lenses of the model (no sources
@@ -152,7 +153,7 @@ def simulate_chunk(task: ChunkTask) -> dict:
     n_fail = 0
     chosen = np.empty(0, dtype=np.intp)
     if n_tot:
-        img = forward_solve(ms_star[gal], mh[gal], re[gal], g[gal], c[gal], zl[gal], zs[gal],
+        img = forward_solve(ms_star[gal], mh[gal], re[gal], gamma_in=g[gal], c_halo=c[gal], zl=zl[gal], zs=zs[gal],
                             beta_unit=beta_unit, cosmo=task.cosmo)
         good = img["status"] == Status.OK
         n_fail = int((~good).sum())
@@ -445,8 +446,8 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
         cosmology=dict(H0=cosmo_.H0, Om=cosmo_.Om, Ode=cosmo_.Ode), halo_support=list(halo_support),
     )
     fixed_z = all(not callable(v) and np.ndim(v) == 0 for v in (zl, zs, c_halo))
-    config["forward_model"] = ForwardModel(model, survey, float(zl), float(zs), float(c_halo), cosmo_,
-                                           halo_support).to_dict() if fixed_z else None
+    config["forward_model"] = ForwardModel(model, survey=survey, zl=float(zl), zs=float(zs), c_halo=float(c_halo),
+                                           cosmology=cosmo_, halo_support=halo_support).to_dict() if fixed_z else None
     chash = config_hash(config)
 
     return dict(n=n, eta=e, survey=survey, cosmo=cosmo_, chunk_size=chunk_size, config=config, config_hash=chash,
@@ -473,9 +474,9 @@ def mock_config(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DE
     return plan["config"], plan["config_hash"]
 
 
-def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS, model: str = "deVauc",
+def simulate_mock(n_samples, *, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS, model: str = "deVauc",
                   seed=None, nbkg=None, eta=None, detection: str = "observed", n_jobs=1, cache_every=None,
-                  cache_dir=None, show_progress=None, chunk_size: int = DEFAULT_CHUNK_SIZE, *,
+                  cache_dir=None, show_progress=None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                   nbkg_per_arcsec2=None, sigma_m: float = SCATTER.mag, sigma_star: float = SCATTER.star,
                   source_law: SourceLaw | None = None, survey: SurveyConfig | None = None,
                   c_halo=DEFAULT_C_HALO, cosmo=None, executor=None, keep_galaxies: bool = True,
@@ -649,7 +650,7 @@ def simulate_mock(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=
     return MockResult(config, chash, galaxies, lenses, observed, stats, cache_path, block_files)
 
 
-def run_mock_simulation(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
+def run_mock_simulation(n_samples, *, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
                         model: str = "deVauc", seed=None, nbkg=None, eta=None, detection: str = "observed", n_jobs=1,
                         cache_every=None, cache_dir=None, if_source: bool = False, show_progress=None,
                         chunk_size: int = DEFAULT_CHUNK_SIZE, **kwargs):
@@ -690,8 +691,10 @@ def run_mock_simulation(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_Z
     >>> bool((observed.xA > 0).all() and (observed.xB < 0).all())
     True
     """
-    res = simulate_mock(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detection, n_jobs,
-                        cache_every, cache_dir, show_progress, chunk_size, keep_galaxies=bool(if_source), **kwargs)
+    res = simulate_mock(n_samples, maximum_magnitude=maximum_magnitude, zl=zl, zs=zs, model=model, seed=seed,
+                        nbkg=nbkg, eta=eta, detection=detection, n_jobs=n_jobs, cache_every=cache_every,
+                        cache_dir=cache_dir, show_progress=show_progress, chunk_size=chunk_size,
+                        keep_galaxies=bool(if_source), **kwargs)
     if if_source:
         return res.galaxies, res.lenses, res.observed, res.samples
     return res.lenses, res.observed

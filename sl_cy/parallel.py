@@ -352,3 +352,40 @@ def map_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=N
     for i, r in iter_chunks(func, tasks, n_jobs=n_jobs, executor=executor, progress=progress, desc=desc):
         out[i] = r
     return out
+
+
+def process_pool(n_jobs, func=None):
+    """A local process pool under the package's one policy (``spawn`` start method, ``n_jobs`` as
+    in :func:`resolve_n_jobs`), for callers that need a pool object with ``map`` -- emcee's
+    ``pool=`` argument (:func:`sl_cy.inference.run_mcmc` with ``vectorize=False, parallel=True``).
+
+    Returns None (run serially) for one worker, and, with a :class:`ParallelWarning` that says why,
+    when spawned workers could not run ``func`` here (a program read from standard input, a
+    function defined in an interactive ``__main__``, an object that cannot be pickled). The
+    caller owns the pool: ``pool.shutdown(wait=True, cancel_futures=True)`` when done.
+
+    Examples
+    --------
+    >>> process_pool(1) is None
+    True
+    """
+    import concurrent.futures as cf
+    import pickle
+
+    workers = resolve_n_jobs(n_jobs)
+    if workers <= 1:
+        return None
+    problem = _spawn_problem(func)
+    if problem is None and func is not None:
+        try:
+            pickle.dumps(func)
+        except Exception as exc:                       # noqa: BLE001 - any pickling failure means "not shippable"
+            problem = f"{getattr(func, '__qualname__', type(func).__name__)} cannot be pickled ({exc})"
+    if problem is not None:
+        warnings.warn(f"n_jobs={n_jobs} asks for a process pool, but {problem}; running serially in this "
+                      "process instead.", ParallelWarning, stacklevel=3)
+        return None
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+__all__ += ["process_pool"]

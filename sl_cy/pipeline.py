@@ -174,7 +174,7 @@ def _prior_from_dict(d: Mapping):
         if s["type"] == "uniform":
             params[n] = Uniform(float(s["lo"]), float(s["hi"]))
         elif s["type"] == "gaussian":
-            params[n] = Gaussian(float(s["mu"]), float(s["sigma"]), float(s["lo"]), float(s["hi"]))
+            params[n] = Gaussian(float(s["mu"]), float(s["sigma"]), lo=float(s["lo"]), hi=float(s["hi"]))
         else:
             raise ValueError(f"the prior on {n!r} was a Python callable ({s.get('repr')}); it cannot be re-created "
                              "from params.json")
@@ -875,7 +875,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, seed=None, sim_id=None, root=".", *,
                                   "another --sim-id")
     if regenerate:
         say(f"[1-2/4] simulate {n_galaxy} galaxies (seed {seed}) and tabulate -> {d}", flush=True)
-        generate_and_save_mock_tabulate(n_galaxy, seed, sim_id, root, n_jobs=n_jobs, show_progress=show, **mk)
+        generate_and_save_mock_tabulate(n_galaxy, seed, sim_id, root=root, n_jobs=n_jobs, show_progress=show, **mk)
     else:
         say(f"[1/4] re-using mock {mock_path}", flush=True)
         if _grids_up_to_date(grids_path, chash, DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID):

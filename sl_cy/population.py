@@ -458,7 +458,7 @@ def draw_population(n, model: str = "deVauc", eta=None, rng=None, zl=DEFAULT_ZL,
                 c_halo=np.broadcast_to(c, (n,)).astype(float), zl=zl_, zs=zs_)
 
 
-def generate_samples(n, model: str = "deVauc", eta=None, rng=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
+def generate_samples(n, model: str = "deVauc", *, eta=None, rng=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
                      c_halo=DEFAULT_C_HALO) -> pd.DataFrame:
     """Draw a galaxy population (the truth of a mock, before lensing).
 

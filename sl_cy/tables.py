@@ -51,7 +51,7 @@ def sim_dir(sim_id: str, root=".") -> Path:
     return Path(root) / "data" / "tables" / str(sim_id)
 
 
-def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs=1, executor=None,
+def tabulate_sim(sim_id: str, root=".", *, logMh_grid=None, gamma_grid=None, n_jobs=1, executor=None,
                  cache_every=256, show_progress=None, overwrite=False, adaptive=True, adaptive_step=1.0) -> Path:
     """Tabulate the likelihood grids of the mock in ``data/tables/<sim_id>/mock.h5``.
 
@@ -105,7 +105,7 @@ def tabulate_sim(sim_id: str, root=".", logMh_grid=None, gamma_grid=None, n_jobs
     return out
 
 
-def generate_and_save_mock_tabulate(n_galaxy, seed, sim_id=None, root=".", logMh_grid=None, gamma_grid=None,
+def generate_and_save_mock_tabulate(n_galaxy, seed, sim_id=None, *, root=".", logMh_grid=None, gamma_grid=None,
                                     n_jobs=1, executor=None, cache_every=None, show_progress=None, **mock_kwargs):
     """Simulate a mock, save it under ``data/tables/<sim_id>/`` and tabulate its grids.
 
@@ -139,7 +139,7 @@ def generate_and_save_mock_tabulate(n_galaxy, seed, sim_id=None, root=".", logMh
     mock_path = res.save(d / MOCK_FILE, extra_attrs=dict(sim_id=sim_id))
     if cache is not None:
         shutil.rmtree(cache, ignore_errors=True)
-    grids_path = tabulate_sim(sim_id, root, logMh_grid, gamma_grid, n_jobs=n_jobs, executor=executor,
+    grids_path = tabulate_sim(sim_id, root, logMh_grid=logMh_grid, gamma_grid=gamma_grid, n_jobs=n_jobs, executor=executor,
                               show_progress=show_progress, overwrite=True)
     return sim_id, mock_path, grids_path
 

@@ -21,8 +21,8 @@ def test_csv_in_arcsec_is_converted_per_lens(tmp_path):
     cat = _cat()
     for i in range(3):
         s = np.sign(cat.xA[i])
-        assert df.xA.iloc[i] == pytest.approx(sl_cy.arcsec_to_kpc(s * cat.xA[i], cat.zl[i]), rel=1e-14)
-        assert df.xB.iloc[i] == pytest.approx(sl_cy.arcsec_to_kpc(s * cat.xB[i], cat.zl[i]), rel=1e-14)
+        assert df.xA.iloc[i] == pytest.approx(sl_cy.cosmology.arcsec_to_kpc(s * cat.xA[i], cat.zl[i]), rel=1e-14)
+        assert df.xB.iloc[i] == pytest.approx(sl_cy.cosmology.arcsec_to_kpc(s * cat.xB[i], cat.zl[i]), rel=1e-14)
     assert (df.xA > 0).all() and (df.xB < 0).all()
     assert df.index.tolist() == [1, 2, 3]
     kpc = read_catalogue(p, unit="kpc")
@@ -36,7 +36,7 @@ def test_aliases_hdf5_and_logRe_in_arcsec(tmp_path):
         write_dataframe(f, "observed", cat)
     df = read_catalogue(p, zl=0.3)
     assert df.magnitude_observedA.tolist() == [24.0, 24.5, 25.0]
-    assert df.logRe.iloc[1] == pytest.approx(np.log10(sl_cy.arcsec_to_kpc(10 ** 0.8, 0.4)), rel=1e-14)
+    assert df.logRe.iloc[1] == pytest.approx(np.log10(sl_cy.cosmology.arcsec_to_kpc(10 ** 0.8, 0.4)), rel=1e-14)
 
 
 def test_defaults_for_missing_redshift_columns():

@@ -26,7 +26,8 @@ from hypothesis import strategies as st  # noqa: E402
 from sl_cy import _lensing, _likelihood, _photometry, _selection  # noqa: E402
 from sl_cy.config import SurveyConfig  # noqa: E402
 from sl_cy.forward import ForwardModel  # noqa: E402
-from sl_cy.ktable import KTable, K_direct, build_K_table  # noqa: E402
+from sl_cy.ktable import KTable, build_K_table  # noqa: E402
+from sl_cy.testing import K_direct  # noqa: E402
 from sl_cy.lensing import Status, forward_solve, invert_images  # noqa: E402
 from sl_cy.likelihood import LikelihoodKernel  # noqa: E402
 from sl_cy.photometry import PhotometryModel, mag_likelihood, selection_function, source_mag_pdf  # noqa: E402
@@ -86,7 +87,7 @@ def _check_forward(out, images=True):
        zl=around(0.01, 3), dz=around(0.01, 5), bu=around(0, 1))
 def test_forward_solve_public(ms, mh, re, g, c, zl, dz, bu):
     try:
-        out = forward_solve(ms, mh, re, g, c, zl, zl + dz, beta_unit=bu)
+        out = forward_solve(ms, mh, re, gamma_in=g, c_halo=c, zl=zl, zs=zl + dz, beta_unit=bu)
     except ValueError as e:
         assert_names_input(e, LENS_NAMES)
         return
@@ -109,7 +110,7 @@ def test_forward_batch_compiled(ms, mh, re, g, c, zl, zs, bu, images):
        c=around(1, 20), zl=around(0.01, 3), dz=around(0.01, 5))
 def test_invert_images_public(xa, xb, re, mh, g, c, zl, dz):
     try:
-        r = invert_images(xa, xb, re, mh, g, c, zl, zl + dz)
+        r = invert_images(xa, xb, re, logM_halo=mh, gamma_in=g, c_halo=c, zl=zl, zs=zl + dz)
     except ValueError as e:
         assert_names_input(e, LENS_NAMES)
         return
@@ -279,7 +280,7 @@ def test_ktable_lookup(ktable, mu1, mu2):
        sigma_m=around(0.01, 1), m_min=around(15, 22), width=around(1, 15))
 def test_build_K_table(mu_min, mu_max, n_mu, m_lim, sigma_m, m_min, width):
     try:
-        t = build_K_table(mu_min, mu_max, n_mu, m_lim, sigma_m, m_min=m_min, m_max=m_min + width, n_threads=1)
+        t = build_K_table(mu_min, mu_max, n_mu, m_lim=m_lim, sigma_m=sigma_m, m_min=m_min, m_max=m_min + width, n_threads=1)
     except ValueError as e:
         assert_names_input(e, PHOT_NAMES + ("K must", "log10_mu"))
         return
@@ -465,7 +466,7 @@ def test_selection_compiled(squad, bank, eta, lognorm):
 # --------------------------------------------------------------------------------------------
 def test_regression_subnormal_image_A_is_not_a_valid_inversion():
     # alpha(x_A) underflowed to 0, so beta = x_A >= 0 passed and a central image counted as image A
-    r = invert_images(5e-324, -1.0, 1.0, 10.0, 0.0, 1.0, 1.0, 2.0)
+    r = invert_images(5e-324, -1.0, 1.0, logM_halo=10.0, gamma_in=0.0, c_halo=1.0, zl=1.0, zs=2.0)
     assert int(r["status"]) == Status.BETA_NEGATIVE
 
 

@@ -27,7 +27,7 @@ def test_bank_matches_forward_solve(tmp_path):
         mh, ms, bu = (f["axes"][k][()] for k in ("logMh", "logMstar", "beta"))
         xA, det, st = f["x_A"][()], f["detJ"][()], f["status"][()]
     M, S, B = np.meshgrid(mh, ms, bu, indexing="ij")
-    ref = sl_cy.forward_solve(S, M, 0.8, 1.0, 5.0, 0.4, 2.0, beta_unit=B)
+    ref = sl_cy.forward_solve(S, M, 0.8, gamma_in=1.0, c_halo=5.0, zl=0.4, zs=2.0, beta_unit=B)
     np.testing.assert_array_equal(st, ref["status"])
     np.testing.assert_array_equal(xA, ref["x_A"])
     np.testing.assert_array_equal(det, ref["detJ"])

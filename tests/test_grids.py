@@ -5,7 +5,7 @@ import pytest
 from scipy import integrate, stats
 
 import sl_cy
-from sl_cy import reference as ref
+from sl_cy import testing as ref
 from sl_cy.config import SourceLaw, SurveyConfig
 from sl_cy.forward import ForwardModel
 from sl_cy.grids import (DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, LensGrid, check_observed_table, load_grids_hdf5,

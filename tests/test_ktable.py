@@ -12,7 +12,8 @@ from scipy import integrate, special
 
 import sl_cy
 from sl_cy import _photometry
-from sl_cy.ktable import (KTable, K_direct, build_K_table, load_K_interpolator, save_K_table_hdf5)
+from sl_cy.ktable import KTable, build_K_table, load_K_interpolator, save_K_table_hdf5
+from sl_cy.testing import K_direct
 
 DATA = Path(__file__).parent / "data" / "physics_cases.json"
 M_LIM, SIGMA_M, M_STAR, ALPHA_S, M_MIN, M_MAX = 26.5, 0.1, 24.5, -1.3, 20.0, 30.0

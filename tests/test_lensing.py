@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import sl_cy
-from sl_cy import LensModel, Status, reference as ref
+from sl_cy import LensModel, testing as ref
+from sl_cy.lensing import Status
 from sl_cy.lensing import LensingWarning
 
 CASES = json.loads((pathlib.Path(__file__).parent / "data" / "physics_cases.json").read_text())["lenses"]
@@ -25,7 +26,7 @@ def _random_lenses(n, seed=0, gamma_hi=1.9):
 @pytest.mark.parametrize("case", CASES, ids=[f"lens{i}" for i in range(len(CASES))])
 def test_reference_values(case):
     p = case["inputs"]
-    m = LensModel(p["logM_star"], p["logM_halo"], p["logRe"], p["zl"], p["zs"], p["gamma_in"], p["c_halo"])
+    m = LensModel(p["logM_star"], p["logM_halo"], p["logRe"], zl=p["zl"], zs=p["zs"], gamma_in=p["gamma_in"], c_halo=p["c_halo"])
     rel = dict(rel=1e-6)
     assert sl_cy.Dang(p["zl"]) == pytest.approx(case["Dang_zl_Mpc"], **rel)
     assert sl_cy.Dang(p["zs"]) == pytest.approx(case["Dang_zs_Mpc"], **rel)
@@ -46,13 +47,13 @@ def test_reference_values(case):
     assert props["magnificationB"] == pytest.approx(case["muB"], **rel)
     inv = case["inversion"]
     logM, bu, yc, muA, muB = sl_cy.solve_lens_parameters_from_obs(
-        case["xA_kpc"], case["xB_kpc"], p["logRe"], p["logM_halo"], p["zl"], p["zs"], p["gamma_in"], p["c_halo"])
+        case["xA_kpc"], case["xB_kpc"], p["logRe"], p["logM_halo"], zl=p["zl"], zs=p["zs"], gamma_in=p["gamma_in"], c_halo=p["c_halo"])
     assert logM == pytest.approx(inv["logM_star"], rel=1e-9)
     assert bu * yc == pytest.approx(inv["beta_kpc"], **rel)
     assert yc == pytest.approx(inv["ycaustic_kpc"], **rel)
     assert muA == pytest.approx(inv["muA_abs"], **rel) and muB == pytest.approx(inv["muB_abs"], **rel)
-    dj = sl_cy.compute_detJ(case["xA_kpc"], case["xB_kpc"], p["logRe"], p["logM_halo"], p["zl"], p["zs"],
-                            p["gamma_in"], p["c_halo"])
+    dj = sl_cy.compute_detJ(case["xA_kpc"], case["xB_kpc"], p["logRe"], p["logM_halo"], zl=p["zl"], zs=p["zs"],
+                            gamma_in=p["gamma_in"], c_halo=p["c_halo"])
     assert dj == pytest.approx(inv["detJ"], **rel)
 
 
@@ -76,7 +77,7 @@ def test_lens_equation_residual_and_critical_identities():
     ok = out["status"] == 0
     assert ok.mean() > 0.95
     for i in np.flatnonzero(ok)[:300]:
-        m = LensModel(*(L[k][i] for k in ("logM_star", "logM_halo", "logRe", "zl", "zs", "gamma_in", "c_halo")))
+        m = LensModel(**{k: L[k][i] for k in ("logM_star", "logM_halo", "logRe", "zl", "zs", "gamma_in", "c_halo")})
         beta = out["beta"][i]
         for x in (out["x_A"][i], out["x_B"][i]):
             assert abs(x - m.alpha(x) - beta) <= 1e-10
@@ -88,7 +89,7 @@ def test_lens_equation_residual_and_critical_identities():
 
 
 def test_deflection_symmetry_and_magnification_identity():
-    m = LensModel(11.4, 13.1, 0.8, 0.35, 1.8, gamma_in=1.3, c_halo=6.0)
+    m = LensModel(11.4, 13.1, 0.8, zl=0.35, zs=1.8, gamma_in=1.3, c_halo=6.0)
     x = np.concatenate([np.logspace(-2, 2, 60), -np.logspace(-2, 2, 60)])
     np.testing.assert_allclose(m.alpha(-x), -m.alpha(x), rtol=1e-15)
     np.testing.assert_allclose(m.kappa(-x), m.kappa(x), rtol=1e-15)
@@ -103,7 +104,7 @@ def test_deflection_symmetry_and_magnification_identity():
 
 def test_point_mass_limit():
     """A compact galaxy without halo deflects like a point mass outside a few Re."""
-    m = LensModel(11.0, 3.0, -3.0, 0.3, 2.0, gamma_in=1.0)
+    m = LensModel(11.0, 3.0, -3.0, zl=0.3, zs=2.0, gamma_in=1.0)
     theta_pm = np.sqrt(1e11 / (np.pi * m.Sigma_cr))
     assert m.einstein_radius() == pytest.approx(theta_pm, rel=1e-6)
     x = np.array([5.0, 20.0])
@@ -140,22 +141,22 @@ def test_inversion_round_trip_and_jacobian():
     lB0, bB0 = inv(xA, xB - h)
     det_fd = np.abs(((lA1 - lA0) * (bB1 - bB0) - (lB1 - lB0) * (bA1 - bA0)) / (2 * h) ** 2)
     np.testing.assert_allclose(r["detJ"][idx], det_fd, rtol=1e-6)
-    dj = sl_cy.compute_detJ(xA, xB, sub["logRe"], sub["logM_halo"], sub["zl"], sub["zs"], sub["gamma_in"], sub["c_halo"])
+    dj = sl_cy.compute_detJ(xA, xB, sub["logRe"], sub["logM_halo"], zl=sub["zl"], zs=sub["zs"], gamma_in=sub["gamma_in"], c_halo=sub["c_halo"])
     np.testing.assert_allclose(dj, r["detJ"][idx], rtol=1e-14)
     # the forward solve reports the same Jacobian, and kappa / shear at the images
     np.testing.assert_allclose(out["detJ"][ok][idx], r["detJ"][idx], rtol=1e-9)
     for i in idx[:5]:
         j = np.flatnonzero(ok)[i]
-        m = LensModel(*(L[k][j] for k in ("logM_star", "logM_halo", "logRe", "zl", "zs", "gamma_in", "c_halo")))
+        m = LensModel(**{k: L[k][j] for k in ("logM_star", "logM_halo", "logRe", "zl", "zs", "gamma_in", "c_halo")})
         assert out["kappa_A"][j] == pytest.approx(m.kappa(out["x_A"][j]), rel=1e-13)
         assert out["shear_B"][j] == pytest.approx(m.gamma(out["x_B"][j]), rel=1e-12)
 
 
 def test_inversion_validity_codes():
-    m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
+    m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
     xA, xB = sl_cy.solve_single_lens(m, 0.5)
     grid = np.linspace(10.0, 16.0, 61)
-    r = sl_cy.invert_images(xA, xB, 0.9, grid)
+    r = sl_cy.invert_images(xA, xB, 0.9, logM_halo=grid)
     st = r["status"]
     assert st[np.argmin(np.abs(grid - 13.0))] == Status.OK
     # a heavy halo leaves no room for stars; invalid points are flagged, never NaN-poisoned
@@ -166,7 +167,7 @@ def test_inversion_validity_codes():
     assert np.all(r["beta"][valid] < r["y_caustic"][valid])
     # a central image passed as x_B is not image B
     xr = m.solve_xradcrit()
-    r2 = sl_cy.invert_images(xA, -0.5 * xr, 0.9, 13.0)
+    r2 = sl_cy.invert_images(xA, -0.5 * xr, 0.9, logM_halo=13.0)
     assert int(r2["status"]) != Status.OK
 
 
@@ -175,13 +176,13 @@ def test_no_radial_caustic_and_subcritical_statuses():
                               beta_unit=0.3)
     assert list(out["status"]) == [Status.OK, Status.NO_RADIAL_CAUSTIC, Status.NO_EINSTEIN_RADIUS]
     assert np.isnan(out["x_A"][1:]).all()
-    m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0, gamma_in=2.2)
+    m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0, gamma_in=2.2)
     assert np.isfinite(m.einstein_radius())
     with pytest.warns(LensingWarning, match="radial critical curve"):
         assert np.isnan(m.solve_ycaustic())
     with pytest.warns(LensingWarning):
         assert np.isnan(sl_cy.solve_single_lens(m, 0.2)).all()
-    weak = LensModel(9.0, 10.0, 0.9, 0.3, 2.0)
+    weak = LensModel(9.0, 10.0, 0.9, zl=0.3, zs=2.0)
     with pytest.warns(LensingWarning, match="subcritical"):
         assert np.isnan(weak.einstein_radius())
     with warnings.catch_warnings():
@@ -190,7 +191,7 @@ def test_no_radial_caustic_and_subcritical_statuses():
 
 
 def test_source_on_axis_and_at_caustic_edge():
-    m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
+    m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
     xA, xB = sl_cy.solve_single_lens(m, 0.0)
     assert xA == pytest.approx(m.einstein_radius(), rel=1e-14) and xB == -xA
     xA, xB = sl_cy.solve_single_lens(m, 1 - 1e-9)
@@ -199,9 +200,9 @@ def test_source_on_axis_and_at_caustic_edge():
 
 
 def test_seed_helpers_and_arcsec():
-    m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
-    assert m.solve_ycaustic_arcsec() == pytest.approx(sl_cy.kpc_to_arcsec(m.solve_ycaustic(), 0.3))
-    assert m.Mh5() == pytest.approx(sl_cy.gnfw_halo(5.0, 13.0, 1.0, 5.0, 0.3)["M2d"], rel=1e-12)
+    m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
+    assert m.solve_ycaustic_arcsec() == pytest.approx(sl_cy.cosmology.kpc_to_arcsec(m.solve_ycaustic(), 0.3))
+    assert m.Mh5() == pytest.approx(sl_cy.profiles.gnfw_halo(5.0, 13.0, 1.0, 5.0, 0.3)["M2d"], rel=1e-12)
     assert m.logMh5() == pytest.approx(np.log10(m.Mh5()))
     props = sl_cy.lens_properties(m, 0.5)
     assert props["gammaA"] == pytest.approx(m.gamma(props["xA"]))
@@ -223,9 +224,9 @@ def test_seed_helpers_and_arcsec():
     (lambda: sl_cy.solve_lens_parameters_from_obs(np.nan, -2.0, 0.9, 13.0), "xA_obs"),
     (lambda: sl_cy.compute_detJ(3.0, -2.0, 0.9, 13.0, gamma_in=3.0), "gamma_in"),
     (lambda: sl_cy.solve_single_lens(LensModel(11.5, 13.0, 0.9), 1.0), "beta_unit"),
-    (lambda: sl_cy.invert_images([3.0, 4.0], [-2.0, 1.0], 0.9, 13.0), "x_B"),
+    (lambda: sl_cy.invert_images([3.0, 4.0], [-2.0, 1.0], 0.9, logM_halo=13.0), "x_B"),
     (lambda: sl_cy.forward_solve([11.0, np.inf], 13.0, 0.9), "logM_star"),
-    (lambda: sl_cy.gnfw_halo(-1.0, 13.0), "R"),
+    (lambda: sl_cy.profiles.gnfw_halo(-1.0, 13.0), "R"),
 ])
 def test_bad_input_raises_clear_valueerror(call, match):
     with pytest.raises(ValueError, match=match):
@@ -238,9 +239,9 @@ def test_read_only_inputs_are_accepted():
     zl.flags.writeable = False
     out = sl_cy.forward_solve(11.5, 13.0, 0.9, zl=zl, beta_unit=0.5)
     assert np.all(out["status"] == 0)
-    r = sl_cy.invert_images(out["x_A"], out["x_B"], 0.9, 13.0, zl=zl)
+    r = sl_cy.invert_images(out["x_A"], out["x_B"], 0.9, logM_halo=13.0, zl=zl)
     np.testing.assert_allclose(r["logM_star"], 11.5, atol=1e-10)
-    assert np.all(np.isfinite(sl_cy.kpc_to_arcsec(1.0, zl)))
+    assert np.all(np.isfinite(sl_cy.cosmology.kpc_to_arcsec(1.0, zl)))
     x = np.array([0.5, 2.0])
     x.flags.writeable = False
-    assert np.all(np.isfinite(sl_cy.gnfw_dimensionless(x, 1.0)[0]))
+    assert np.all(np.isfinite(sl_cy.profiles.gnfw_dimensionless(x, 1.0)[0]))

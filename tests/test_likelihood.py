@@ -8,7 +8,8 @@ import pytest
 from sl_cy.forward import ForwardModel, ForwardModelMismatch
 from sl_cy.grids import stack_grids, tabulate_likelihood_grids
 from sl_cy.likelihood import (DEFAULT_BOX, BoxPrior, Gaussian, LikelihoodKernel, Posterior, Prior, Uniform,
-                              log_likelihood, log_likelihood_numpy, log_posterior, log_prior, trapezoid_weights)
+                              log_likelihood, log_posterior, log_prior, trapezoid_weights)
+from sl_cy.testing import log_likelihood_numpy
 from sl_cy.mock import run_mock_simulation
 from sl_cy.population import DEFAULT_ETA, ETA_NAMES
 

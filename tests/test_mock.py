@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 import sl_cy
-from sl_cy import LensModel, Status
+from sl_cy import LensModel
+from sl_cy.lensing import Status
 from sl_cy.config import SourceLaw, SurveyConfig
 from sl_cy.cosmology import kpc_to_arcsec
 from sl_cy.mock import (GALAXY_COLUMNS, LENS_COLUMNS, OBSERVED_COLUMNS, SAMPLE_COLUMNS, load_mock, mock_config,
@@ -37,7 +38,7 @@ def independent_mock():
 
 def _models(lenses):
     for r in lenses.itertuples():
-        yield r, LensModel(r.logM_star, r.logM_halo, r.logRe, r.zl, r.zs, r.gamma_in, r.c_halo)
+        yield r, LensModel(r.logM_star, r.logM_halo, r.logRe, zl=r.zl, zs=r.zs, gamma_in=r.gamma_in, c_halo=r.c_halo)
 
 
 # --- tables ------------------------------------------------------------------------------------

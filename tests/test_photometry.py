@@ -204,7 +204,7 @@ def test_fphot_limits_and_ordering():
 def test_fphot_is_normalised_density():
     """At fixed mu, F_phot is a density of (mA_obs, mB_obs): it integrates to 1 for "observed"
     and to P(both images detected) = K(mu_A, mu_B) for "independent" (the noise integrates out)."""
-    from sl_cy.ktable import K_direct
+    from sl_cy.testing import K_direct
     g = np.linspace(15.0, 31.0, 641)
     A, B = np.meshgrid(g, g, indexing="ij")
     for mu_a, mu_b in [(3.8, -1.8), (12.0, -6.0)]:

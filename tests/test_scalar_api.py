@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import sl_cy
-from sl_cy import LensModel, Status, _lensing
+from sl_cy import LensModel, _lensing
+from sl_cy.lensing import Status
 from sl_cy.cosmology import Cosmology
 from sl_cy.lensing import LensingWarning
 
@@ -34,16 +35,16 @@ def _same(a, b):
 
 
 def _model(L, i, cosmo=None, cast=float):
-    return LensModel(*(cast(L[k][i]) for k in KEYS), cosmo=cosmo)
+    return LensModel(**{k: cast(L[k][i]) for k in KEYS}, cosmo=cosmo)
 
 
 @pytest.mark.parametrize("cosmo", [None, Cosmology(67.7, 0.31), Cosmology(70.0, 0.3, 0.6)],
                          ids=["default", "flat-planck-like", "open"])
 def test_lens_model_equals_forward_solve_bitwise(cosmo):
     L = _lenses(400, seed=11)
-    crit = sl_cy.forward_solve(*(L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")),
+    crit = sl_cy.forward_solve(**{k: L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")},
                                cosmo=cosmo)
-    out = sl_cy.forward_solve(*(L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")),
+    out = sl_cy.forward_solve(**{k: L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")},
                               beta_unit=L["beta_unit"], cosmo=cosmo)
     statuses = set()
     with warnings.catch_warnings():
@@ -71,7 +72,7 @@ def test_lens_model_equals_forward_solve_bitwise(cosmo):
                 # local quantities at the images, through the per-method scalar path
                 assert m.mu_from_rt(xA) == out["mu_A"][i] and m.mu_from_rt(xB) == out["mu_B"][i]
                 assert m.kappa(xA) == out["kappa_A"][i] and m.gamma(xB) == out["shear_B"][i]
-                assert p["xA_arcsec"] == sl_cy.kpc_to_arcsec(np.array([xA]), m.zl, cosmo)[0]
+                assert p["xA_arcsec"] == sl_cy.cosmology.kpc_to_arcsec(np.array([xA]), m.zl, cosmo)[0]
     assert {Status.OK, Status.NO_RADIAL_CAUSTIC} <= statuses
 
 
@@ -99,7 +100,7 @@ def test_local_quantities_scalar_equal_array_and_profile_batch():
 def test_inversion_scalar_equals_invert_images_bitwise():
     L = _lenses(400, seed=13)
     L["gamma_in"] = np.minimum(L["gamma_in"], 1.9)
-    out = sl_cy.forward_solve(*(L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")),
+    out = sl_cy.forward_solve(**{k: L[k] for k in ("logM_star", "logM_halo", "logRe", "gamma_in", "c_halo", "zl", "zs")},
                               beta_unit=L["beta_unit"])
     ok = np.flatnonzero(out["status"] == 0)
     rng = np.random.default_rng(1)
@@ -118,21 +119,22 @@ def test_inversion_scalar_equals_invert_images_bitwise():
             if j % 3 == 2:                       # reflected images are oriented, not rejected
                 xA, xB = -xA, -xB
             cast = float if j % 2 == 0 else np.float64
-            a = (cast(xA), cast(xB), cast(args["logRe"][j]), cast(mh[j]), cast(args["zl"][j]), cast(args["zs"][j]),
-                 cast(args["gamma_in"][j]), cast(args["c_halo"][j]))
-            res = sl_cy.solve_lens_parameters_from_obs(*a)
+            a = (cast(xA), cast(xB), cast(args["logRe"][j]), cast(mh[j]))
+            kw = dict(zl=cast(args["zl"][j]), zs=cast(args["zs"][j]), gamma_in=cast(args["gamma_in"][j]),
+                      c_halo=cast(args["c_halo"][j]))
+            res = sl_cy.solve_lens_parameters_from_obs(*a, **kw)
             if r["status"][j] == Status.OK:
                 yc = r["y_caustic"][j]
                 want = (r["logM_star"][j], r["beta"][j] / yc, yc, r["mu_A"][j], r["mu_B"][j])
                 assert all(_same(u, v) for u, v in zip(res, want)), j
             else:
                 assert np.isnan(res).all()
-            dj = sl_cy.compute_detJ(*a)
+            dj = sl_cy.compute_detJ(*a, **kw)
             want = np.nan if r["status"][j] == Status.MSTAR_NONPOSITIVE else r["detJ"][j]
             assert _same(dj, want), j
     # the array path of compute_detJ gives the same numbers
-    dja = sl_cy.compute_detJ(xa_all, xb_all, args["logRe"], mh, args["zl"], args["zs"],
-                             args["gamma_in"], args["c_halo"])
+    dja = sl_cy.compute_detJ(xa_all, xb_all, args["logRe"], mh, zl=args["zl"], zs=args["zs"],
+                             gamma_in=args["gamma_in"], c_halo=args["c_halo"])
     assert _same(dja, np.where(r["status"] == Status.MSTAR_NONPOSITIVE, np.nan, r["detJ"]))
 
 
@@ -145,47 +147,47 @@ def test_scalar_cosmology_equals_array_path():
         d_ls = sl_cy.Dang(zl, zs, cosmo=cosmo)
         sc = sl_cy.Sigma_cr(zl, zs, cosmo=cosmo)
         rc = sl_cy.rhoc(zl, cosmo=cosmo)
-        arc = sl_cy.kpc_to_arcsec(np.full(50, 3.7), zl, cosmo=cosmo)
-        back = sl_cy.arcsec_to_kpc(np.full(50, 1.3), zl, cosmo=cosmo)
+        arc = sl_cy.cosmology.kpc_to_arcsec(np.full(50, 3.7), zl, cosmo=cosmo)
+        back = sl_cy.cosmology.arcsec_to_kpc(np.full(50, 1.3), zl, cosmo=cosmo)
         for i in range(50):
             a, b = float(zl[i]), float(zs[i])
             assert sl_cy.Dang(a, cosmo=cosmo) == d_l[i]
             assert sl_cy.Dang(a, b, cosmo=cosmo) == d_ls[i]
             assert sl_cy.Sigma_cr(a, b, cosmo=cosmo) == sc[i]
             assert sl_cy.rhoc(a, cosmo=cosmo) == rc[i]
-            assert sl_cy.kpc_to_arcsec(3.7, a, cosmo=cosmo) == arc[i]
-            assert sl_cy.arcsec_to_kpc(1.3, a, cosmo=cosmo) == back[i]
+            assert sl_cy.cosmology.kpc_to_arcsec(3.7, a, cosmo=cosmo) == arc[i]
+            assert sl_cy.cosmology.arcsec_to_kpc(1.3, a, cosmo=cosmo) == back[i]
 
 
 def test_caches_are_keyed_by_cosmology():
-    a = LensModel(11.5, 13.0, 0.9, 0.3, 2.0)
-    b = LensModel(11.5, 13.0, 0.9, 0.3, 2.0, cosmo=Cosmology(67.7, 0.31))
+    a = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
+    b = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0, cosmo=Cosmology(67.7, 0.31))
     assert a.Sigma_cr != b.Sigma_cr and a.einstein_radius() != b.einstein_radius()
     assert b.Sigma_cr == sl_cy.Sigma_cr(0.3, 2.0, cosmo=Cosmology(67.7, 0.31))
     assert sl_cy.Dang(0.3) != sl_cy.Dang(0.3, cosmo=Cosmology(67.7, 0.31))
 
 
 def test_other_scalar_types_take_the_checked_path_and_agree():
-    ref = LensModel(11.5, 13.0, 0.9, 0.3, 2.0, gamma_in=1.2, c_halo=6.0)
+    ref = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0, gamma_in=1.2, c_halo=6.0)
     for cast in (np.float32, np.array, lambda v: np.array([v])[0], lambda v: v):
         vals = [cast(v) for v in (11.5, 13.0, 0.9, 0.3, 2.0, 1.2, 6.0)]
-        m = LensModel(*vals[:5], gamma_in=vals[5], c_halo=vals[6])
+        m = LensModel(*vals[:3], zl=vals[3], zs=vals[4], gamma_in=vals[5], c_halo=vals[6])
         if cast is np.float32:
             continue                                     # 0.9 is a different number in float32
         assert m.solve_ycaustic() == ref.solve_ycaustic()
         assert type(m.logRe) is float
-    m = LensModel(11, 13, 1, 0.3, 2, gamma_in=1, c_halo=5)       # ints
+    m = LensModel(11, 13, 1, zl=0.3, zs=2, gamma_in=1, c_halo=5)       # ints
     assert m.solve_ycaustic() == LensModel(11.0, 13.0, 1.0).solve_ycaustic()
     x0 = np.array(2.5)
     assert ref.alpha(x0) == ref.alpha(2.5) and isinstance(ref.alpha(x0), float)
     assert sl_cy.solve_single_lens(ref, np.array(0.4)) == sl_cy.solve_single_lens(ref, 0.4)
     xA, xB = sl_cy.solve_single_lens(ref, 0.4)
-    assert sl_cy.compute_detJ(np.array(xA), np.array(xB), 0.9, 13.0, 0.3, 2.0, 1.2, 6.0) == \
-        sl_cy.compute_detJ(xA, xB, 0.9, 13.0, 0.3, 2.0, 1.2, 6.0)
+    assert sl_cy.compute_detJ(np.array(xA), np.array(xB), 0.9, 13.0, zl=0.3, zs=2.0, gamma_in=1.2, c_halo=6.0) == \
+        sl_cy.compute_detJ(xA, xB, 0.9, 13.0, zl=0.3, zs=2.0, gamma_in=1.2, c_halo=6.0)
 
 
 def test_parameters_are_read_only_and_models_pickle():
-    m = LensModel(11.5, 13.0, 0.9, 0.3, 2.0, gamma_in=1.3, cosmo=Cosmology(68.0, 0.3))
+    m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0, gamma_in=1.3, cosmo=Cosmology(68.0, 0.3))
     with pytest.raises(AttributeError):
         m.logM_star = 11.0
     with pytest.raises(AttributeError):
@@ -215,6 +217,6 @@ def test_scalar_warnings_and_errors():
     with pytest.raises(ValueError, match="opposite sides"):
         sl_cy.compute_detJ(3.0, 0.0, 0.9, 13.0)
     with pytest.raises(ValueError, match="x_kpc"):
-        sl_cy.kpc_to_arcsec(np.nan, 0.3)
+        sl_cy.cosmology.kpc_to_arcsec(np.nan, 0.3)
     with pytest.raises(ValueError, match="z2 must be >= z1"):
         sl_cy.Dang(1.0, 0.5)

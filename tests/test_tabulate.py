@@ -1,5 +1,5 @@
 """The compiled adaptive column rule (csrc/tabulate.pyx) against its former Python form
-(sl_cy.reference.ref_adaptive_columns): same nodes and weights, on mock lenses and edge cases."""
+(sl_cy.testing.ref_adaptive_columns): same nodes and weights, on mock lenses and edge cases."""
 import numpy as np
 import pytest
 
@@ -8,7 +8,7 @@ from sl_cy import _tabulate
 from sl_cy.cosmology import get_cosmology
 from sl_cy.grids import (DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, PADDING, adaptive_columns, adaptive_columns_batch,
                          adaptive_n_nodes, tabulate_likelihood_grids)
-from sl_cy.reference import ref_adaptive_columns, ref_place_column
+from sl_cy.testing import ref_adaptive_columns, ref_place_column
 
 GAMMA_WIDE = np.round(np.arange(0.0, 2.4 + 1e-9, 0.1), 10)     # the whole gamma_in domain
 

@@ -189,7 +189,7 @@ def _bank_chunk(task: _BankTask) -> dict:
     s = task.proposal.sample(task.n, task.model, rng)
     bu = np.sqrt(rng.random((task.n, task.n_beta)))
     out = forward_solve(s["logM_star"][:, None], s["logM_halo"][:, None], s["logRe"][:, None],
-                        s["gamma_in"][:, None], task.c_halo, task.zl, task.zs, beta_unit=bu, cosmo=task.cosmo)
+                        gamma_in=s["gamma_in"][:, None], c_halo=task.c_halo, zl=task.zl, zs=task.zs, beta_unit=bu, cosmo=task.cosmo)
     st = np.broadcast_to(out["status"], bu.shape)
     yc = np.broadcast_to(out["y_caustic"], bu.shape)[:, 0]
     crit_ok = np.isfinite(yc) & (yc > 0)
@@ -393,7 +393,7 @@ class SelectionBank(Selection):
             return np.ascontiguousarray(_log_ndtr_diff((lo - mu) / sig, (hi - mu) / sig, 0.5 * (hi - lo) / sig),
                                         dtype=float)
 
-    def evaluate(self, eta, return_ess: bool = False, return_error: bool = False, warn: bool = True,
+    def evaluate(self, eta, *, return_ess: bool = False, return_error: bool = False, warn: bool = True,
                  n_threads: int = 1, quantity: str = "lens_fraction"):
         """A(eta) (or E[T]) by importance sampling from the bank.
 

@@ -101,7 +101,7 @@ def _table_row(task: _TableTask) -> dict:
 
     re, mh, g = np.meshgrid(*task.axes, indexing="ij")
     bu = task.beta_unit
-    out = forward_solve(task.logM_star, mh[..., None], re[..., None], g[..., None], task.c_halo, task.zl, task.zs,
+    out = forward_solve(task.logM_star, mh[..., None], re[..., None], gamma_in=g[..., None], c_halo=task.c_halo, zl=task.zl, zs=task.zs,
                         beta_unit=bu, cosmo=task.cosmo)
     ok = out["status"] == 0
     yc = np.broadcast_to(out["y_caustic"], ok.shape)[..., 0]
@@ -170,7 +170,7 @@ class SelectionQuadrature(Selection):
     True
     """
 
-    def __init__(self, T, axes: dict, config: dict, n_threads: int | None = None):
+    def __init__(self, T, axes: dict, config: dict, *, n_threads: int | None = None):
         self.T = np.ascontiguousarray(T, dtype=float)
         self.axes = {k: tuple(float(v) for v in axes[k]) for k in AXIS_NAMES}
         self.config = dict(config)

@@ -283,7 +283,7 @@ def compute_Aeta_grid(engine, axes: dict, fixed=None, n_threads: int = 1, block:
                      dict(engine.config), engine.forward_model)
 
 
-def write_A_eta_hdf5(path, table: AEtaTable, extra_attrs: dict | None = None) -> Path:
+def write_A_eta_hdf5(path, table: AEtaTable, *, extra_attrs: dict | None = None) -> Path:
     """Write an :class:`AEtaTable` to HDF5 atomically (seed name).
 
     ``path`` may be a folder: the file is then ``<folder>/Aeta_<axes>_<sizes>.h5``
@@ -339,7 +339,7 @@ def write_A_eta_hdf5_1d(path, axis: str, grid, values, fixed=None, ess=None, ban
     e = np.full(g.shape, np.inf) if ess is None else as_float_array("ess", ess)
     t = AEtaTable([axis], [g], v, e, _fixed_eta(fixed), bank.config_hash if bank else "",
                   dict(bank.config) if bank else {}, bank.forward_model if bank else None)
-    return write_A_eta_hdf5(path, t, extra_attrs)
+    return write_A_eta_hdf5(path, t, extra_attrs=extra_attrs)
 
 
 def load_A_eta_table(path, method: str = "cubic") -> AEtaTable:
