@@ -339,8 +339,8 @@ class LensModel:
                 f"zl={self.zl}, zs={self.zs}, gamma_in={self.gamma_in}, c_halo={self.c_halo})")
 
     def __reduce__(self):
-        return (LensModel, (self._logM_star, self._logM_halo, self._logRe, self._zl, self._zs,
-                            self._gamma_in, self._c_halo, self.cosmo))
+        return (_rebuild_lens_model, (self._logM_star, self._logM_halo, self._logRe, self._zl, self._zs,
+                                      self._gamma_in, self._c_halo, self.cosmo))
 
     @property
     def Sigma_cr(self):
@@ -583,6 +583,11 @@ def solve_single_lens(model: LensModel, beta_unit):
     if st:
         _warn(st)
     return xA, xB
+
+
+def _rebuild_lens_model(logM_star, logM_halo, logRe, zl, zs, gamma_in, c_halo, cosmo) -> LensModel:
+    """Unpickle a :class:`LensModel` (its optional arguments are keyword-only)."""
+    return LensModel(logM_star, logM_halo, logRe, zl=zl, zs=zs, gamma_in=gamma_in, c_halo=c_halo, cosmo=cosmo)
 
 
 def lens_properties(model: LensModel, beta_unit):

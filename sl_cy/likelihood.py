@@ -36,8 +36,7 @@ import numpy as np
 from sl_cy import _likelihood
 from sl_cy.grids import trapezoid_weights
 from sl_cy.forward import ForwardModel, ForwardModelMismatch
-from sl_cy.population import (DEFAULT_ETA, ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM, gamma_logpdf, logMh_logpdf,
-                              logRe_logpdf, model_params, mstar_logpdf)
+from sl_cy.population import DEFAULT_ETA, ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM, model_params
 
 __all__ = [
     "DEFAULT_BOX", "DEFAULT_PRIOR", "Uniform", "Gaussian", "Prior", "BoxPrior", "log_prior", "trapezoid_weights",

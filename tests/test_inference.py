@@ -53,6 +53,27 @@ def test_resume_equals_uninterrupted(small_posterior, tmp_path):
                  progress=False)
 
 
+def test_process_pool_is_the_spawn_policy(small_posterior, monkeypatch):
+    """run_mcmc(vectorize=False, parallel=True) evaluates walkers on the package's spawn pool (not
+    a fork pool) and gives the serial chain."""
+    import sl_cy.inference
+    from sl_cy.parallel import process_pool
+
+    made = []
+
+    def spy(n_jobs, func=None):
+        pool = process_pool(n_jobs, func)
+        made.append(pool)
+        return pool
+
+    monkeypatch.setattr(sl_cy.inference, "process_pool", spy)
+    kw = dict(nwalkers=10, nsteps=3, progress=False, seed=7, vectorize=False)
+    par = run_mcmc(small_posterior, parallel=True, nproc=2, **kw)
+    assert len(made) == 1 and made[0]._mp_context.get_start_method() == "spawn"
+    assert np.array_equal(par.get_chain(), run_mcmc(small_posterior, **kw).get_chain())
+    assert process_pool(1) is None
+
+
 def test_summaries_and_plots(small_posterior, tmp_path):
     s = run_mcmc(small_posterior, nwalkers=10, nsteps=40, progress=False, seed=1)
     flat = s.get_chain(discard=10, flat=True)

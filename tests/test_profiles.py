@@ -4,7 +4,7 @@ import pytest
 from scipy import integrate, special
 
 import sl_cy
-from sl_cy import testing as ref
+from sl_cy import _profiles, testing as ref
 from sl_cy.cosmology import Cosmology, get_cosmology
 from sl_cy.profiles import devauc_m2d, devauc_sigma, gnfw_dimensionless, gnfw_halo
 
