@@ -39,7 +39,7 @@ def _as_posterior(grids, A=None, prior=None, fixed=None, use_selection=True) -> 
     return Posterior(grids, A=A, prior=prior, fixed=fixed, use_selection=use_selection)
 
 
-def initial_ball(posterior: Posterior, nwalkers: int, initial_guess=None, seed=None, scale: float = 1e-3,
+def initial_ball(posterior: Posterior, nwalkers: int, *, initial_guess=None, seed=None, scale: float = 1e-3,
                  max_tries: int = 100) -> np.ndarray:
     """Walker starting points: a small Gaussian ball inside the prior support, all with finite
     log posterior.
@@ -212,7 +212,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
             if remaining > 0:
                 sampler.run_mcmc(None, remaining, progress=progress)
         elif remaining > 0:
-            p0 = initial_ball(post, nwalkers, initial_guess, seed)
+            p0 = initial_ball(post, nwalkers, initial_guess=initial_guess, seed=seed)
             rs = np.random.RandomState(seed).get_state() if seed is not None else None
             sampler.run_mcmc(emcee.State(p0, random_state=rs), remaining, progress=progress)
     finally:
@@ -390,7 +390,7 @@ class GridPosterior:
         return {n: float(self.axes[n][i]) for n, i in zip(self.names, idx)}
 
 
-def grid_posterior(posterior: Posterior, axes: Mapping, fixed: Mapping | None = None, batch: int = 4096) -> GridPosterior:
+def grid_posterior(posterior: Posterior, axes: Mapping, fixed: Mapping | None = None, *, batch: int = 4096) -> GridPosterior:
     """Evaluate the posterior on a grid of some free parameters (the rest fixed).
 
     Parameters
@@ -514,7 +514,7 @@ def plot_corner(chain, truths=None, path=None, *, names=None, **kwargs):
     return fig
 
 
-def plot_traces(sampler, path=None, names=None, discard: int = 0):
+def plot_traces(sampler, path=None, names=None, *, discard: int = 0):
     """Trace of every walker for each parameter; PNG at ``path``. Returns the Figure."""
     ch = sampler.get_chain(discard=discard)
     names = names or getattr(sampler, "param_names", None)

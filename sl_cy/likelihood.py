@@ -342,7 +342,7 @@ class LikelihoodKernel:
     (1,)
     """
 
-    def __init__(self, grids, selection: bool = True, forward_model: ForwardModel | None = None,
+    def __init__(self, grids, selection: bool = True, forward_model: ForwardModel | None = None, *,
                  n_threads: int | None = None):
         st = _stacked(grids)
         self.forward_model = grids_forward_model(st)

@@ -266,7 +266,7 @@ def logMh_mean(logM_star_sps, logRe=None, eta=None, model: str = "deVauc", xi_h=
     return mu
 
 
-def logMh_given_logM_logRe(logM_star_sps, logRe, model: str = "deVauc", rng=None, eta=None,
+def logMh_given_logM_logRe(logM_star_sps, logRe, model: str = "deVauc", *, rng=None, eta=None,
                            xi_h=None) -> np.ndarray:
     """Draw log10 M200 of the halo given logM*_sps and logRe.
 
@@ -298,7 +298,7 @@ def logMh_given_logM_logRe(logM_star_sps, logRe, model: str = "deVauc", rng=None
     return mu + np.asarray(e.sigma_h) * _rng(rng).standard_normal(np.shape(mu))
 
 
-def logMh_logpdf(logM_halo, logM_star_sps, logRe=None, eta=None, model: str = "deVauc", xi_h=None):
+def logMh_logpdf(logM_halo, logM_star_sps, logRe=None, *, eta=None, model: str = "deVauc", xi_h=None):
     """log N(logMh; mu_h + beta_h (M - 11.4) + xi_h (logRe - mu_R(M)), sigma_h).
 
     ``eta`` may be a batch (fields of a common shape); everything broadcasts.
@@ -353,7 +353,7 @@ def _check_gamma_law(mu, sigma, lo, hi):
     return mu, sigma, lo, hi
 
 
-def sample_gamma(n, mu=1.0, sigma=0.2, rng=None, lo: float = GAMMA_LO, hi: float = GAMMA_HI) -> np.ndarray:
+def sample_gamma(n, mu=1.0, sigma=0.2, *, rng=None, lo: float = GAMMA_LO, hi: float = GAMMA_HI) -> np.ndarray:
     """Draw the gNFW inner slope gamma_in ~ N(mu, sigma) truncated to [lo, hi] = [0, 2].
 
     Exact inverse-CDF sampling (mirrored when the interval lies in the upper tail, so it stays
@@ -391,7 +391,7 @@ def sample_gamma(n, mu=1.0, sigma=0.2, rng=None, lo: float = GAMMA_LO, hi: float
     return np.clip(mu + sigma * z, lo, hi)
 
 
-def gamma_logpdf(gamma_in, mu=1.0, sigma=0.2, lo: float = GAMMA_LO, hi: float = GAMMA_HI):
+def gamma_logpdf(gamma_in, mu=1.0, sigma=0.2, *, lo: float = GAMMA_LO, hi: float = GAMMA_HI):
     """log density of the truncated normal gamma_in law; -inf outside [lo, hi].
 
     ``mu`` and ``sigma`` broadcast against ``gamma_in`` (a batch of eta is fine).
@@ -449,8 +449,8 @@ def draw_population(n, model: str = "deVauc", eta=None, rng=None, zl=DEFAULT_ZL,
     gen = _rng(rng)
     ms = mstar_gene(n, model, gen)
     re = logRe_given_logM(ms, model, gen)
-    mh = logMh_given_logM_logRe(ms, re, model, gen, e)
-    g = sample_gamma(n, e.mu_gamma, e.sigma_gamma, gen)
+    mh = logMh_given_logM_logRe(ms, re, model, rng=gen, eta=e)
+    g = sample_gamma(n, e.mu_gamma, e.sigma_gamma, rng=gen)
     zl_ = resolve_redshift("zl", zl, n, gen)
     zs_ = resolve_redshift("zs", zs, n, gen)
     c = as_float_array("c_halo", c_halo, lo=0.0, lo_open=True)

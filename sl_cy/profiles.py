@@ -100,7 +100,7 @@ def gnfw_dimensionless(x, gamma_in):
     return tuple(_out(a) for a in _profiles.gnfw_dimensionless(x, g))
 
 
-def gnfw_halo(R, logM_halo, gamma_in=1.0, c_halo=5.0, zl=0.3, cosmo=None):
+def gnfw_halo(R, logM_halo, *, gamma_in=1.0, c_halo=5.0, zl=0.3, cosmo=None):
     """Physical gNFW halo quantities at projected / 3-D radius R (kpc).
 
     Parameters

@@ -1296,7 +1296,7 @@ def log_likelihood_numpy(eta, grids, per_lens: bool = False, selection: bool = F
             continue
         M = st["logM_star"][i][ok] - e[0]
         re = float(obs["logRe"].iloc[i])
-        lp = (lw[ok] + logMh_logpdf(mh[ok], M, re, tuple(e), model) + mstar_logpdf(M, model)
+        lp = (lw[ok] + logMh_logpdf(mh[ok], M, re, eta=tuple(e), model=model) + mstar_logpdf(M, model)
               + logRe_logpdf(re, M, model) + norm.logpdf(float(obs["logM_star_sps_observed"].iloc[i]), M, sig))
         if selection:
             lp = lp + _log_first_source_factor(fm, st["logM_star"][i][ok], np.full(ok.sum(), re), mh[ok], g[ok])

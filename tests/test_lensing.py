@@ -202,7 +202,7 @@ def test_source_on_axis_and_at_caustic_edge():
 def test_seed_helpers_and_arcsec():
     m = LensModel(11.5, 13.0, 0.9, zl=0.3, zs=2.0)
     assert m.solve_ycaustic_arcsec() == pytest.approx(sl_cy.cosmology.kpc_to_arcsec(m.solve_ycaustic(), 0.3))
-    assert m.Mh5() == pytest.approx(sl_cy.profiles.gnfw_halo(5.0, 13.0, 1.0, 5.0, 0.3)["M2d"], rel=1e-12)
+    assert m.Mh5() == pytest.approx(sl_cy.profiles.gnfw_halo(5.0, 13.0, gamma_in=1.0, c_halo=5.0, zl=0.3)["M2d"], rel=1e-12)
     assert m.logMh5() == pytest.approx(np.log10(m.Mh5()))
     props = sl_cy.lens_properties(m, 0.5)
     assert props["gammaA"] == pytest.approx(m.gamma(props["xA"]))

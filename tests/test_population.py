@@ -91,17 +91,17 @@ def test_size_and_halo_conditionals(model):
     mu_r = p["mu_R0"] + p["beta_R"] * (m - 11.4)
     assert stats.kstest((re - mu_r) / p["sigma_R"], "norm").pvalue > P_MIN
     eta = Eta.from_model(model)._replace(beta_h=1.5, sigma_h=0.25)
-    mh = logMh_given_logM_logRe(m, re, model, rng, eta=eta)
+    mh = logMh_given_logM_logRe(m, re, model, rng=rng, eta=eta)
     mu_h = eta.mu_h + 1.5 * (m - 11.4) + p["xi_h"] * (re - mu_r)
     assert stats.kstest((mh - mu_h) / 0.25, "norm").pvalue > P_MIN
     np.testing.assert_allclose(logRe_logpdf(re[:5], m[:5], model), stats.norm.logpdf(re[:5], mu_r[:5], p["sigma_R"]))
-    np.testing.assert_allclose(logMh_logpdf(mh[:5], m[:5], re[:5], eta, model),
+    np.testing.assert_allclose(logMh_logpdf(mh[:5], m[:5], re[:5], eta=eta, model=model),
                                stats.norm.logpdf(mh[:5], mu_h[:5], 0.25))
 
 
 def test_logMh_logpdf_broadcasts_over_eta_batch():
     etas = Eta.from_array(np.array(DEFAULT_ETA) + np.array([[0, 0, 0, 0, 0, 0], [0, 0.5, 0, 0.1, 0, 0]]))
-    lp = logMh_logpdf(13.0, np.array([[11.2, 11.5, 11.8]]), None, etas._replace(
+    lp = logMh_logpdf(13.0, np.array([[11.2, 11.5, 11.8]]), None, eta=etas._replace(
         mu_h=etas.mu_h[:, None], beta_h=etas.beta_h[:, None], sigma_h=etas.sigma_h[:, None]))
     assert lp.shape == (2, 3)
     assert lp[1, 0] == pytest.approx(stats.norm.logpdf(13.0, 13.41 + 2.04 * (11.2 - 11.4), 0.47))

@@ -114,7 +114,7 @@ def test_gnfw_small_radius_limits():
 def test_gnfw_halo_normalisation():
     h = gnfw_halo(np.array([1.0, 10.0]), 13.0, gamma_in=1.3, c_halo=6.0, zl=0.4)
     r200 = h["r200"]
-    assert gnfw_halo(r200, 13.0, 1.3, 6.0, 0.4)["M3d"] == pytest.approx(1e13, rel=1e-9)
+    assert gnfw_halo(r200, 13.0, gamma_in=1.3, c_halo=6.0, zl=0.4)["M3d"] == pytest.approx(1e13, rel=1e-9)
     assert h["rs"] == pytest.approx(r200 / 6.0)
     ref_lens = ref.RefLens(11.0, 13.0, 0.5, 1.3, 6.0, 0.4, 2.0)
     assert h["rs"] == pytest.approx(ref_lens.rs, rel=1e-12)

@@ -294,10 +294,10 @@ def selection_table_config(forward_model: ForwardModel | None = None, axes=None,
                 k_table=dict(n_mu=int(k_n_mu)))
 
 
-def build_selection_table(survey: SurveyConfig | None = None, zl: float | None = None, zs: float | None = None,
+def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | None = None, zs: float | None = None,
                           c_halo: float | None = None, model: str | None = None, axes: dict | None = None,
                           n_beta: int = 8, n_jobs=1, executor=None, cosmo=None, cache: bool = True,
-                          cache_dir=None, progress=False, *, forward_model: ForwardModel | None = None
+                          cache_dir=None, progress=False, forward_model: ForwardModel | None = None
                           ) -> SelectionQuadrature:
     """Tabulate the selection rate T and return the deterministic A(eta) (:class:`SelectionQuadrature`).
 

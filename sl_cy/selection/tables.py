@@ -218,7 +218,7 @@ def table_filename(axes: dict) -> str:
     return f"Aeta_{names}_{sizes}.h5"
 
 
-def compute_Aeta_grid(engine, axes: dict, fixed=None, n_threads: int = 1, block: int = 4096) -> AEtaTable:
+def compute_Aeta_grid(engine, axes: dict, fixed=None, *, n_threads: int = 1, block: int = 4096) -> AEtaTable:
     """Tabulate A(eta) over a named subset of eta from any selection engine (seed name).
 
     Parameters
