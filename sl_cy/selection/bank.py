@@ -240,9 +240,9 @@ def bank_config(n, seed, forward_model=None, proposal=None, n_beta: int = 1,
                 proposal=proposal.to_dict(), k_table=dict(n_mu=int(k_n_mu), mu_min=1e-3, mu_max=1e3))
 
 
-def build_selection_bank(n, seed=None, survey: SurveyConfig | None = None, proposal: BankProposal | None = None,
+def build_selection_bank(n, seed=None, *, survey: SurveyConfig | None = None, proposal: BankProposal | None = None,
                          zl: float | None = None, zs: float | None = None, c_halo: float | None = None,
-                         model: str | None = None, n_jobs=1, executor=None, *, n_beta: int = 1,
+                         model: str | None = None, n_jobs=1, executor=None, n_beta: int = 1,
                          chunk_size: int = DEFAULT_CHUNK_SIZE, cosmo=None, ktable=None,
                          progress=False, forward_model: ForwardModel | None = None) -> "SelectionBank":
     """Draw and solve the eta-independent Monte-Carlo bank of the A(eta) estimator.
