@@ -492,6 +492,21 @@ def _tabulate_task(task: dict) -> dict:
                 nbkg_kpc2=np.asarray(survey.nbkg_kpc2(o["zl"], task["cosmo"]), dtype=float) * np.ones(len(o["zl"])))
 
 
+#: Lenses per compiled call inside a tabulation task: small enough (~0.1 s) that the interpreter
+#: sees a Ctrl-C between calls; the results do not depend on it.
+_SUBCHUNK = 16
+
+
+def _tabulate_task_split(task: dict) -> dict:
+    """Worker: :func:`_tabulate_task` on ``_SUBCHUNK`` lenses at a time (identical results)."""
+    n = len(task["obs"]["xA"])
+    if n <= _SUBCHUNK:
+        return _tabulate_task(task)
+    parts = [_tabulate_task(dict(task, obs={k: v[s:s + _SUBCHUNK] for k, v in task["obs"].items()}))
+             for s in range(0, n, _SUBCHUNK)]
+    return dict(index=task["index"], **{k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "index"})
+
+
 def _chunk_path(root: Path, i: int) -> Path:
     return root / f"chunk_{i:06d}.h5"
 
@@ -658,7 +673,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
             if p.exists():
                 results[i] = _read_chunk(p, key, i)
     todo = [t for t in tasks if results[t["index"]] is None]
-    for _, res in iter_chunks(_tabulate_task, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
+    for _, res in iter_chunks(_tabulate_task_split, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
                               desc="tabulate"):
         if root is not None:
             _write_chunk(_chunk_path(root, res["index"]), key, res)

@@ -14,12 +14,19 @@ flight, so a consumer that writes each result to disk keeps memory bounded). The
 Rules for callers: ``func`` must be a top-level (importable, picklable) function and each task
 a picklable object; randomness must come from the task (e.g. a ``SeedSequence`` child per task),
 never from worker state, so results do not depend on where a task runs.
+
+Interruption: local pool workers start with SIGINT blocked, so a Ctrl-C (which the terminal sends to
+the whole process group) reaches only the parent; when the consumer stops early (KeyboardInterrupt,
+any exception, or closing the iterator) the workers are killed at once instead of finishing their
+running tasks. Workers therefore never print a traceback of their own, and the answer comes within
+a task's Python-level granularity in the parent.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
@@ -119,10 +126,14 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
 
     if executor is None:
         workers = min(resolve_n_jobs(n_jobs), n)
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_spawn_context())
+        finished = False
         try:
             yield from _iter_futures(pool, func, tasks, max_in_flight or 2 * workers, show, desc)
+            finished = True
         finally:
+            if not finished:          # interrupted (Ctrl-C, SIGTERM) or failed: do not wait for running tasks
+                _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
         return
     if _is_dask_client(executor):
@@ -135,6 +146,41 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
         return
     raise ValueError(f"executor must be None, a concurrent.futures.Executor or a dask.distributed.Client, "
                      f"got {type(executor).__name__}")
+
+
+class _NoSigintSpawnProcess(multiprocessing.get_context("spawn").Process):
+    """A spawn process started with SIGINT blocked: the mask is inherited across fork and exec and
+    nothing in a worker unblocks it, so a Ctrl-C sent to the whole process group (the terminal
+    does that) reaches only the parent, which stops the workers (:func:`_stop_workers`), instead
+    of printing a KeyboardInterrupt traceback from every worker."""
+
+    def start(self):
+        if not hasattr(signal, "pthread_sigmask"):          # pragma: no cover - not POSIX
+            return super().start()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _NoSigintSpawnContext(type(multiprocessing.get_context("spawn"))):
+    Process = _NoSigintSpawnProcess
+
+
+def _spawn_context():
+    """The start method of every local pool: spawn, with workers that leave Ctrl-C to the parent."""
+    return _NoSigintSpawnContext()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Kill the worker processes of a local pool now (their running tasks are abandoned): a
+    Ctrl-C must not wait for a compiled loop in a worker to finish."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, ValueError, AttributeError):      # already gone
+            pass
 
 
 def _iter_futures(pool: cf.Executor, func, tasks, window: int, show: bool, desc):
