@@ -375,6 +375,11 @@ class JournaledHDFBackend(emcee.backends.HDFBackend):
         self._check(state, accepted)
         if state.blobs is not None:
             raise ValueError("the journaled backend does not store blobs")
+        self._journal_step(state, accepted)
+        super().save_step(state, accepted)
+
+    def _journal_step(self, state, accepted):
+        """Append the step to the journal (one ``write``)."""
         self._open_journal()
         acc = self._acc + accepted
         rec = _make_record(self._dtype, self._count + 1, state.coords, state.log_prob, acc, state.random_state)
@@ -387,7 +392,6 @@ class JournaledHDFBackend(emcee.backends.HDFBackend):
         if now - self._last_sync >= FSYNC_INTERVAL_S:
             os.fsync(self._fd)
             self._last_sync = now
-        super().save_step(state, accepted)
 
     def close(self):
         """Flush and close the journal (the backend can still be used: it is reopened on the next step)."""

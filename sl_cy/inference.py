@@ -204,6 +204,9 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         pool = mp.get_context("fork").Pool(nproc)
     try:
         sampler = emcee.EnsembleSampler(nwalkers, ndim, post, vectorize=vectorize, backend=backend, pool=pool)
+        # call the posterior directly: emcee's wrapper prints a traceback for any exception, also for
+        # the KeyboardInterrupt of a Ctrl-C or SIGTERM (it only adds args/kwargs, which are empty here)
+        sampler.log_prob_fn = post
         sampler.posterior = post
         sampler.param_names = post.free_names
         remaining = nsteps - done

@@ -557,7 +557,7 @@ def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwal
     from sl_cy.likelihood import Posterior
     from sl_cy.parallel import resolve_n_jobs
     from sl_cy.runs import new_run_id, run_dir
-    from sl_cy.runs import utc_now
+    from sl_cy.runs import RunFolder, utc_now
     from sl_cy.tables import GRIDS_FILE, sim_dir
 
     started = utc_now()
@@ -596,7 +596,7 @@ def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwal
             raise FileNotFoundError(f"no grids at {gpath}; run `sl-cy simulate` and `sl-cy tabulate --sim-id "
                                     f"{sim_id}` (or `sl-cy run`) first")
     d = run_dir(sim_id, run_id, out_root)
-    if resume_dir is None and d.exists():
+    if resume_dir is None and RunFolder.taken(d):
         raise FileExistsError(f"run folder {d} already exists")
     if resume_dir is not None and d.resolve() != Path(resume_dir).resolve():
         raise ValueError(f"the recorded sim_id/run_id give {d}, not the folder {resume_dir} being resumed")
@@ -681,8 +681,9 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
 
     d, params, post, selection, A_call = folder.path, prep.params, prep.post, prep.selection, prep.A_call
     nsteps, nwalkers = params["nsteps"], params["nwalkers"]
-    backend = JournaledHDFBackend(d / CHAIN_FILE, name="mcmc")
+    backend = None
     try:
+        backend = JournaledHDFBackend(d / CHAIN_FILE, name="mcmc")
         if verbose:
             what = f"resuming at step {resumed_from} of {nsteps}" if resumed_from is not None else f"{nsteps} steps"
             print(f"MCMC: {nwalkers} walkers, {what}, over {post.free_names}, {len(prep.grids)} lenses, "
@@ -718,7 +719,8 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
         folder.mark_complete(step=nsteps, nsteps=nsteps, wall_time_s=time.perf_counter() - t_start,
                              mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
     except BaseException as exc:
-        backend.close()
+        if backend is not None:
+            backend.close()
         try:
             step = recover_chain(d / CHAIN_FILE).steps
         except Exception as err:                  # noqa: BLE001 - report, never mask the interruption
@@ -740,7 +742,8 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
             exc.add_note(msg)
         raise
     finally:
-        backend.close()
+        if backend is not None:
+            backend.close()
         folder.unlock()
     files = {"params.json": d / "params.json", "metadata.json": d / "metadata.json", "chain.h5": d / CHAIN_FILE,
              "run.h5": d / RUN_FILE, **files, "grids.h5": prep.gpath}
@@ -959,7 +962,7 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
     try:
         total = p["nsteps"] if nsteps is None else _check_pos_int("nsteps", nsteps, 1)
         try:
-            rec = recover_chain(d / CHAIN_FILE)
+            rec = recover_chain(d / CHAIN_FILE, dry_run=True)        # nothing is changed before all checks
         except ChainUnreadableError as err:
             raise ValueError(str(err)) from None
         if rec.steps > total:
@@ -985,6 +988,7 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
         if why is not None:
             raise ValueError(f"cannot resume {d}: {why} changed since the run, so the continued chain would not be "
                              "this run's chain; start a new run instead (`sl-cy rerun` re-creates it in one go)")
+        rec = recover_chain(d / CHAIN_FILE)
         params = dict(p, nsteps=total, discard=discard, discard_auto=bool(auto), n_jobs=prep.params["n_jobs"])
         prep.params = params
         folder.write_params(params)

@@ -234,12 +234,34 @@ class RunFolder:
         (``"status": "running"``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir()                      # FileExistsError for an existing folder
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if cls.taken(path):
+                raise FileExistsError(f"run folder {path} already exists") from None
         f = cls(path)
-        f.lock()
-        write_params(path, params)
-        write_metadata(path, sim_id, started_utc, None, tables=tables, status="running", **metadata)
+        try:
+            f.lock()
+            write_params(path, params)
+            write_metadata(path, sim_id, started_utc, None, tables=tables, status="running", **metadata)
+        except BaseException:             # interrupted or failed while being made: leave nothing
+            import shutil
+
+            f.unlock()
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return f
+
+    @staticmethod
+    def taken(path) -> bool:
+        """Whether ``path`` holds a run folder (anything but the empty remains of a creation killed
+        before params.json was written, which may be re-used)."""
+        path = Path(path)
+        if not path.exists():
+            return False
+        if not path.is_dir():
+            return True
+        return (path / PARAMS_FILE).exists() or any(not p.name.startswith(".") for p in path.iterdir())
 
     def write_params(self, params: dict) -> Path:
         return write_params(self.path, params)
