@@ -310,3 +310,40 @@ def test_selection_table_cache_ignores_a_torn_file(tmp_path):
     assert np.array_equal(a.T, b.T) and b.path == path
     with h5py.File(path, "r") as f:                                               # replaced by a whole file
         assert f["T"].shape == a.T.shape
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_error_or_interrupt_after_sampling_started_keeps_the_folder(shared, monkeypatch, exc):
+    """In-process: an exception at step 6 keeps the folder ("interrupted", the reason recorded, a note
+    on the exception; a KeyboardInterrupt becomes RunInterrupted); resume gives the identical chain."""
+    from sl_cy import chainstore
+    from sl_cy.pipeline import infer, resume
+    from sl_cy.runs import RunInterrupted
+
+    real = chainstore.JournaledHDFBackend.save_step
+    calls = []
+
+    def save_step(self, state, accepted):
+        calls.append(1)
+        if len(calls) == 7:
+            raise exc("boom")
+        return real(self, state, accepted)
+
+    monkeypatch.setattr(chainstore.JournaledHDFBackend, "save_step", save_step)
+    sid = shared["ref_dir"].parent.name
+    kw = dict(root=shared["root"], nwalkers=14, nsteps=NSTEPS, seed=SEED, selection="bank", bank_size=3000, n_jobs=1,
+              progress=False, save_plots=False, run_id=f"exc_{exc.__name__}")
+    with pytest.raises(RunInterrupted if exc is KeyboardInterrupt else exc) as info:
+        infer(sid, **kw)
+    d = shared["root"] / "inference" / sid / kw["run_id"]
+    meta = kr.metadata(d)
+    assert meta["status"] == "interrupted" and meta["step"] == 6 and meta["nsteps"] == NSTEPS
+    if exc is KeyboardInterrupt:
+        assert info.value.step == 6 and info.value.run_dir == d and meta["reason"] == "KeyboardInterrupt"
+    else:
+        assert meta["reason"] == "RuntimeError: boom" and any("sl-cy resume" in n for n in info.value.__notes__)
+    monkeypatch.undo()
+    resume(d, progress=False, nsteps=NSTEPS)
+    a, b = kr.chain_arrays(d), shared["ref"]
+    assert all(np.array_equal(a[k], b[k]) for k in ("chain", "log_prob", "accepted"))
+    assert kr.metadata(d)["status"] == "complete"
