@@ -221,10 +221,12 @@ def _same(h5: dict, j: Journal, k: int) -> bool:
         return True
     last = j.records[k - 1]
     rs = h5["random_state"]
-    return (np.array_equal(h5["chain"], j.records["coords"][:k]) and np.array_equal(h5["log_prob"], j.records["log_prob"][:k])
+    recs = j.records[:k]
+    return (np.array_equal(h5["chain"], recs["coords"]) and np.array_equal(h5["log_prob"], recs["log_prob"])
             and np.array_equal(h5["accepted"], last["accepted"]) and bool(last["has_rng"])
-            and np.array_equal(np.asarray(rs[1], dtype=np.uint32), last["rng_key"]) and int(rs[2]) == int(last["rng_pos"])
-            and int(rs[3]) == int(last["rng_has_gauss"]) and float(rs[4]) == float(last["rng_gauss"]))
+            and np.array_equal(np.asarray(rs[1], dtype=np.uint32), last["rng_key"])
+            and int(rs[2]) == int(last["rng_pos"]) and int(rs[3]) == int(last["rng_has_gauss"])
+            and float(rs[4]) == float(last["rng_gauss"]))
 
 
 def recover_chain(chain_path, name: str = "mcmc", *, dry_run: bool = False) -> Recovery:

@@ -447,8 +447,8 @@ def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
     run_dir = getattr(exc, "run_dir", None)
     if run_dir is not None:
         step = "?" if exc.step is None else exc.step
-        print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it with: "
-              f"sl-cy resume {run_dir}", file=sys.stderr, flush=True)
+        print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
+              f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)
     else:
         print(f"{prog}: interrupted by {name}; no run folder was made (finished tables and cache files are kept and "
               "re-used by the same command; no partial file is left)", file=sys.stderr, flush=True)

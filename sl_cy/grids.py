@@ -672,7 +672,8 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
                 old = None                 # unreadable: rewritten below (every chunk carries the key anyway)
             if isinstance(old, dict) and old.get("key") != key:
                 raise ValueError(f"cache_dir {str(root)!r} holds likelihood grids for different inputs or settings "
-                                 f"(key {str(old.get('key', '?'))[:12]} != {key[:12]}); use another directory or delete it")
+                                 f"(key {str(old.get('key', '?'))[:12]} != {key[:12]}); use another directory or "
+                                 "delete it")
         if not isinstance(old, dict):
             write_json_atomic(manifest, dict(key=key, n_lenses=n, n_chunks=len(tasks), chunk=chunk,
                                              created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **config))

@@ -651,7 +651,8 @@ def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwal
         out=str(out_root.resolve()), source="catalogue" if catalogue else ("mock" if truth else "tables"),
         catalogue=catalogue, nwalkers=nwalkers, nsteps=nsteps, discard=discard, seed=seed, mcmc_seed=mcmc_seed,
         eta=bool(eta), selection=selection, prior=_prior_to_dict(post.prior), fixed=dict(post.prior.fixed),
-        discard_auto=discard_auto, free_names=list(post.free_names), initial_guess=None if initial_guess is None else np.asarray(initial_guess, float),
+        discard_auto=discard_auto, free_names=list(post.free_names),
+        initial_guess=None if initial_guess is None else np.asarray(initial_guess, float),
         n_jobs=n_jobs, save_plots=bool(save_plots), model=fm.model, forward_model=fm.to_dict(),
         grids=dict(file=str(gpath.resolve()), relative=str(Path("data", "tables", sim_id, GRIDS_FILE)),
                    sha256=grids_sha, key=gattrs.get("config", {}).get("key"), n_lenses=len(grids),
@@ -709,10 +710,10 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
             a = float(np.asarray(A_call(med[None, :])).reshape(-1)[0])
             exports.update(A_at_median=a)
             selection.update(A_at_median=a)
-        meta = dict(sim_id=prep.sim_id, run_id=prep.run_id, started_utc=folder.metadata.get("started_utc", prep.started),
-                    package_version=__version__, tables=prep.tables)
-        write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=prep.const["truth"], samples=prep.const["lenses"],
-                       observed=pd.DataFrame([g.observed for g in prep.grids]), grids_path=params["grids"]["relative"],
+        meta = dict(sim_id=prep.sim_id, run_id=prep.run_id, package_version=__version__, tables=prep.tables,
+                    started_utc=folder.metadata.get("started_utc", prep.started))
+        write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=prep.const["truth"],
+                       samples=prep.const["lenses"], observed=pd.DataFrame([g.observed for g in prep.grids]), grids_path=params["grids"]["relative"],
                        chain=sampler.get_chain(), log_prob=sampler.get_log_prob(),
                        acceptance=sampler.acceptance_fraction, exports=exports)
         backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
@@ -979,9 +980,9 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
         kw = _infer_kwargs(p, _tables_root(d, p))
         kw.update(nsteps=total, discard=discard)
         if verbose:
+            fix = [a for a in rec.actions if a != "nothing stored"]
             print(f"resuming {d} ({before}, {rec.steps} of {total} steps in the chain"
-                  + (f"; repaired: {'; '.join(rec.actions)}" if rec.actions and rec.actions != ["nothing stored"] else "")
-                  + ")", flush=True)
+                  + (f"; to repair: {'; '.join(fix)}" if fix else "") + ")", flush=True)
         prep = _prepare(p["sim_id"], out=d.parents[2], run_id=d.name, progress=progress, verbose=verbose,
                         n_jobs=p["n_jobs"] if n_jobs is None else n_jobs, resume_dir=d, **kw)
         why = _chain_mismatch(p, prep.params)

@@ -16,7 +16,6 @@ import pathlib
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 
