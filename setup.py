@@ -12,7 +12,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["profiles", "lensing", "photometry", "selection", "likelihood"]
+MODULES = ["profiles", "lensing", "photometry", "selection", "likelihood", "tabulate"]
 
 use_openmp = os.environ.get("SL_CY_NO_OPENMP", "0") != "1" and sys.platform.startswith("linux")
 compile_args = ["-O3", "-fno-math-errno"]

@@ -397,9 +397,11 @@ cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA,
 # --------------------------------------------------------------------------------------------
 # inversion
 # --------------------------------------------------------------------------------------------
-cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
-                     Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil:
-    """(x_A, x_B) -> (log M*, beta) for the halo in L; fills critical curves, mu and |J|."""
+cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, double* beta,
+                           double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil:
+    """The local part of lens_invert: (log M*, beta), |mu| and |J| at the two images and 1/mu_r
+    at x_B, from the fields at the images only (no critical curves). Sets M* in L. Returns ST_OK,
+    or ST_MSTAR_NONPOS with NaN outputs."""
     cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, mstar, b, irA, irB, den
     lens_components(L, xA, &asA, &ahA, &ksA, &khA)
     lens_components(L, xB, &asB, &ahB, &ksB, &khB)
@@ -410,11 +412,8 @@ cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* b
     muA[0] = NAN
     muB[0] = NAN
     detJ[0] = NAN
-    cr.theta_e = NAN
-    cr.x_rad = NAN
-    cr.y_caustic = NAN
+    inv_mu_rB[0] = NAN
     if not mstar > 0.0:
-        cr.status = ST_MSTAR_NONPOS
         return ST_MSTAR_NONPOS
     lens_set_mstar(L, mstar)
     b = xA - mstar * asA - ahA
@@ -426,10 +425,28 @@ cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* b
     muA[0] = fabs(1.0 / ((1.0 - (mstar * asA + ahA) / xA) * irA))
     muB[0] = fabs(1.0 / ((1.0 - (mstar * asB + ahB) / xB) * irB))
     detJ[0] = fabs(irA * irB) / (mstar * M_LN10 * fabs(den))
+    inv_mu_rB[0] = irB
+    return ST_OK
+
+
+cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
+                     Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil:
+    """(x_A, x_B) -> (log M*, beta) for the halo in L; fills critical curves, mu and |J|."""
+    cdef double irB, b
+    cdef int st = lens_invert_local(L, xA, xB, logM_star, beta, muA, muB, detJ, &irB)
+    cr.theta_e = NAN
+    cr.x_rad = NAN
+    cr.y_caustic = NAN
+    if st != ST_OK:
+        cr.status = st
+        return st
+    b = beta[0]
     lens_critical(L, cr)
     if cr.status != ST_OK:
         return cr.status
-    if b < 0.0:
+    # x_A < theta_E means beta < 0 (mean convergence > 1 inside theta_E); test it as well because
+    # alpha(x_A) underflows for a subnormal x_A, which then passed as a source at beta = x_A >= 0
+    if b < 0.0 or xA < cr.theta_e:
         return ST_BETA_NEGATIVE
     if b >= cr.y_caustic:
         return ST_BEYOND_CAUSTIC

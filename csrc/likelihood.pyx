@@ -30,7 +30,7 @@ lenses is done afterwards in lens order, so results do not depend on the number 
 import numpy as np
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport exp, log, log1p, sqrt, erfc, isfinite, INFINITY, NAN
+from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, erfc, isfinite, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
 
 cdef double LOG_SQRT_2PI = 0.9189385332046728
@@ -52,8 +52,21 @@ cdef inline double fast_log_ndtr(double x) noexcept nogil:
 
 
 cdef double log_ndtr_diff(double a, double b) noexcept nogil:
-    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails (as sl_cy.population)."""
-    cdef double lo, hi, lhi
+    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails and for narrow intervals."""
+    return _log_ndtr_diff_h(a, b, 0.5 * (b - a))
+
+
+cdef double _log_ndtr_diff_h(double a, double b, double h) noexcept nogil:
+    """log_ndtr_diff with the half-width h = (b - a)/2 passed exactly (b - a may have rounded to
+    0). As sl_cy.population._log_ndtr_diff: for h < 1e-5, with m = |a + b|/2,
+    Phi(b) - Phi(a) = phi(m) 2 sinh(m h)/m (1 + O(h^2)), where the two log Phi would cancel."""
+    cdef double lo, hi, lhi, m, x
+    if h < 1e-5:
+        m = fabs(0.5 * (a + b))
+        x = m * h
+        if x > 1e-8:
+            return -0.5 * m * m - LOG_SQRT_2PI + x + log(-expm1(-2.0 * x)) - log(m)
+        return -0.5 * m * m - LOG_SQRT_2PI + log(2.0 * h)
     if a > 0:
         lo = -b
         hi = -a
@@ -66,7 +79,7 @@ cdef double log_ndtr_diff(double a, double b) noexcept nogil:
 
 cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexcept nogil:
     """-log sigma - log sqrt(2 pi) - log(Phi((hi-mu)/sigma) - Phi((lo-mu)/sigma))."""
-    return -log(sigma) - LOG_SQRT_2PI - log_ndtr_diff((lo - mu) / sigma, (hi - mu) / sigma)
+    return -log(sigma) - LOG_SQRT_2PI - _log_ndtr_diff_h((lo - mu) / sigma, (hi - mu) / sigma, 0.5 * (hi - lo) / sigma)
 
 
 ctypedef struct _LensEta:
@@ -174,6 +187,18 @@ cdef inline bint _eta_ok(const double* e) noexcept nogil:
     return e[3] > 0.0 and e[5] > 0.0
 
 
+cdef double GAMMA_Z_MAX = 1e4
+
+
+cdef inline bint _gamma_law_ok(double mu, double sigma, double lo, double hi) noexcept nogil:
+    """The truncated normal N(mu, sigma) on [lo, hi] is representable: its mean lies within
+    GAMMA_Z_MAX sigma of the support. Farther out log p(gamma) is the difference of two terms of
+    size (distance / sigma)^2 that cancel to nothing in double precision (it gave log L = +1e11
+    at mu_gamma = 4.5e13, sigma_gamma = 1)."""
+    cdef double d = lo - mu if mu < lo else (mu - hi if mu > hi else 0.0)
+    return d <= GAMMA_Z_MAX * sigma
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[::1] logMh,
@@ -209,7 +234,15 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     -------
     (n_eta, n_lens) float64
         log p_i; -inf for a lens without valid point, for a row of eta with a non-finite value
-        or sigma_h <= 0 or sigma_gamma <= 0 (all lenses of that row).
+        or sigma_h <= 0 or sigma_gamma <= 0, or (with ``use_gamma``) with mu_gamma more than 1e4
+        sigma_gamma outside [gamma_lo, gamma_hi] (all lenses of that row).
+
+    Raises
+    ------
+    ValueError
+        for inconsistent shapes, ``offsets`` that are not non-decreasing within [0, n_points],
+        a gamma-node index ``kg`` outside the gamma axis, or a non-positive scatter in ``model``
+        (the layout is checked in O(n_points) before any point is read).
     """
     cdef Py_ssize_t ne = eta.shape[0], nl = offsets.shape[0] - 1, ng = gamma_axis.shape[0]
     cdef Py_ssize_t t, i, r, k, a, b
@@ -224,8 +257,28 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         raise ValueError("point arrays must have the same length")
     if nl < 0 or offsets[nl] != L.shape[0]:
         raise ValueError("offsets do not match the number of points")
+    cdef Py_ssize_t npt = L.shape[0], nkg = max(ng, 1), bad = -1
+    with nogil:
+        for i in range(nl):
+            if offsets[i] < 0 or offsets[i] > offsets[i + 1]:
+                bad = i
+                break
+    if bad >= 0:
+        raise ValueError(f"offsets must be non-decreasing within [0, {npt}]; offsets[{bad}:{bad + 2}] = "
+                         f"{offsets[bad]}, {offsets[bad + 1]}")
+    with nogil:
+        for k in range(npt):
+            if kg[k] < 0 or kg[k] >= nkg:
+                bad = k
+                break
+    if bad >= 0:
+        raise ValueError(f"kg[{bad}] = {kg[bad]} is not a node of the gamma axis (0 <= kg < {nkg})")
     pm.mu_star, pm.sigma_star, pm.a_skew, pm.mu_R0, pm.beta_R, pm.sigma_R, pm.xi_h, pm.sigma_obs, \
         pm.pivot = [float(v) for v in model]
+    if not (pm.sigma_star > 0 and pm.sigma_R > 0 and pm.sigma_obs > 0 and isfinite(pm.a_skew)
+            and isfinite(pm.sigma_star) and isfinite(pm.sigma_R) and isfinite(pm.sigma_obs)):
+        raise ValueError(f"model scatters (sigma_star, sigma_R, sigma_obs) must be finite and > 0 and a_skew "
+                         f"finite, got {model!r}")
     out_np = np.empty((ne, nl), dtype=np.float64)
     cdef double[:, ::1] out = out_np
     lg_np = np.zeros((ne, max(ng, 1)), dtype=np.float64)
@@ -235,6 +288,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     with nogil:
         for r in range(ne):
             ok[r] = _eta_ok(&eta[r, 0])
+            if ok[r] and use_gamma and not _gamma_law_ok(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi):
+                ok[r] = False
             if ok[r] and use_gamma:
                 lnorm = gamma_log_norm(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi)
                 for k in range(ng):

@@ -80,12 +80,27 @@ cdef double WIN = 10.0          # Gauss-Hermite when t* is >= WIN (in units of s
 cdef double TAIL = 45.0         # window: psi(t) >= psi(t*) - TAIL  (e^-45 ~ 3e-20)
 cdef double MODE_TOL = 1e-4     # Newton step tolerance on t* (the rule only needs a good centre)
 cdef double Z_SAFE = 8.5        # Phi(z) = 1 to 1e-17 above this
+cdef double FAR = 1e8           # m_bar this many s outside [m_min, m_max]: log I = -inf
 cdef double LAW_PANEL = 0.05    # mag, panel width of the law normalisation and of K
 
 # defaults of the photometric table (see PhotometryKernel)
 TABLE_NODES_PER_S = 32
 TABLE_PAD_MAG = 6.0
 TABLE_MAX_NODES = 400000
+
+
+cdef double MAX_PANELS = 1e6     # bound on the quadrature panels (the Python layer keeps far below)
+
+
+cdef inline int _n_panels(double width, double panel) noexcept nogil:
+    """ceil(width / panel) clamped to [1, MAX_PANELS] (also for nan/inf: no undefined cast, no
+    unbounded loop)."""
+    cdef double n = ceil(width / panel)
+    if not (n >= 1.0):
+        return 1
+    if n > MAX_PANELS:
+        return <int> MAX_PANELS
+    return <int> n
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,10 +115,8 @@ cdef inline double _law_lp_unnorm(double m_star, double alpha_s, double m) noexc
 cdef double law_log_norm(double m_star, double alpha_s, double m_min, double m_max) noexcept nogil:
     """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm (composite 8-point Gauss-Legendre, panels
     <= 0.05 mag, summed relative to the largest term)."""
-    cdef int npan = <int> ceil((m_max - m_min) / LAW_PANEL), i, k
+    cdef int npan = _n_panels(m_max - m_min, LAW_PANEL), i, k
     cdef double hw, c, v, vmax = -INFINITY, tot = 0.0
-    if npan < 1:
-        npan = 1
     hw = 0.5 * (m_max - m_min) / npan
     for i in range(npan):
         c = m_min + (2 * i + 1) * hw
@@ -140,11 +153,15 @@ cdef double law_log_pdf(const SourceLaw* law, double m) noexcept nogil:
 # --------------------------------------------------------------------------------------------
 cdef double selection_prob(double mu, double m_lim, double ms, double sigma_m) noexcept nogil:
     """P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m); mu = 0 gives 0 (nan propagates)."""
+    if mu == 0.0:             # also when m_lim - m_s overflows to +inf (inf - inf would give nan)
+        return 0.0
     return ndtr((m_lim - ms + 2.5 * log10(fabs(mu))) / sigma_m)
 
 
 cdef double mag_like(double m_obs, double mu, double ms, double sigma_m) noexcept nogil:
     """N(m_obs; m_s - 2.5 log10|mu|, sigma_m); mu = 0 gives 0 (nan propagates)."""
+    if mu == 0.0:             # also when m_obs - m_s overflows to +inf
+        return 0.0
     cdef double d = (m_obs - ms + 2.5 * log10(fabs(mu))) / sigma_m
     return exp(-0.5 * d * d - LOG_SQRT_2PI) / sigma_m
 
@@ -211,6 +228,10 @@ cdef double _log_integral(const PhotTable* T, double mbar, double zA, double zB,
     cdef double b0, pa0 = 1.0, pb0 = 1.0, p0, umin
     cdef bint linear = True
     cdef int it, k, j
+    if a > FAR or b < -FAR or not (b >= a):
+        # the support lies > FAR (1e8) standard deviations away: log I < -5e15, F = 0 exactly in
+        # double precision (computing it would lose all digits of t and end in nan)
+        return -INFINITY
     # maximum of psi on [a, b]: safeguarded Newton (psi' decreasing, psi'' <= -1)
     t = 0.0
     if t < a:
@@ -315,6 +336,10 @@ cdef inline double _log_fphot_impl(const PhotTable* T, double mA, double mB, dou
     if T.detection == DET_INDEPENDENT:
         zA = (T.m_lim + aA - mbar) / T.sigma_m
         zB = (T.m_lim + aB - mbar) / T.sigma_m
+        if zA < -FAR or zB < -FAR:
+            # an image > 1e8 sigma_m fainter than the limit: log P_det < -5e15 (the mode search of
+            # the quadrature would overflow to nan)
+            return -INFINITY
         # Phi_A = Phi_B = 1 (to 1e-17) over the whole window of the observed-model integrand?
         # Its maximum is at t* <= max(a, 0, s k (L(max(m_bar, m_min)) - alpha - 1)), window t* + 10.
         lbar = exp(-KMAG * ((mbar if mbar > T.law.m_min else T.law.m_min) - T.law.m_star))
@@ -367,9 +392,7 @@ cdef void fphot_batch(const PhotTable* T, double mA, double mB, const double* mu
 # --------------------------------------------------------------------------------------------
 cdef inline int _k_panels(const SourceLaw* law, double sigma_m, double* hw) noexcept nogil:
     cdef double width = LAW_PANEL if LAW_PANEL < 0.5 * sigma_m else 0.5 * sigma_m
-    cdef int npan = <int> ceil((law.m_max - law.m_min) / width)
-    if npan < 1:
-        npan = 1
+    cdef int npan = _n_panels(law.m_max - law.m_min, width)
     hw[0] = 0.5 * (law.m_max - law.m_min) / npan
     return npan
 
@@ -437,7 +460,8 @@ cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept no
         r = T.logk + (i - 1 + p) * n + (j - 1)
         row = wb[0] * r[0] + wb[1] * r[1] + wb[2] * r[2] + wb[3] * r[3]
         acc += wa[p] * row
-    return acc
+    # K <= 1: the cubic overshoots where K saturates on a coarse grid (K = 1.00026 at 0.1 dex)
+    return acc if acc < 0.0 else 0.0
 
 
 cdef double ktable_eval(const KTable* T, double mu1, double mu2) noexcept nogil:
@@ -481,9 +505,12 @@ cdef class PhotometryKernel:
         self.c.inv_4sig2 = 0.25 / (sigma_m * sigma_m)
         cdef double h = self.c.s / nodes_per_s
         cdef double lo = m_min - pad, hi = m_max + pad
-        cdef Py_ssize_t n = <Py_ssize_t> ceil((hi - lo) / h) + 1, i
-        if n > TABLE_MAX_NODES:
-            n = TABLE_MAX_NODES
+        cdef double nd = ceil((hi - lo) / h) + 1.0      # clamped before the cast (huge/inf ranges)
+        if not (nd <= TABLE_MAX_NODES):
+            nd = TABLE_MAX_NODES
+        if nd < 4.0:                                   # the cubic stencil needs 4 nodes
+            nd = 4.0
+        cdef Py_ssize_t n = <Py_ssize_t> nd, i
         h = (hi - lo) / (n - 1)
         self.c.m0 = lo
         self.c.h = h
@@ -525,7 +552,7 @@ cdef class PhotometryKernel:
 
     def log_ptilde(self, mbar, bint direct=False):
         """log p~(m_bar) for a 1-D float64 array (table, or exact quadrature with ``direct``)."""
-        cdef double[::1] mv = np.ascontiguousarray(mbar, dtype=float)
+        cdef const double[::1] mv = np.ascontiguousarray(mbar, dtype=float)
         out = np.empty(mv.shape[0])
         cdef double[::1] o = out
         cdef Py_ssize_t k
@@ -540,10 +567,10 @@ cdef class PhotometryKernel:
     def log_fphot(self, mA, mB, muA, muB, bint direct=False):
         """log F_phot for 1-D float64 arrays of equal length. ``direct`` bypasses the p~ table
         (exact quadrature for every point; for verification)."""
-        cdef double[::1] a = np.ascontiguousarray(mA, dtype=float)
-        cdef double[::1] b = np.ascontiguousarray(mB, dtype=float)
-        cdef double[::1] ua = np.ascontiguousarray(muA, dtype=float)
-        cdef double[::1] ub = np.ascontiguousarray(muB, dtype=float)
+        cdef const double[::1] a = np.ascontiguousarray(mA, dtype=float)
+        cdef const double[::1] b = np.ascontiguousarray(mB, dtype=float)
+        cdef const double[::1] ua = np.ascontiguousarray(muA, dtype=float)
+        cdef const double[::1] ub = np.ascontiguousarray(muB, dtype=float)
         cdef Py_ssize_t n = a.shape[0], k
         if b.shape[0] != n or ua.shape[0] != n or ub.shape[0] != n:
             raise ValueError("log_fphot: arrays must have equal length")
@@ -557,8 +584,8 @@ cdef class PhotometryKernel:
 
     def fphot_lens(self, double mA, double mB, muA, muB, bint take_log=False):
         """F_phot (or log) of one lens at arrays of magnifications, through ``fphot_batch``."""
-        cdef double[::1] ua = np.ascontiguousarray(muA, dtype=float)
-        cdef double[::1] ub = np.ascontiguousarray(muB, dtype=float)
+        cdef const double[::1] ua = np.ascontiguousarray(muA, dtype=float)
+        cdef const double[::1] ub = np.ascontiguousarray(muB, dtype=float)
         if ua.shape[0] != ub.shape[0]:
             raise ValueError("fphot_lens: muA and muB must have equal length")
         out = np.empty(ua.shape[0])
@@ -598,8 +625,8 @@ cdef class KTableKernel:
 
     def log_eval(self, mu1, mu2):
         """log K for 1-D float64 arrays of equal length."""
-        cdef double[::1] a = np.ascontiguousarray(mu1, dtype=float)
-        cdef double[::1] b = np.ascontiguousarray(mu2, dtype=float)
+        cdef const double[::1] a = np.ascontiguousarray(mu1, dtype=float)
+        cdef const double[::1] b = np.ascontiguousarray(mu2, dtype=float)
         cdef Py_ssize_t n = a.shape[0], k
         if b.shape[0] != n:
             raise ValueError("log_eval: arrays must have equal length")
@@ -616,8 +643,18 @@ cdef class KTableKernel:
 
 
 # --------------------------------------------------------------------------------------------
-# array entry points (inputs already validated/broadcast by the Python layer: 1-D float64)
+# array entry points (inputs already validated/broadcast by the Python layer: 1-D float64; the
+# scalar constants are checked again here, cheaply, so that no call can loop without bound)
 # --------------------------------------------------------------------------------------------
+def _check_constants(double sigma_m=1.0, double m_star=0.0, double alpha_s=0.0, double m_min=0.0,
+                     double m_max=1.0):
+    if not (sigma_m > 0.0 and isfinite(sigma_m)):
+        raise ValueError(f"sigma_m must be finite and > 0, got {sigma_m!r}")
+    if not (isfinite(m_star) and isfinite(alpha_s) and isfinite(m_min) and isfinite(m_max) and m_max > m_min):
+        raise ValueError(f"the source law needs finite m_star, alpha_s and m_min < m_max, got m_star={m_star!r}, "
+                         f"alpha_s={alpha_s!r}, m_min={m_min!r}, m_max={m_max!r}")
+
+
 def source_law_log_norm(double m_star, double alpha_s, double m_min, double m_max):
     """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm."""
     return law_log_norm(m_star, alpha_s, m_min, m_max)
@@ -625,7 +662,8 @@ def source_law_log_norm(double m_star, double alpha_s, double m_min, double m_ma
 
 def source_law_log_pdf(m, double m_star, double alpha_s, double m_min, double m_max):
     """log p(m) of the normalised law (-inf outside [m_min, m_max]) for a 1-D array."""
-    cdef double[::1] mv = np.ascontiguousarray(m, dtype=float)
+    _check_constants(1.0, m_star, alpha_s, m_min, m_max)
+    cdef const double[::1] mv = np.ascontiguousarray(m, dtype=float)
     cdef SourceLaw law
     _law_init(&law, m_star, alpha_s, m_min, m_max)
     out = np.empty(mv.shape[0])
@@ -639,8 +677,9 @@ def source_law_log_pdf(m, double m_star, double alpha_s, double m_min, double m_
 
 def selection_array(mu, double m_lim, ms, double sigma_m):
     """selection_prob over equal-length 1-D arrays mu, ms."""
-    cdef double[::1] a = np.ascontiguousarray(mu, dtype=float)
-    cdef double[::1] b = np.ascontiguousarray(ms, dtype=float)
+    _check_constants(sigma_m)
+    cdef const double[::1] a = np.ascontiguousarray(mu, dtype=float)
+    cdef const double[::1] b = np.ascontiguousarray(ms, dtype=float)
     out = np.empty(a.shape[0])
     cdef double[::1] o = out
     cdef Py_ssize_t k
@@ -652,9 +691,10 @@ def selection_array(mu, double m_lim, ms, double sigma_m):
 
 def mag_like_array(m_obs, mu, ms, double sigma_m):
     """mag_like over equal-length 1-D arrays."""
-    cdef double[::1] a = np.ascontiguousarray(m_obs, dtype=float)
-    cdef double[::1] b = np.ascontiguousarray(mu, dtype=float)
-    cdef double[::1] c = np.ascontiguousarray(ms, dtype=float)
+    _check_constants(sigma_m)
+    cdef const double[::1] a = np.ascontiguousarray(m_obs, dtype=float)
+    cdef const double[::1] b = np.ascontiguousarray(mu, dtype=float)
+    cdef const double[::1] c = np.ascontiguousarray(ms, dtype=float)
     out = np.empty(a.shape[0])
     cdef double[::1] o = out
     cdef Py_ssize_t k
@@ -667,8 +707,9 @@ def mag_like_array(m_obs, mu, ms, double sigma_m):
 def k_direct_array(mu1, mu2, double m_lim, double sigma_m, double m_star, double alpha_s,
                    double m_min, double m_max):
     """K(mu1, mu2) by direct quadrature over equal-length 1-D arrays (~50 us per point)."""
-    cdef double[::1] a = np.ascontiguousarray(mu1, dtype=float)
-    cdef double[::1] b = np.ascontiguousarray(mu2, dtype=float)
+    _check_constants(sigma_m, m_star, alpha_s, m_min, m_max)
+    cdef const double[::1] a = np.ascontiguousarray(mu1, dtype=float)
+    cdef const double[::1] b = np.ascontiguousarray(mu2, dtype=float)
     cdef SourceLaw law
     _law_init(&law, m_star, alpha_s, m_min, m_max)
     out = np.empty(a.shape[0])
@@ -688,7 +729,8 @@ def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, doubl
     K_ij = sum_k w_k p(m_k) Phi_ik Phi_jk with Phi_ik = Phi((m_lim + 2.5 u_i - m_k)/sigma_m),
     rows computed in parallel (OpenMP; ``n_threads`` = 0: all cores).
     """
-    cdef double[::1] uv = np.ascontiguousarray(u, dtype=float)
+    _check_constants(sigma_m, m_star, alpha_s, m_min, m_max)
+    cdef const double[::1] uv = np.ascontiguousarray(u, dtype=float)
     cdef Py_ssize_t n = uv.shape[0], i, j, k
     cdef SourceLaw law
     cdef double hw, c, acc

@@ -29,7 +29,7 @@ import hashlib
 import numpy as np
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport exp, log, log1p, sqrt, cosh, sinh, tanh, floor, ceil, M_PI
+from libc.math cimport exp, log, log1p, sqrt, cosh, sinh, tanh, floor, ceil, M_PI, NAN, INFINITY
 
 # --------------------------------------------------------------------------------------------
 # constants (astropy: CODATA 2018, IAU 2015)
@@ -77,16 +77,39 @@ cdef inline double _inv_E(const Cosmo* c, double z) noexcept nogil:
     return 1.0 / sqrt(c.Om * a * a * a + c.Ok * a * a + c.Ode)
 
 
+cdef double Z_DIRECT = 100.0     # D_C is integrated in z up to here, in u = ln(1 + z) beyond
+cdef double U_STEP = 0.25        # segment width in u of the high-redshift part
+cdef double U_MAX = 709.782712893384    # ln(DBL_MAX): z = inf is integrated to z = DBL_MAX
+
+
 cdef double comoving_kpc(const Cosmo* c, double z) noexcept nogil:
-    """Line-of-sight comoving distance D_C(z) in kpc (composite 16-point Gauss-Legendre)."""
-    cdef int nseg = 1 + <int> (z / 0.5)
-    cdef double h = z / nseg, s = 0.0, a
-    cdef int k, i
+    """Line-of-sight comoving distance D_C(z) in kpc (composite 16-point Gauss-Legendre).
+
+    Segments of 0.5 in z up to Z_DIRECT, then of U_STEP in u = ln(1 + z) (integrand
+    (1 + z)/E(z)), so the work is bounded for any z (at most ~3000 segments); NaN for z < 0 or NaN."""
+    cdef int nseg, k, i
+    cdef double zd, h, s = 0.0, a, u0, u1, t, hu, su = 0.0
+    if not (z >= 0.0):
+        return NAN
+    zd = z if z < Z_DIRECT else Z_DIRECT
+    nseg = 1 + <int> (zd / 0.5)
+    h = zd / nseg
     for k in range(nseg):
         a = k * h
         for i in range(NGL):
             s += GLW[i] * _inv_E(c, a + 0.5 * h * (1.0 + GLX[i]))
-    return c.dh_kpc * 0.5 * h * s
+    if not (z > Z_DIRECT):
+        return c.dh_kpc * 0.5 * h * s
+    u0 = log1p(Z_DIRECT)
+    u1 = log1p(z) if z < INFINITY else U_MAX
+    nseg = 1 + <int> ((u1 - u0) / U_STEP)
+    hu = (u1 - u0) / nseg
+    for k in range(nseg):
+        a = u0 + k * hu
+        for i in range(NGL):
+            t = exp(a + 0.5 * hu * (1.0 + GLX[i]))          # 1 + z; (1 + z)/E(z), overflow-free:
+            su += GLW[i] / sqrt(c.Om * t + c.Ok + c.Ode / (t * t))
+    return c.dh_kpc * 0.5 * (h * s + hu * su)
 
 
 cdef inline double _transverse(const Cosmo* c, double dc) noexcept nogil:

@@ -155,11 +155,16 @@ cdef inline void _locate(double x, double x0, double step, Py_ssize_t n, Py_ssiz
     elif t >= n - 1:
         i[0] = n - 2
         f[0] = 1.0
-    else:
+    elif t == t:
         i[0] = <Py_ssize_t>t
         if i[0] > n - 2:
             i[0] = n - 2
         f[0] = t - i[0]
+    else:
+        # nan (a nan point, or inf - inf from a huge eta): the cast would be undefined and index
+        # out of bounds; cell 0 with a nan fraction makes the interpolated value nan
+        i[0] = 0
+        f[0] = t
 
 
 cdef inline double _interp_cell(const double* T, const double* LT, const Py_ssize_t* n, const Py_ssize_t* i,

@@ -29,12 +29,10 @@ def main(out="."):
     print(f"{len(grids)} lenses; posterior mean {gp.mean()}, grid MAP {gp.map()} (truth mu_h={truth.mu_h}, "
           f"beta_h={truth.beta_h}) -> {path}")
 
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig = Figure(figsize=(12, 3.6))
+    ax = fig.subplots(1, 3)
     for a, n in zip(ax[:2], ("mu_h", "beta_h")):
         a.plot(gp.axes[n], gp.marginals[n], "k-")
         a.axvline(getattr(truth, n), color="C1", ls="--", label="truth")
@@ -48,7 +46,6 @@ def main(out="."):
     ax[2].set_ylabel("beta_h")
     fig.tight_layout()
     fig.savefig(out / "grid_marginals.png", dpi=100)
-    plt.close(fig)
     print(f"marginals plot: {out / 'grid_marginals.png'}")
     return gp
 

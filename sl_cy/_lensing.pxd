@@ -41,5 +41,9 @@ cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil
 cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA, double* xB) noexcept nogil
 cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil
 cdef double lens_mu(const Lens* L, double x) noexcept nogil
+cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, double* beta,
+                           double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil
+cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
+                     Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil
 cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil
 cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil

@@ -619,15 +619,19 @@ def main(argv=None) -> int:
     if not args.command:
         parser.print_help()
         return 1
+    from sl_cy.parallel import WorkerPoolError
+
     state = _SignalState()
     old = _install_signal_handlers(state)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
     except KeyboardInterrupt as exc:
         return _interrupted(f"sl-cy {args.command}", exc, state)
-    except Exception:
+    except Exception as exc:
         if state.received:          # a consequence of the signal (e.g. pool workers killed by it)
             return _interrupted(f"sl-cy {args.command}", KeyboardInterrupt(state.received[0]), state)
+        if isinstance(exc, WorkerPoolError):      # the process pool broke: its cause and remedy, no traceback
+            return _fail(f"sl-cy {args.command}", exc)
         raise
     finally:
         _restore_signal_handlers(old, state)

@@ -511,13 +511,12 @@ def save_grid_posterior_hdf5(path, gp: GridPosterior, attrs: Mapping | None = No
 # --------------------------------------------------------------------------------------------
 # plots
 # --------------------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
+def _figure(**kw):
+    """A new matplotlib Figure that belongs to no pyplot state and switches no backend (plots work
+    the same in scripts, on headless machines and in a Jupyter kernel)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kw)
 
 
 def _labels(names, n):
@@ -529,15 +528,17 @@ def _labels(names, n):
 def plot_corner(chain, truths=None, path=None, names=None, **kwargs):
     """Corner plot (``corner`` package) of a flat chain (n_samples, n_free); PNG at ``path``.
 
-    Returns the matplotlib Figure.
+    Returns the matplotlib Figure (a ``matplotlib.figure.Figure`` of its own: no pyplot state, no
+    backend switch, so it also displays in Jupyter).
     """
     import corner
 
-    _plt()
     c = np.asarray(chain, float)
     if c.ndim == 3:
         c = c.reshape(-1, c.shape[-1])
-    fig = corner.corner(c, labels=_labels(names, c.shape[1]), truths=truths, quantiles=[0.16, 0.5, 0.84],
+    k = c.shape[1]
+    fig = kwargs.pop("fig", None) or _figure(figsize=(2.2 * k + 0.6, 2.2 * k + 0.6))
+    fig = corner.corner(c, fig=fig, labels=_labels(names, k), truths=truths, quantiles=[0.16, 0.5, 0.84],
                         show_titles=True, **kwargs)
     if path is not None:
         fig.savefig(path, dpi=100)
@@ -546,11 +547,11 @@ def plot_corner(chain, truths=None, path=None, names=None, **kwargs):
 
 def plot_traces(sampler, path=None, names=None, discard: int = 0):
     """Trace of every walker for each parameter; PNG at ``path``. Returns the Figure."""
-    plt = _plt()
     ch = sampler.get_chain(discard=discard)
     names = names or getattr(sampler, "param_names", None)
     nd = ch.shape[2]
-    fig, axs = plt.subplots(nd, 1, figsize=(8, 1.8 * nd), sharex=True, squeeze=False)
+    fig = _figure(figsize=(8, 1.8 * nd))
+    axs = fig.subplots(nd, 1, sharex=True, squeeze=False)
     for j, lab in enumerate(_labels(names, nd)):
         axs[j, 0].plot(ch[:, :, j], lw=0.5, alpha=0.4, color="k")
         axs[j, 0].set_ylabel(lab)
@@ -563,9 +564,9 @@ def plot_traces(sampler, path=None, names=None, discard: int = 0):
 
 def plot_log_prob(sampler, path=None, discard: int = 0):
     """log posterior of every walker versus step; PNG at ``path``. Returns the Figure."""
-    plt = _plt()
     lp = sampler.get_log_prob(discard=discard)
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig = _figure(figsize=(8, 3))
+    ax = fig.subplots()
     lpf = np.where(np.isfinite(lp), lp, np.nan)
     ax.plot(lpf, lw=0.5, alpha=0.4, color="k")
     ax.set_xlabel("step")

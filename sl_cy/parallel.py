@@ -15,6 +15,15 @@ Rules for callers: ``func`` must be a top-level (importable, picklable) function
 a picklable object; randomness must come from the task (e.g. a ``SeedSequence`` child per task),
 never from worker state, so results do not depend on where a task runs.
 
+Failures of the pool itself are explained, never a bare ``BrokenProcessPool`` and never a hang:
+
+* a program whose ``__main__`` spawned workers cannot re-import (read from standard input, or
+  ``func`` defined in a ``python -c`` command or an interactive session) runs serially with a
+  :class:`ParallelWarning` instead of starting a pool that would break;
+* workers that cannot start (e.g. a script without an ``if __name__ == "__main__":`` guard) or that
+  die during a task (killed by the out-of-memory killer, a crash in compiled code) raise
+  :class:`WorkerPoolError`, which names the cause, the worker's exit code or signal, and the remedy.
+
 Interruption: local pool workers start with SIGINT blocked, so a Ctrl-C (which the terminal sends to
 the whole process group) reaches only the parent; when the consumer stops early (KeyboardInterrupt,
 any exception, or closing the iterator) the workers are killed at once instead of finishing their
@@ -28,9 +37,21 @@ import multiprocessing
 import os
 import signal
 import sys
+import warnings
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["available_cores", "resolve_n_jobs", "show_progress_default", "iter_chunks", "map_chunks"]
+__all__ = ["available_cores", "resolve_n_jobs", "show_progress_default", "iter_chunks", "map_chunks",
+           "ParallelWarning", "WorkerPoolError"]
+
+
+class ParallelWarning(RuntimeWarning):
+    """A process pool was asked for but the work ran serially (the reason is in the message)."""
+
+
+class WorkerPoolError(BrokenProcessPool):
+    """The process pool broke: its workers could not start or one died; the message says why and
+    what to do. A subclass of :class:`concurrent.futures.process.BrokenProcessPool`."""
 
 
 def available_cores() -> int:
@@ -126,11 +147,26 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
 
     if executor is None:
         workers = min(resolve_n_jobs(n_jobs), n)
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_spawn_context())
+        problem = _spawn_problem(func)
+        if problem is not None:
+            warnings.warn(f"n_jobs={n_jobs} asks for a process pool, but {problem}; running the {n} tasks serially "
+                          "in this process instead. To run in parallel, save the code to a .py file, put its "
+                          "top-level code under `if __name__ == \"__main__\":` and run it as `python file.py`.",
+                          ParallelWarning, stacklevel=3)
+            yield from iter_chunks(func, tasks, n_jobs=1, progress=show, desc=desc)
+            return
+        ctx = _spawn_context()
+        started = ctx.Event()                 # set by the first worker that gets as far as running Python code
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_started,
+                                      initargs=(started,))
+        procs: dict = {}
         finished = False
         try:
-            yield from _iter_futures(pool, func, tasks, max_in_flight or 2 * workers, show, desc)
+            yield from _iter_futures(pool, func, tasks, max_in_flight or 2 * workers, show, desc, procs)
             finished = True
+        except BrokenProcessPool as exc:
+            pool.shutdown(wait=True, cancel_futures=True)      # reaps the workers: their exit codes are final
+            raise WorkerPoolError(_explain_broken_pool(procs, started.is_set())) from exc
         finally:
             if not finished:          # interrupted (Ctrl-C, SIGTERM) or failed: do not wait for running tasks
                 _stop_workers(pool)
@@ -142,7 +178,16 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
         return
     if isinstance(executor, cf.Executor):
         workers = getattr(executor, "_max_workers", None) or available_cores()
-        yield from _iter_futures(executor, func, tasks, max_in_flight or 2 * workers, show, desc)
+        procs = {}
+        try:
+            yield from _iter_futures(executor, func, tasks, max_in_flight or 2 * workers, show, desc, procs)
+        except BrokenProcessPool as exc:
+            if isinstance(exc, WorkerPoolError):
+                raise
+            manager = getattr(executor, "_executor_manager_thread", None)
+            if manager is not None:          # it reaps the workers; wait (bounded) for their exit codes
+                manager.join(timeout=10)
+            raise WorkerPoolError(_explain_broken_pool(procs, None)) from exc
         return
     raise ValueError(f"executor must be None, a concurrent.futures.Executor or a dask.distributed.Client, "
                      f"got {type(executor).__name__}")
@@ -183,14 +228,100 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
             pass
 
 
-def _iter_futures(pool: cf.Executor, func, tasks, window: int, show: bool, desc):
+def _main_not_reimportable() -> str | None:
+    """Why spawned workers could not re-import this program's ``__main__`` (None if they can)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        return None                                  # python -m module: re-imported by name
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return None                                  # python -c / interactive: nothing to re-import
+    if not os.path.isabs(path):
+        path = os.path.join(multiprocessing.process.ORIGINAL_DIR or os.getcwd(), path)
+    if not os.path.isfile(path):
+        return (f"this program was read from {getattr(main, '__file__', path)!s} (standard input), "
+                "which spawned worker processes cannot re-import")
+    return None
+
+
+def _spawn_problem(func) -> str | None:
+    """A reason why a spawn pool could not run ``func`` here, found before starting one, or None."""
+    reason = _main_not_reimportable()
+    if reason is not None:
+        return reason
+    main = sys.modules.get("__main__")
+    mod = getattr(func, "__module__", None) or getattr(getattr(func, "func", None), "__module__", None)
+    if mod == "__main__" and getattr(main, "__file__", None) is None \
+            and getattr(getattr(main, "__spec__", None), "name", None) is None:
+        name = getattr(func, "__qualname__", None) or repr(func)
+        return (f"{name} is defined in the __main__ of a `python -c` command or an interactive session, "
+                "which spawned worker processes cannot import")
+    return None
+
+
+def _worker_started(event) -> None:
+    """Pool initializer: record that a worker started (spawn bootstrap and imports succeeded)."""
+    event.set()
+
+
+def _describe_exit(code) -> str:
+    if code is None:
+        return "an unknown exit status"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"{name} (signal {-code})"
+    return f"exit code {code}"
+
+
+def _explain_broken_pool(procs: dict, started: bool | None) -> str:
+    """The message of :class:`WorkerPoolError`: which workers died, how, and what to do."""
+    dead = {pid: p.exitcode for pid, p in procs.items() if p.exitcode not in (0, None, -signal.SIGTERM)}
+    deaths = ", ".join(f"worker {pid}: {_describe_exit(c)}" for pid, c in sorted(dead.items())) or "worker exit status unknown"
+    codes = set(dead.values())
+    if started is False:
+        return ("The process pool's worker processes could not start ("
+                f"{deaths}; their tracebacks, if any, are above on stderr). Spawned workers re-import the main "
+                "program: a script must put its top-level code under `if __name__ == \"__main__\":`, and code "
+                "read from standard input cannot be re-imported at all (save it to a .py file). "
+                "Or run serially with n_jobs=1.")
+    if -signal.SIGKILL in codes:
+        return ("A worker process of the pool was killed by SIGKILL while running tasks "
+                f"({deaths}). On Linux this is usually the out-of-memory (OOM) killer: the "
+                "workers together needed more memory than the machine or the batch job allows (check `dmesg` "
+                "or the scheduler's memory report). Use fewer workers (a smaller n_jobs), smaller chunks, or "
+                "more memory; n_jobs=1 runs serially.")
+    if any(c is not None and c < 0 for c in codes):
+        return ("A worker process of the pool was killed by a signal while running tasks "
+                f"({deaths}). A crash such as SIGSEGV is a bug in compiled code: rerun with "
+                "n_jobs=1 to get the error in this process, and please report it with the inputs.")
+    return ("A worker process of the pool died while running tasks "
+            f"({deaths}; its traceback, if any, is above on stderr). Typical causes: a "
+            "task or function that cannot be unpickled in the worker (defined in the __main__ of `python -c` "
+            "or an interactive session), or a task that calls sys.exit/os._exit. Rerun with n_jobs=1 to get the "
+            "error in this process.")
+
+
+def _iter_futures(pool: cf.Executor, func, tasks, window: int, show: bool, desc, procs: dict | None = None):
+    """``procs`` (optional) collects the pool's worker processes (pid -> Process) as they are started,
+    so that their exit codes can be read if the pool breaks."""
     n = len(tasks)
     pending = {}
     nxt = 0
+
+    def submit(i):
+        fut = pool.submit(func, tasks[i])
+        if procs is not None:
+            procs.update(getattr(pool, "_processes", None) or {})
+        return fut
+
     with _progress_bar(show, n, desc) as bar:
         try:
             while nxt < n and len(pending) < window:
-                pending[pool.submit(func, tasks[nxt])] = nxt
+                pending[submit(nxt)] = nxt
                 nxt += 1
             while pending:
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
@@ -200,7 +331,7 @@ def _iter_futures(pool: cf.Executor, func, tasks, window: int, show: bool, desc)
                     bar.update(1)
                     yield i, r
                     if nxt < n:
-                        pending[pool.submit(func, tasks[nxt])] = nxt
+                        pending[submit(nxt)] = nxt
                         nxt += 1
         finally:
             for fut in pending:

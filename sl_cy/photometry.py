@@ -54,18 +54,40 @@ def _scalar(name, value, **bounds) -> float:
     return float(arr)
 
 
+#: Widest source-magnitude range [m_min, m_max] accepted (mag); the quadratures use panels of
+#: <= 0.05 mag, so this bounds their work.
+MAX_MAG_RANGE = 100.0
+#: Largest |alpha_s| accepted (faint-end slopes of real source counts lie within [-3, 1]; beyond
+#: ~1e3 the F_phot quadrature loses its precision).
+MAX_ABS_ALPHA_S = 10.0
+#: Range of the magnitude noise accepted (mag): the K quadrature uses panels of sigma_m / 2, and
+#: above ~1e10 mag the F_phot quadrature loses all precision (nan); 10 mag already means no
+#: photometric information.
+MIN_SIGMA_M, MAX_SIGMA_M = 1e-3, 10.0
+
+
 def _law_params(m_star, alpha_s, m_min, m_max) -> tuple[float, float, float, float]:
     m_star = _scalar("m_star", m_star)
-    alpha_s = _scalar("alpha_s", alpha_s)
+    alpha_s = _scalar("alpha_s", alpha_s, lo=-MAX_ABS_ALPHA_S, hi=MAX_ABS_ALPHA_S)
     m_min = _scalar("m_min", m_min)
     m_max = _scalar("m_max", m_max)
     if not m_max > m_min:
         raise ValueError(f"m_max must be > m_min, got m_min={m_min!r}, m_max={m_max!r}")
+    if not m_max - m_min <= MAX_MAG_RANGE:
+        raise ValueError(f"m_max - m_min must be <= {MAX_MAG_RANGE:g} mag, got m_min={m_min!r}, m_max={m_max!r}")
+    _check_normalisable(m_star, alpha_s, m_min, m_max)
     return m_star, alpha_s, m_min, m_max
 
 
+@functools.lru_cache(maxsize=64)
+def _check_normalisable(m_star, alpha_s, m_min, m_max) -> None:
+    if not math.isfinite(_photometry.source_law_log_norm(m_star, alpha_s, m_min, m_max)):
+        raise ValueError(f"the source magnitude law (m_star={m_star!r}, alpha_s={alpha_s!r}) cannot be normalised "
+                         f"on [m_min, m_max] = [{m_min!r}, {m_max!r}] in double precision")
+
+
 def _sigma(sigma_m) -> float:
-    return _scalar("sigma_m", sigma_m, lo=0.0, lo_open=True)
+    return _scalar("sigma_m", sigma_m, lo=MIN_SIGMA_M, hi=MAX_SIGMA_M)
 
 
 def check_detection(detection) -> str:

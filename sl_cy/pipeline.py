@@ -389,14 +389,11 @@ def _summaries(d: Path, params: dict, save_plots: bool):
                 sim_id=params["sim_id"], run_id=params["run_id"], truth_known=bool(truth))
     files["summary.json"] = write_json_atomic(d / SUMMARY_JSON, to_jsonable(summ))
     if save_plots:
-        import matplotlib.pyplot as plt
-
         tr = table["truth"].to_numpy() if truth else None
         for key, fn in (("corner", lambda path: plot_corner(flat, truths=tr, names=names, path=path)),
                         ("traces", lambda path: plot_traces(ch, path=path, names=names)),
                         ("log_prob", lambda path: plot_log_prob(ch, path=path))):
-            fig = fn(d / PLOTS[key])
-            plt.close(fig)
+            fn(d / PLOTS[key])               # a Figure of its own (no pyplot state): freed when dropped
             files[PLOTS[key]] = d / PLOTS[key]
     return table, conv, files
 

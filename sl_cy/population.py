@@ -313,14 +313,34 @@ def logMh_logpdf(logM_halo, logM_star_sps, logRe=None, eta=None, model: str = "d
 # --------------------------------------------------------------------------------------------
 # gamma_in: truncated normal on [GAMMA_LO, GAMMA_HI]
 # --------------------------------------------------------------------------------------------
-def _log_ndtr_diff(a, b):
-    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails."""
+#: Half-widths (b - a)/2 below which log(Phi(b) - Phi(a)) uses the narrow-interval form.
+_NARROW = 1e-5
+
+
+def _log_ndtr_diff(a, b, h=None):
+    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails and for narrow intervals.
+
+    For h = (b - a)/2 < 1e-5 (a very wide gamma law, sigma_gamma >~ 1e5, where the difference
+    of the two log Phi cancels: it was -inf, then +inf in log p, at sigma_gamma ~ 1e16), with
+    m = (a + b)/2: Phi(b) - Phi(a) = phi(m) 2 sinh(m h)/m (1 + O(h^2)). Pass ``h`` when it is
+    known exactly (``(hi - lo) / (2 sigma)``): b - a may have rounded to 0.
+    """
     a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
     flip = a > 0                       # Phi(b) - Phi(a) = Phi(-a) - Phi(-b)
     lo = np.where(flip, -b, a)
     hi = np.where(flip, -a, b)
-    lhi = special.log_ndtr(hi)
-    return lhi + np.log1p(-np.exp(special.log_ndtr(lo) - lhi))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        lhi = special.log_ndtr(hi)
+        out = lhi + np.log1p(-np.exp(special.log_ndtr(lo) - lhi))
+        h = 0.5 * (b - a) if h is None else np.broadcast_to(np.asarray(h, dtype=float), a.shape)
+        narrow = h < _NARROW
+        if np.any(narrow):
+            m = np.abs(0.5 * (a + b))
+            x = m * h                      # log(2 sinh(x)/m), = log(2h) for m -> 0
+            lsh = np.where(x > 1e-8, x + np.log(-np.expm1(-2.0 * np.where(x > 1e-8, x, 1.0))) - np.log(np.where(m > 0, m, 1.0)),
+                           np.log(2.0 * h))
+            out = np.where(narrow, -0.5 * m * m - _LOG_SQRT_2PI + lsh, out)
+    return out
 
 
 def _check_gamma_law(mu, sigma, lo, hi):
@@ -385,7 +405,8 @@ def gamma_logpdf(gamma_in, mu=1.0, sigma=0.2, lo: float = GAMMA_LO, hi: float = 
     mu, sigma, lo, hi = _check_gamma_law(mu, sigma, lo, hi)
     g = np.asarray(gamma_in, dtype=float)
     z = (g - mu) / sigma
-    out = -0.5 * z * z - np.log(sigma) - _LOG_SQRT_2PI - _log_ndtr_diff((lo - mu) / sigma, (hi - mu) / sigma)
+    out = -0.5 * z * z - np.log(sigma) - _LOG_SQRT_2PI - _log_ndtr_diff((lo - mu) / sigma, (hi - mu) / sigma,
+                                                                              0.5 * (hi - lo) / sigma)
     out = np.where((g >= lo) & (g <= hi), out, -np.inf)
     return float(out) if np.ndim(out) == 0 else out
 

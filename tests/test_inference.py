@@ -170,3 +170,18 @@ def test_RECOVERY_steep_massive_truth(capsys):
         print(f"\nRECOVERY at the steep, massive truth ({s.posterior.n_lenses} lenses):\n"
               f"{ci[['truth', 'median', 'std', 'pull']].round(4).to_string()}")
     assert np.all(np.abs(ci["pull"]) <= 3), ci
+
+
+def test_plots_leave_the_backend_alone(small_posterior, tmp_path):
+    """Plots draw on figures of their own: a Jupyter-like session keeps its backend."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        s = run_mcmc(small_posterior, nwalkers=10, nsteps=12, progress=False, seed=1)
+        figs = [plot_corner(s.get_chain(flat=True)), plot_traces(s), plot_log_prob(s, tmp_path / "l.png")]
+        assert matplotlib.get_backend() == "svg"
+        assert all(type(f).__name__ == "Figure" for f in figs) and (tmp_path / "l.png").exists()
+    finally:
+        matplotlib.use(before)

@@ -112,3 +112,22 @@ def test_posterior_with_quadrature_selection(sq):
         survey=SurveyConfig(m_lim=25.5)).to_dict()))
     with pytest.raises(ForwardModelMismatch, match="survey.m_lim"):
         Posterior(grids, A=other)
+
+
+@pytest.mark.parametrize("eta", [(0.0, 12.91, 2.04, 0.37, 1.0, 0.2), (-0.1, 13.2, 2.5, 0.5, 1.4, 0.15),
+                                 (0.15, 12.5, 1.5, 0.25, 0.6, 0.3), (0.3, 13.0, 2.0, 0.1, 1.0, 0.1)],
+                         ids=["default", "steep-massive", "shallow-light", "heavy-narrow"])
+def test_A_equals_the_mock_lens_fraction(eta):
+    """A(eta) of the default engine (the forward model's quadrature) equals the lens fraction of a
+    mock of 1e6 galaxies within 3 sigma of its binomial error, at the default eta and far from it
+    (benchmarks/aeta_vs_mock.py does the same with 5e6: all within 2 sigma). The old normaliser
+    E[T] is 51 % too high at the steep, massive eta."""
+    from sl_cy.mock import simulate_mock
+    from sl_cy.selection import selection_for
+
+    n = 1_000_000
+    m = simulate_mock(n, seed=77, eta=eta, n_jobs=2, keep_galaxies=False, show_progress=False)
+    f = m.n_lenses / n
+    err = (f * (1 - f) / n) ** 0.5
+    A = selection_for(m.forward_model)(np.array(eta))
+    assert abs(A - f) < 3 * err, (A, f, err)

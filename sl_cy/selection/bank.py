@@ -389,7 +389,9 @@ class SelectionBank(Selection):
     def _gamma_lognorm(self, e: np.ndarray) -> np.ndarray:
         lo, hi = GAMMA_LO, GAMMA_HI
         mu, sig = e[:, 4], e[:, 5]
-        return np.ascontiguousarray(_log_ndtr_diff((lo - mu) / sig, (hi - mu) / sig), dtype=float)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return np.ascontiguousarray(_log_ndtr_diff((lo - mu) / sig, (hi - mu) / sig, 0.5 * (hi - lo) / sig),
+                                        dtype=float)
 
     def evaluate(self, eta, return_ess: bool = False, return_error: bool = False, warn: bool = True,
                  n_threads: int = 1, quantity: str = "lens_fraction"):

@@ -27,9 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from sl_cy._validate import as_float_array
-from sl_cy.population import ETA_BOX, ETA_NAMES, Eta
+from sl_cy.population import ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_LO, Eta
 
 __all__ = ["Selection", "SelectionWarning", "ESS_WARN_THRESHOLD", "eta_batch"]
+
+#: mu_gamma may lie at most this many sigma_gamma outside the gamma support (as in sl_cy._likelihood).
+GAMMA_Z_MAX = 1e4
 
 #: Effective sample size below which :class:`SelectionBank` warns (relative MC error ~ 1/sqrt(ESS)).
 ESS_WARN_THRESHOLD = 100.0
@@ -41,7 +44,8 @@ class SelectionWarning(UserWarning):
 
 def eta_batch(eta) -> tuple[np.ndarray, bool]:
     """Normalise eta (Eta, dict, (6,) or (n, 6)) to a C-contiguous (n, 6) array and a flag "was
-    one eta"; ValueError for a wrong shape, a non-finite value or a sigma <= 0.
+    one eta"; ValueError for a wrong shape, a non-finite value, a sigma <= 0 or a mu_gamma more
+    than :data:`GAMMA_Z_MAX` sigma_gamma outside the gamma support.
 
     Examples
     --------
@@ -63,6 +67,15 @@ def eta_batch(eta) -> tuple[np.ndarray, bool]:
     for j in (3, 5):
         if np.any(e[:, j] <= 0):
             raise ValueError(f"eta.{ETA_NAMES[j]} must be > 0; got {e[e[:, j] <= 0, j][0]!r}")
+    # the truncated gamma law must be representable: beyond 1e4 sigma from its support its
+    # log-density is a difference of two huge terms that cancel to nothing (the bank gave A = inf)
+    with np.errstate(over="ignore"):
+        far = np.maximum(GAMMA_LO - e[:, 4], e[:, 4] - GAMMA_HI) > GAMMA_Z_MAX * e[:, 5]
+    if np.any(far):
+        i = int(np.argmax(far))
+        raise ValueError(f"eta.{ETA_NAMES[4]} = {e[i, 4]!r} lies more than {GAMMA_Z_MAX:g} x eta.{ETA_NAMES[5]} "
+                         f"(= {e[i, 5]!r}) outside the gamma support [{GAMMA_LO}, {GAMMA_HI}]: the truncated "
+                         "gamma law is not representable in double precision")
     return e, scalar
 
 

@@ -233,6 +233,10 @@ class SelectionQuadrature(Selection):
         lo, hi = self.forward_model.halo_support
         out = _selection.quad_selection(self.kernel, self.T, self._logT, self._start, self._step, self._M, self._wM,
                                         self._tR, self._wR, self._tH, self._wH, lo, hi, g, wg, e, self.n_threads)
+        if np.isnan(out).any():                  # a nan table coordinate (inf - inf of a huge eta)
+            i = int(np.argmax(np.isnan(out).any(axis=1)))
+            raise ValueError(f"A(eta) is undefined at eta = {e[i].tolist()}: the quadrature nodes overflow "
+                             "(eta values too large)")
         return out, scalar
 
     def lens_fraction(self, eta):
