@@ -187,7 +187,6 @@ def kill_trial(root, env, seed, nsteps, run_id, mode="random", at=None, delay=No
     killed = p.returncode == -signal.SIGKILL
     d = run_folder(root, run_id)
     before = steps_in_journal(d) if d is not None else None
-    meta = metadata(d) if d is not None else {}
     if mode == "h5-unreadable" and d is not None:
         with open(d / "chain.h5", "r+b") as f:
             f.write(os.urandom(1024))
@@ -201,8 +200,6 @@ def kill_trial(root, env, seed, nsteps, run_id, mode="random", at=None, delay=No
         where = "sampling"
     else:
         where = "after sampling (summaries, run.h5)"
-    if killed and d is not None:
-        where += f"; status said {meta.get('status')!r}"
     if d is not None:
         r = run(["resume", d, "--no-progress"], root, env)
         how = "resume"
