@@ -731,7 +731,10 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
             shutil.rmtree(d, ignore_errors=True)          # failed before producing anything
             raise
         reason = _interrupt_reason(exc)
-        folder.mark_interrupted(step=step, nsteps=nsteps, reason=reason + reason_extra)
+        try:
+            folder.mark_interrupted(step=step, nsteps=nsteps, reason=reason + reason_extra)
+        except Exception as err:                  # noqa: BLE001 - e.g. a full disk: it still resumes as "killed"
+            reason_extra += f"; metadata.json could not be updated: {err}"
         msg = (f"run interrupted at step {step} of {nsteps} ({reason}); its folder {d} is kept: continue it with "
                f"`sl-cy resume {d}` (Python: sl_cy.pipeline.resume)")
         if interrupted:
