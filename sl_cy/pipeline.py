@@ -735,8 +735,8 @@ def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progre
             folder.mark_interrupted(step=step, nsteps=nsteps, reason=reason + reason_extra)
         except Exception as err:                  # noqa: BLE001 - e.g. a full disk: it still resumes as "killed"
             reason_extra += f"; metadata.json could not be updated: {err}"
-        msg = (f"run interrupted at step {step} of {nsteps} ({reason}); its folder {d} is kept: continue it with "
-               f"`sl-cy resume {d}` (Python: sl_cy.pipeline.resume)")
+        msg = (f"run interrupted at step {step} of {nsteps} ({reason}{reason_extra}); its folder {d} is kept: "
+               f"continue it with `sl-cy resume {d}` (Python: sl_cy.pipeline.resume)")
         if interrupted:
             raise RunInterrupted(msg, run_dir=d, step=step, nsteps=nsteps, reason=reason) from exc
         if hasattr(exc, "add_note"):
