@@ -75,4 +75,3 @@ cdef void fphot_batch(const PhotTable* T, double mA, double mB, const double* mu
 # K(mu1, mu2) = int p(m_s) P_det(mu1, m_s) P_det(mu2, m_s) dm_s
 cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double mu1, double mu2) noexcept nogil
 cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept nogil
-cdef double ktable_eval(const KTable* T, double mu1, double mu2) noexcept nogil
