@@ -260,9 +260,11 @@ cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const 
     out[1] = sF
 
 
-cdef void _table_meta(const double[:, :, :, ::1] T, const double[::1] axis_start, const double[::1] axis_step,
-                      Py_ssize_t* n, double* ax0, double* st) except *:
+cdef void _table_meta(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, const double[::1] axis_start,
+                      const double[::1] axis_step, Py_ssize_t* n, double* ax0, double* st) except *:
     cdef Py_ssize_t d
+    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
+        raise ValueError("T and its logarithm LT must have the same shape")
     if axis_start.shape[0] != 4 or axis_step.shape[0] != 4:
         raise ValueError("axis_start and axis_step need 4 values")
     for d in range(4):
@@ -293,9 +295,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
-    _table_meta(T, axis_start, axis_step, n, ax0, st)
-    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
-        raise ValueError("T and its logarithm LT must have the same shape")
+    _table_meta(T, LT, axis_start, axis_step, n, ax0, st)
     if eta.shape[1] != 6 or gamma_nodes.shape[0] != m or gamma_weights.shape[0] != m:
         raise ValueError("eta must be (n, 6) with one row of gamma nodes/weights per eta")
     if gamma_nodes.shape[1] > 64:
@@ -327,9 +327,7 @@ def interp_rate(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, con
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
-    _table_meta(T, axis_start, axis_step, n, ax0, st)
-    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
-        raise ValueError("T and its logarithm LT must have the same shape")
+    _table_meta(T, LT, axis_start, axis_step, n, ax0, st)
     if logRe.shape[0] != npt or logM_halo.shape[0] != npt or gamma_in.shape[0] != npt:
         raise ValueError("the point arrays must have equal lengths")
     out = np.empty(npt)
