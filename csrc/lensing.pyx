@@ -75,12 +75,20 @@ cdef inline void lens_set_mstar(Lens* L, double mstar) noexcept nogil:
     L.k_star = mstar / L.sigma_cr
 
 
+cdef inline void _profiles_at(const Lens* L, double x, double* pm, double* ps, double* lsig,
+                              double* lm2) noexcept nogil:
+    """The dimensionless profiles at R = |x|: de Vaucouleurs enclosed mass and surface density
+    per unit M* (pm, ps), gNFW ln sigma and ln m2 at R/rs."""
+    cdef double R = fabs(x)
+    devauc_unit(R, L.re, pm, ps)
+    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, lsig, lm2)
+
+
 cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
                           double* kstar_unit, double* khalo) noexcept nogil:
     """Per-unit-M* stellar and halo parts of alpha (signed) and kappa at x != 0."""
-    cdef double R = fabs(x), pm, ps, lsig, lm2
-    devauc_unit(R, L.re, &pm, &ps)
-    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    cdef double pm, ps, lsig, lm2
+    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
     astar_unit[0] = pm / (M_PI * L.sigma_cr * x)
     ahalo[0] = L.a_halo * exp(lm2) / x
     kstar_unit[0] = ps / L.sigma_cr
@@ -88,10 +96,10 @@ cdef void lens_components(const Lens* L, double x, double* astar_unit, double* a
 
 
 cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil:
-    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0."""
-    cdef double R = fabs(x), pm, ps, lsig, lm2
-    devauc_unit(R, L.re, &pm, &ps)
-    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0 (the sums of
+    lens_components with M* folded into a_star/k_star: one division less in the root finders)."""
+    cdef double pm, ps, lsig, lm2
+    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
     alpha[0] = (L.a_star * pm + L.a_halo * exp(lm2)) / x
     kappa[0] = L.k_star * ps + L.k_halo * exp(lsig)
 
