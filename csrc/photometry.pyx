@@ -562,7 +562,7 @@ cdef class KTableKernel:
     """Compiled K(mu1, mu2) interpolator over a uniform log10|mu| grid (log K, bicubic).
 
     Use :class:`sl_cy.ktable.KTable` from Python; Cython code passes ``&kernel.c`` to
-    ``ktable_eval``.
+    ``ktable_log_eval`` (log K).
     """
 
     def __init__(self, double u0, double h, logk):
