@@ -30,6 +30,7 @@ import numpy as np
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, sqrt, cosh, sinh, tanh, floor, ceil, M_PI, NAN, INFINITY
+from sl_cy._numerics cimport lagrange4_weights, resolve_threads
 
 # --------------------------------------------------------------------------------------------
 # constants (astropy: CODATA 2018, IAU 2015)
@@ -283,7 +284,7 @@ def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx,
     lnm3 = np.empty((ng, nx))
     cdef double[:, ::1] a = lnsig, b = lnm2, c = lnm3
     cdef int j
-    cdef int nt = n_threads if n_threads > 0 else (os.cpu_count() or 1)
+    cdef int nt = resolve_threads(n_threads)
     for j in prange(ng, nogil=True, schedule="dynamic", num_threads=nt):
         _build_row(g0 + (j0 + j) * dg, u0, du, nx, &a[j, 0], &b[j, 0], &c[j, 0])
     return lnsig, lnm2, lnm3
@@ -346,10 +347,6 @@ TABLE_X1 = 1e4
 TABLE_DU = 0.02
 
 
-cdef bint gnfw_table_ready() noexcept nogil:
-    return _T.ready
-
-
 cdef void gamma_stencil(double g, GStencil* st) noexcept nogil:
     cdef double s, w
     cdef int j0, k, m
@@ -378,7 +375,8 @@ cdef inline double _row_value(const double* tab, int nx, int j0, const double* w
 
 cdef inline double _interp(const double* tab, double u, const GStencil* st) noexcept nogil:
     cdef int nx = _T.nx, i0, k
-    cdef double t, v0, v1, v2, v3, f0, f1, f2, f3, tm1, tm2, tm3
+    cdef double t, f0, f1
+    cdef double v[4]
     cdef const double* row
     cdef double umax = _T.u0 + (nx - 1) * _T.du
     if u <= _T.u0:
@@ -395,17 +393,11 @@ cdef inline double _interp(const double* tab, double u, const GStencil* st) noex
     if i0 > nx - 4:
         i0 = nx - 4
     t = (u - (_T.u0 + i0 * _T.du)) / _T.du
-    tm1 = t - 1.0
-    tm2 = t - 2.0
-    tm3 = t - 3.0
-    v0 = -tm1 * tm2 * tm3 / 6.0
-    v1 = t * tm2 * tm3 * 0.5
-    v2 = -t * tm1 * tm3 * 0.5
-    v3 = t * tm1 * tm2 / 6.0
+    lagrange4_weights(t - 1.0, v)           # nodes i0 .. i0+3 = -1 .. 2 relative to i0 + 1
     f0 = 0.0
     for k in range(6):
         row = tab + (st.j0 + k) * nx + i0
-        f0 += st.w[k] * (v0 * row[0] + v1 * row[1] + v2 * row[2] + v3 * row[3])
+        f0 += st.w[k] * (v[0] * row[0] + v[1] * row[1] + v[2] * row[2] + v[3] * row[3])
     return f0
 
 

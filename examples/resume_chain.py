@@ -18,7 +18,7 @@ import numpy as np
 import sl_cy
 
 
-def main(out=".", n=40):
+def main(out=".", n=20):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(30_000, seed=4, show_progress=False)

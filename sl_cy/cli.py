@@ -188,7 +188,7 @@ def _axis(spec: str):
 def _add_tabulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim-id", required=True, help="simulation folder data/tables/<sim_id> holding mock.h5")
     p.add_argument("--out", default=".", help="root folder (default .)")
-    p.add_argument("--logMh", type=_axis, default=None, help="halo-mass axis start:stop:step (default 10.5:15.5:0.1)")
+    p.add_argument("--logMh", type=_axis, default=None, help="halo-mass scan axis start:stop:step (default 10:17:0.1, the halo support)")
     p.add_argument("--gamma", type=_axis, default=None, help="gamma_in axis start:stop:step (default 0:2:0.1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
     p.add_argument("--cache-every", type=int, default=256, help="lenses per resumable cache chunk (default 256)")
