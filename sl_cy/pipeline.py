@@ -151,6 +151,28 @@ def file_sha256(path) -> str:
 
 
 
+def check_writable(folder) -> Path:
+    """Raise OSError naming ``folder`` unless files can be created in it (created if missing);
+    called before any work starts, so an unwritable output folder is reported at once.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_writable(tempfile.mkdtemp()).is_dir()
+    True
+    """
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sl_cy_write_test_"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write in the output folder {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def _check_pos_int(name, v, lo=1) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -579,6 +601,8 @@ def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwal
     g_axis = np.asarray(DEFAULT_GAMMA_GRID if gamma_grid is None else gamma_grid, float)
     root = Path(root)
     out_root = Path(out) if out is not None else root
+    check_writable(root)
+    check_writable(out_root)
     run_id = run_id or new_run_id()
     catalogue, new_grids, new_attrs = None, None, None
     if observed is not None:
@@ -1062,6 +1086,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, seed=None, sim_id=None, root=".", *,
 
     t0 = time.perf_counter()
     n_galaxy = _check_pos_int("n_galaxy", n_galaxy, 1)
+    check_writable(root)
     seed = _check_seed(seed)
     n_jobs = resolve_n_jobs(n_jobs)
     mk = dict(mock_kwargs or {})
