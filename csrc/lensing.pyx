@@ -75,12 +75,20 @@ cdef inline void lens_set_mstar(Lens* L, double mstar) noexcept nogil:
     L.k_star = mstar / L.sigma_cr
 
 
+cdef inline void _profiles_at(const Lens* L, double x, double* pm, double* ps, double* lsig,
+                              double* lm2) noexcept nogil:
+    """The dimensionless profiles at R = |x|: de Vaucouleurs enclosed mass and surface density
+    per unit M* (pm, ps), gNFW ln sigma and ln m2 at R/rs."""
+    cdef double R = fabs(x)
+    devauc_unit(R, L.re, pm, ps)
+    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, lsig, lm2)
+
+
 cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
                           double* kstar_unit, double* khalo) noexcept nogil:
     """Per-unit-M* stellar and halo parts of alpha (signed) and kappa at x != 0."""
-    cdef double R = fabs(x), pm, ps, lsig, lm2
-    devauc_unit(R, L.re, &pm, &ps)
-    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    cdef double pm, ps, lsig, lm2
+    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
     astar_unit[0] = pm / (M_PI * L.sigma_cr * x)
     ahalo[0] = L.a_halo * exp(lm2) / x
     kstar_unit[0] = ps / L.sigma_cr
@@ -88,10 +96,10 @@ cdef void lens_components(const Lens* L, double x, double* astar_unit, double* a
 
 
 cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil:
-    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0."""
-    cdef double R = fabs(x), pm, ps, lsig, lm2
-    devauc_unit(R, L.re, &pm, &ps)
-    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0 (the sums of
+    lens_components with M* folded into a_star/k_star: one division less in the root finders)."""
+    cdef double pm, ps, lsig, lm2
+    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
     alpha[0] = (L.a_star * pm + L.a_halo * exp(lm2)) / x
     kappa[0] = L.k_star * ps + L.k_halo * exp(lsig)
 
@@ -99,13 +107,7 @@ cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa
 cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil:
     cdef double a, k
     lens_alpha_kappa(L, x, &a, &k)
-    return 1.0 + a / x - 2.0 * k
-
-
-cdef double lens_mu(const Lens* L, double x) noexcept nogil:
-    cdef double a, k
-    lens_alpha_kappa(L, x, &a, &k)
-    return 1.0 / ((1.0 - a / x) * (1.0 + a / x - 2.0 * k))
+    return inv_mu_r(a, x, k)
 
 
 cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil:
@@ -121,30 +123,40 @@ cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil:
     out[3] = kap
     out[4] = L.mstar * ksu
     out[5] = kh
-    out[6] = 1.0 + a / x - 2.0 * kap
-    out[7] = 1.0 - a / x
+    out[6] = inv_mu_r(a, x, kap)
+    out[7] = inv_mu_t(a, x)
+
+
+cdef inline void _pair_from_components(double mstar, double a, double b, const double* cA, const double* cB,
+                                       double* out) noexcept nogil:
+    """The image-pair quantities of lens_image_pair (out[0..6]) plus out[7] = 1/mu_r(x_B), from
+    the per-unit-M* components c = (alpha*_unit, alpha_h, kappa*_unit, kappa_h) at x_A = a, x_B = b."""
+    cdef double alA = mstar * cA[0] + cA[1], alB = mstar * cB[0] + cB[1]
+    cdef double kA = mstar * cA[2] + cA[3], kB = mstar * cB[2] + cB[3]
+    cdef double irA = inv_mu_r(alA, a, kA), irB = inv_mu_r(alB, b, kB)
+    out[0] = magnification(irA, inv_mu_t(alA, a))
+    out[1] = magnification(irB, inv_mu_t(alB, b))
+    out[2] = kA
+    out[3] = kB
+    out[4] = alA / a - kA
+    out[5] = alB / b - kB
+    out[6] = inversion_jacobian(irA, irB, mstar, cA[0] - cB[0])
+    out[7] = irB
 
 
 cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil:
     """Quantities at the images x_A = a, x_B = b of a solved lens, written to out[0..6]:
     mu_A, mu_B (signed), kappa_A, kappa_B, shear_A, shear_B and
     |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|)."""
-    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, alA, alB, kA, kB, irA, irB
-    lens_components(L, a, &asA, &ahA, &ksA, &khA)
-    lens_components(L, b, &asB, &ahB, &ksB, &khB)
-    alA = L.mstar * asA + ahA
-    alB = L.mstar * asB + ahB
-    kA = L.mstar * ksA + khA
-    kB = L.mstar * ksB + khB
-    irA = 1.0 + alA / a - 2.0 * kA
-    irB = 1.0 + alB / b - 2.0 * kB
-    out[0] = 1.0 / ((1.0 - alA / a) * irA)
-    out[1] = 1.0 / ((1.0 - alB / b) * irB)
-    out[2] = kA
-    out[3] = kB
-    out[4] = alA / a - kA
-    out[5] = alB / b - kB
-    out[6] = fabs(irA * irB) / (L.mstar * M_LN10 * fabs(asA - asB))
+    cdef double cA[4]
+    cdef double cB[4]
+    cdef double o[8]
+    cdef int k
+    lens_components(L, a, &cA[0], &cA[1], &cA[2], &cA[3])
+    lens_components(L, b, &cB[0], &cB[1], &cB[2], &cB[3])
+    _pair_from_components(L.mstar, a, b, cA, cB, o)
+    for k in range(7):
+        out[k] = o[k]
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,11 +167,11 @@ ctypedef double (*f_t)(const Lens* L, double x) noexcept nogil
 
 
 cdef void _f_einstein(const Lens* L, double x, double p, double* f, double* df) noexcept nogil:
-    # alpha(x) - x ; d/dx = 2 kappa - alpha/x - 1
+    # alpha(x) - x ; d/dx = -1/mu_r
     cdef double a, k
     lens_alpha_kappa(L, x, &a, &k)
     f[0] = a - x
-    df[0] = 2.0 * k - a / x - 1.0
+    df[0] = -inv_mu_r(a, x, k)
 
 
 cdef void _f_lenseq(const Lens* L, double x, double beta, double* f, double* df) noexcept nogil:
@@ -167,7 +179,7 @@ cdef void _f_lenseq(const Lens* L, double x, double beta, double* f, double* df)
     cdef double a, k
     lens_alpha_kappa(L, x, &a, &k)
     f[0] = x - a - beta
-    df[0] = 1.0 + a / x - 2.0 * k
+    df[0] = inv_mu_r(a, x, k)
 
 
 cdef double _f_radial(const Lens* L, double x) noexcept nogil:
@@ -402,11 +414,14 @@ cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, dou
     """The local part of lens_invert: (log M*, beta), |mu| and |J| at the two images and 1/mu_r
     at x_B, from the fields at the images only (no critical curves). Sets M* in L. Returns ST_OK,
     or ST_MSTAR_NONPOS with NaN outputs."""
-    cdef double asA, ahA, ksA, khA, asB, ahB, ksB, khB, mstar, b, irA, irB, den
-    lens_components(L, xA, &asA, &ahA, &ksA, &khA)
-    lens_components(L, xB, &asB, &ahB, &ksB, &khB)
-    den = asA - asB
-    mstar = ((xA - xB) - ahA + ahB) / den
+    cdef double cA[4]
+    cdef double cB[4]
+    cdef double o[8]
+    cdef double mstar, den
+    lens_components(L, xA, &cA[0], &cA[1], &cA[2], &cA[3])
+    lens_components(L, xB, &cB[0], &cB[1], &cB[2], &cB[3])
+    den = cA[0] - cB[0]
+    mstar = ((xA - xB) - cA[1] + cB[1]) / den
     logM_star[0] = NAN
     beta[0] = NAN
     muA[0] = NAN
@@ -416,16 +431,13 @@ cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, dou
     if not mstar > 0.0:
         return ST_MSTAR_NONPOS
     lens_set_mstar(L, mstar)
-    b = xA - mstar * asA - ahA
     logM_star[0] = log(mstar) / M_LN10
-    beta[0] = b
-    # 1/mu_r = 1 + alpha/x - 2 kappa, 1/mu_t = 1 - alpha/x at both images
-    irA = 1.0 + (mstar * asA + ahA) / xA - 2.0 * (mstar * ksA + khA)
-    irB = 1.0 + (mstar * asB + ahB) / xB - 2.0 * (mstar * ksB + khB)
-    muA[0] = fabs(1.0 / ((1.0 - (mstar * asA + ahA) / xA) * irA))
-    muB[0] = fabs(1.0 / ((1.0 - (mstar * asB + ahB) / xB) * irB))
-    detJ[0] = fabs(irA * irB) / (mstar * M_LN10 * fabs(den))
-    inv_mu_rB[0] = irB
+    beta[0] = xA - mstar * cA[0] - cA[1]
+    _pair_from_components(mstar, xA, xB, cA, cB, o)
+    muA[0] = fabs(o[0])
+    muB[0] = fabs(o[1])
+    detJ[0] = o[6]
+    inv_mu_rB[0] = o[7]
     return ST_OK
 
 

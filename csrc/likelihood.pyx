@@ -30,72 +30,35 @@ lenses is done afterwards in lens order, so results do not depend on the number 
 import numpy as np
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, erfc, isfinite, INFINITY, NAN
+from libc.math cimport exp, log, isfinite, INFINITY
 from scipy.special.cython_special cimport log_ndtr
+from sl_cy._numerics cimport SQRT2, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h
+from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z,
+                                gamma_log_pdf, gamma_log_norm as _gamma_log_norm)
 
-cdef double LOG_SQRT_2PI = 0.9189385332046728
 cdef double CUT = 40.0
 
 
-cdef double INV_SQRT2 = 0.7071067811865476
-cdef double SQRT2 = 1.4142135623730951
-
-
-cdef inline double fast_log_ndtr(double x) noexcept nogil:
-    """log Phi(x): libc erfc (correctly rounded to ~1 ulp) for x >= -20, scipy's asymptotic
-    ``log_ndtr`` below; agrees with scipy.special.log_ndtr to ~1e-15 relative, 3x faster."""
-    if x > 0.0:
-        return log1p(-0.5 * erfc(x * INV_SQRT2))
-    if x > -20.0:
-        return log(0.5 * erfc(-x * INV_SQRT2))
-    return log_ndtr(x)
-
-
 cdef double log_ndtr_diff(double a, double b) noexcept nogil:
-    """log(Phi(b) - Phi(a)) for a < b, accurate in both tails and for narrow intervals."""
-    return _log_ndtr_diff_h(a, b, 0.5 * (b - a))
-
-
-cdef double _log_ndtr_diff_h(double a, double b, double h) noexcept nogil:
-    """log_ndtr_diff with the half-width h = (b - a)/2 passed exactly (b - a may have rounded to
-    0). As sl_cy.population._log_ndtr_diff: for h < 1e-5, with m = |a + b|/2,
-    Phi(b) - Phi(a) = phi(m) 2 sinh(m h)/m (1 + O(h^2)), where the two log Phi would cancel."""
-    cdef double lo, hi, lhi, m, x
-    if h < 1e-5:
-        m = fabs(0.5 * (a + b))
-        x = m * h
-        if x > 1e-8:
-            return -0.5 * m * m - LOG_SQRT_2PI + x + log(-expm1(-2.0 * x)) - log(m)
-        return -0.5 * m * m - LOG_SQRT_2PI + log(2.0 * h)
-    if a > 0:
-        lo = -b
-        hi = -a
-    else:
-        lo = a
-        hi = b
-    lhi = log_ndtr(hi)
-    return lhi + log1p(-exp(log_ndtr(lo) - lhi))
+    """log(Phi(b) - Phi(a)) for a < b (sl_cy._numerics.log_ndtr_diff, exported)."""
+    return log_ndtr_diff_h(a, b, 0.5 * (b - a))
 
 
 cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexcept nogil:
-    """-log sigma - log sqrt(2 pi) - log(Phi((hi-mu)/sigma) - Phi((lo-mu)/sigma))."""
-    return -log(sigma) - LOG_SQRT_2PI - _log_ndtr_diff_h((lo - mu) / sigma, (hi - mu) / sigma, 0.5 * (hi - lo) / sigma)
+    """-log sigma - log sqrt(2 pi) - log(Phi((hi-mu)/sigma) - Phi((lo-mu)/sigma))
+    (sl_cy._population.gamma_log_norm, exported)."""
+    return _gamma_log_norm(mu, sigma, lo, hi)
 
 
-ctypedef struct _LensEta:
-    # per (lens, eta) constants of the log integrand
-    double alpha, pivot, mu_star, beta_R, rr, m_obs, c0, c1, inv_ss, inv_sr, inv_so, inv_sh
-
-
-cdef inline double _point_q(const _LensEta* c, double Lp, double logMh_p, double logw, double* zs) noexcept nogil:
+cdef inline double _point_q(const PopModel* pm, const EtaC* e, double inv_sh, double logRe, double m_obs,
+                            double Lp, double logMh_p, double logw, double* zs) noexcept nogil:
     """Log integrand at one grid point without the skew-normal log Phi(a z_s) term (an upper
-    bound of it); z_s is returned for that term."""
-    cdef double M = Lp - c.alpha
-    cdef double x = M - c.pivot
-    cdef double zr = (c.rr - c.beta_R * x) * c.inv_sr
-    cdef double zo = (c.m_obs - M) * c.inv_so
-    cdef double zh = (logMh_p - c.c0 - c.c1 * x) * c.inv_sh
-    zs[0] = (M - c.mu_star) * c.inv_ss
+    bound of it) and without the constant normalisations; z_s is returned for that term."""
+    cdef double M = Lp - e.alpha_sps
+    cdef double zr = size_z(pm, M, logRe)
+    cdef double zo = (m_obs - M) * pm.inv_so
+    cdef double zh = halo_z(pm, e, inv_sh, M, logRe, logMh_p)
+    zs[0] = sk_z(pm, M)
     return logw - 0.5 * (zs[0] * zs[0] + zr * zr + zo * zo + zh * zh)
 
 
@@ -106,53 +69,30 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
 
     ``lg[k]`` = log p(gamma_k | eta) (all 0 for a fixed-gamma grid)."""
     cdef Py_ssize_t p, pmax = -1
-    cdef double alpha = e.alpha_sps
     cdef double inv_sh = 1.0 / e.sigma_h
-    cdef double inv_ss = 1.0 / pm.sigma_star
-    cdef double inv_sr = 1.0 / pm.sigma_R
-    cdef double inv_so = 1.0 / pm.sigma_obs
-    cdef double ask = pm.a_skew * INV_SQRT2
-    # halo mean: mu_h + beta_h (M - piv) + xi_h (logRe - mu_R0 - beta_R (M - piv)) = c0 + c1 (M - piv)
-    cdef double c1 = e.beta_h - pm.xi_h * pm.beta_R
-    cdef double c0 = e.mu_h + pm.xi_h * (logRe - pm.mu_R0)
-    cdef double rr = logRe - pm.mu_R0
-    cdef double M, zs, q, qmax = -INFINITY, f, ref, s, thr, xs
+    cdef double zs, q, qmax = -INFINITY, f, ref, s, thr, xs
     cdef double const
-    cdef _LensEta c
-    c.alpha = alpha
-    c.pivot = pm.pivot
-    c.mu_star = pm.mu_star
-    c.beta_R = pm.beta_R
-    c.rr = rr
-    c.m_obs = m_obs
-    c.c0 = c0
-    c.c1 = c1
-    c.inv_ss = inv_ss
-    c.inv_sr = inv_sr
-    c.inv_so = inv_so
-    c.inv_sh = inv_sh
     if n <= 0:
         return -INFINITY
     # pass 1: upper bound q_p (log Phi <= 0) and its maximum
     for p in range(n):
-        q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
         if q > qmax:
             qmax = q
             pmax = p
     if pmax < 0:
         return -INFINITY
     # the maximum f_max of the full log integrand lies in [qmax + log Phi(a z_pmax), qmax]
-    M = L[pmax] - alpha
-    thr = qmax + fast_log_ndtr(pm.a_skew * (M - pm.mu_star) * inv_ss) - CUT
+    thr = qmax + fast_log_ndtr(pm.a_skew * sk_z(pm, L[pmax] - e.alpha_sps)) - CUT
     # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p); Phi = erfc(-a z / sqrt 2) / 2
     s = 0.0
     for p in range(n):
-        q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
         if q < thr:
             continue
-        xs = -ask * zs
+        xs = -pm.ask * zs
         if xs < 14.0:
-            s = s + exp(q - qmax) * (0.5 * erfc(xs))
+            s = s + exp(q - qmax) * sk_Phi(pm, zs)
         else:
             s = s + exp(q - qmax + log_ndtr(-xs * SQRT2))
     if not s > 1e-250:
@@ -160,7 +100,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
         ref = thr + CUT
         s = 0.0
         for p in range(n):
-            q = _point_q(&c, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+            q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
             if q < thr:
                 continue
             f = q + log_ndtr(pm.a_skew * zs)
@@ -174,8 +114,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     else:
         ref = qmax
     # constants: halo, skew-normal (log 2/sigma - log sqrt 2pi), size, observed mass
-    const = (-log(e.sigma_h) - LOG_SQRT_2PI) + (log(2.0 * inv_ss) - LOG_SQRT_2PI) \
-        + (-log(pm.sigma_R) - LOG_SQRT_2PI) + (-log(pm.sigma_obs) - LOG_SQRT_2PI)
+    const = log_gauss_norm(e.sigma_h) + pm.log_c_sk + pm.log_c_R + pm.log_c_obs
     return const + ref + log(s)
 
 
@@ -248,7 +187,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef Py_ssize_t t, i, r, k, a, b
     cdef PopModel pm
     cdef EtaC* ec
-    cdef double g, z, lnorm
+    cdef double lnorm
     if eta.shape[1] != 6:
         raise ValueError(f"eta must have 6 columns, got {eta.shape[1]}")
     if logRe.shape[0] != nl or m_obs.shape[0] != nl:
@@ -275,10 +214,13 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         raise ValueError(f"kg[{bad}] = {kg[bad]} is not a node of the gamma axis (0 <= kg < {nkg})")
     pm.mu_star, pm.sigma_star, pm.a_skew, pm.mu_R0, pm.beta_R, pm.sigma_R, pm.xi_h, pm.sigma_obs, \
         pm.pivot = [float(v) for v in model]
+    pm.gamma_lo = gamma_lo
+    pm.gamma_hi = gamma_hi
     if not (pm.sigma_star > 0 and pm.sigma_R > 0 and pm.sigma_obs > 0 and isfinite(pm.a_skew)
             and isfinite(pm.sigma_star) and isfinite(pm.sigma_R) and isfinite(pm.sigma_obs)):
         raise ValueError(f"model scatters (sigma_star, sigma_R, sigma_obs) must be finite and > 0 and a_skew "
                          f"finite, got {model!r}")
+    pop_init(&pm)
     out_np = np.empty((ne, nl), dtype=np.float64)
     cdef double[:, ::1] out = out_np
     lg_np = np.zeros((ne, max(ng, 1)), dtype=np.float64)
@@ -291,14 +233,9 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
             if ok[r] and use_gamma and not _gamma_law_ok(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi):
                 ok[r] = False
             if ok[r] and use_gamma:
-                lnorm = gamma_log_norm(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi)
+                lnorm = _gamma_log_norm(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi)
                 for k in range(ng):
-                    g = gamma_axis[k]
-                    if g >= gamma_lo and g <= gamma_hi:
-                        z = (g - eta[r, 4]) / eta[r, 5]
-                        lg[r, k] = -0.5 * z * z + lnorm
-                    else:
-                        lg[r, k] = -INFINITY
+                    lg[r, k] = gamma_log_pdf(&pm, <EtaC*>&eta[r, 0], gamma_axis[k], lnorm)
         for t in prange(ne * nl, schedule="guided", num_threads=max(n_threads, 1)):
             r = t // nl
             i = t - r * nl

@@ -39,15 +39,12 @@ cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log10, fabs, sqrt, floor, ceil, isfinite, isnan, INFINITY, M_PI, M_LN10
 from scipy.special.cython_special cimport ndtr, log_ndtr, erfcx
+from sl_cy._numerics cimport SQRT2, INV_SQRT2, LOG_SQRT_2PI, SQRT_2_OVER_PI, lagrange4, resolve_threads
 
 # --------------------------------------------------------------------------------------------
 # constants and quadrature rules
 # --------------------------------------------------------------------------------------------
 cdef double KMAG = 0.4 * M_LN10                 # L = exp(-KMAG (m - m_star))
-cdef double SQRT2 = 1.4142135623730951
-cdef double INV_SQRT2 = 0.7071067811865476
-cdef double LOG_SQRT_2PI = 0.9189385332046728   # log sqrt(2 pi)
-cdef double SQRT_2_OVER_PI = 0.7978845608028654
 cdef double LOG_2_SQRT_PI = 1.2655121234846454  # log(2 sqrt(pi))
 
 cdef enum:
@@ -301,23 +298,15 @@ cdef double _log_integral(const PhotTable* T, double mbar, double zA, double zB,
 cdef double phot_log_ptilde(const PhotTable* T, double mbar) noexcept nogil:
     """log p~(m_bar), p~ = p(m_s) convolved with N(0, sigma_m/sqrt2): table (cubic Lagrange)
     inside its range, exact quadrature outside."""
-    cdef double x = (mbar - T.m0) * T.inv_h, f, wm, w0, w1, w2
+    cdef double x = (mbar - T.m0) * T.inv_h
+    cdef double w[4]
     cdef Py_ssize_t i
     cdef const double* y
     if not (x >= 0.0 and x <= <double> (T.n - 1)) or T.logpt == NULL:
         return _log_integral(T, mbar, 0.0, 0.0, 0)
-    i = <Py_ssize_t> x
-    if i < 1:
-        i = 1
-    if i > T.n - 3:
-        i = T.n - 3
-    f = x - i
-    wm = -f * (f - 1.0) * (f - 2.0) / 6.0
-    w0 = (f + 1.0) * (f - 1.0) * (f - 2.0) * 0.5
-    w1 = -(f + 1.0) * f * (f - 2.0) * 0.5
-    w2 = (f + 1.0) * f * (f - 1.0) / 6.0
+    i = lagrange4(x, T.n, w)
     y = T.logpt + i - 1
-    return wm * y[0] + w0 * y[1] + w1 * y[2] + w2 * y[3]
+    return w[0] * y[0] + w[1] * y[1] + w[2] * y[2] + w[3] * y[3]
 
 
 cdef inline double _log_fphot_impl(const PhotTable* T, double mA, double mB, double muA, double muB,
@@ -416,28 +405,6 @@ cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double 
     return tot * hw
 
 
-cdef inline Py_ssize_t _lagrange4(double x, Py_ssize_t n, double* w) noexcept nogil:
-    """4-point Lagrange weights at grid coordinate x (clamped to [0, n-1]) on nodes i-1 .. i+2;
-    returns i."""
-    cdef Py_ssize_t i
-    cdef double f
-    if not x > 0.0:
-        x = 0.0
-    if not x < n - 1:
-        x = n - 1
-    i = <Py_ssize_t> x
-    if i < 1:
-        i = 1
-    if i > n - 3:
-        i = n - 3
-    f = x - i
-    w[0] = -f * (f - 1.0) * (f - 2.0) / 6.0
-    w[1] = (f + 1.0) * (f - 1.0) * (f - 2.0) * 0.5
-    w[2] = -(f + 1.0) * f * (f - 2.0) * 0.5
-    w[3] = (f + 1.0) * f * (f - 1.0) / 6.0
-    return i
-
-
 cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept nogil:
     """log K from the table: bicubic (4 x 4 Lagrange) in log K over u = log10|mu|, u clamped to the
     grid (K saturates at large |mu|; below the grid the edge value, already negligible, is
@@ -453,8 +420,8 @@ cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept no
     u2 = log10(fabs(mu2))
     if u1 > u2:
         u1, u2 = u2, u1
-    i = _lagrange4((u1 - T.u0) * T.inv_h, n, wa)
-    j = _lagrange4((u2 - T.u0) * T.inv_h, n, wb)
+    i = lagrange4((u1 - T.u0) * T.inv_h, n, wa)
+    j = lagrange4((u2 - T.u0) * T.inv_h, n, wb)
     acc = 0.0
     for p in range(4):
         r = T.logk + (i - 1 + p) * n + (j - 1)
@@ -462,11 +429,6 @@ cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept no
         acc += wa[p] * row
     # K <= 1: the cubic overshoots where K saturates on a coarse grid (K = 1.00026 at 0.1 dex)
     return acc if acc < 0.0 else 0.0
-
-
-cdef double ktable_eval(const KTable* T, double mu1, double mu2) noexcept nogil:
-    """K from the table (see ktable_log_eval); 0 for nan input."""
-    return exp(ktable_log_eval(T, mu1, mu2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,7 +562,7 @@ cdef class KTableKernel:
     """Compiled K(mu1, mu2) interpolator over a uniform log10|mu| grid (log K, bicubic).
 
     Use :class:`sl_cy.ktable.KTable` from Python; Cython code passes ``&kernel.c`` to
-    ``ktable_eval``.
+    ``ktable_log_eval`` (log K).
     """
 
     def __init__(self, double u0, double h, logk):
@@ -751,10 +713,7 @@ def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, doubl
     R = np.empty((n, nk))
     K = np.empty((n, n))
     cdef double[:, ::1] Pv = P, Rv = R, Kv = K
-    nt = n_threads
-    if nt <= 0:
-        import os
-        nt = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    nt = resolve_threads(n_threads)
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
             for k in range(nk):

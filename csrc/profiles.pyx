@@ -30,6 +30,7 @@ import numpy as np
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log1p, sqrt, cosh, sinh, tanh, floor, ceil, M_PI, NAN, INFINITY
+from sl_cy._numerics cimport lagrange4_weights, resolve_threads
 
 # --------------------------------------------------------------------------------------------
 # constants (astropy: CODATA 2018, IAU 2015)
@@ -259,17 +260,20 @@ cdef void _build_row(double g, double u0, double du, int nx,
         lnm3[i] = log(m3)
 
 
-def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, int n_threads=0):
+def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, int n_threads=0, int j0=0):
     """Build the gNFW tables ln sigma, ln m2, ln m3 on a (g, ln x) grid by quadrature.
 
     Parameters
     ----------
     g0, dg, ng : float, float, int
-        gamma_in grid ``g0 + j dg``, j < ng.
+        gamma_in grid ``g0 + j dg``, ``j0 <= j < j0 + ng``.
     u0, du, nx : float, float, int
         ln x grid ``u0 + i du``, i < nx.
     n_threads : int
         OpenMP threads (0: all cores).
+    j0 : int
+        First row: a block of rows equals the same rows of the whole table bit for bit (so the
+        table can be built block by block, answering Ctrl-C between blocks).
 
     Returns
     -------
@@ -280,9 +284,9 @@ def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx,
     lnm3 = np.empty((ng, nx))
     cdef double[:, ::1] a = lnsig, b = lnm2, c = lnm3
     cdef int j
-    cdef int nt = n_threads if n_threads > 0 else (os.cpu_count() or 1)
+    cdef int nt = resolve_threads(n_threads)
     for j in prange(ng, nogil=True, schedule="dynamic", num_threads=nt):
-        _build_row(g0 + j * dg, u0, du, nx, &a[j, 0], &b[j, 0], &c[j, 0])
+        _build_row(g0 + (j0 + j) * dg, u0, du, nx, &a[j, 0], &b[j, 0], &c[j, 0])
     return lnsig, lnm2, lnm3
 
 
@@ -343,10 +347,6 @@ TABLE_X1 = 1e4
 TABLE_DU = 0.02
 
 
-cdef bint gnfw_table_ready() noexcept nogil:
-    return _T.ready
-
-
 cdef void gamma_stencil(double g, GStencil* st) noexcept nogil:
     cdef double s, w
     cdef int j0, k, m
@@ -375,7 +375,8 @@ cdef inline double _row_value(const double* tab, int nx, int j0, const double* w
 
 cdef inline double _interp(const double* tab, double u, const GStencil* st) noexcept nogil:
     cdef int nx = _T.nx, i0, k
-    cdef double t, v0, v1, v2, v3, f0, f1, f2, f3, tm1, tm2, tm3
+    cdef double t, f0, f1
+    cdef double v[4]
     cdef const double* row
     cdef double umax = _T.u0 + (nx - 1) * _T.du
     if u <= _T.u0:
@@ -392,17 +393,11 @@ cdef inline double _interp(const double* tab, double u, const GStencil* st) noex
     if i0 > nx - 4:
         i0 = nx - 4
     t = (u - (_T.u0 + i0 * _T.du)) / _T.du
-    tm1 = t - 1.0
-    tm2 = t - 2.0
-    tm3 = t - 3.0
-    v0 = -tm1 * tm2 * tm3 / 6.0
-    v1 = t * tm2 * tm3 * 0.5
-    v2 = -t * tm1 * tm3 * 0.5
-    v3 = t * tm1 * tm2 / 6.0
+    lagrange4_weights(t - 1.0, v)           # nodes i0 .. i0+3 = -1 .. 2 relative to i0 + 1
     f0 = 0.0
     for k in range(6):
         row = tab + (st.j0 + k) * nx + i0
-        f0 += st.w[k] * (v0 * row[0] + v1 * row[1] + v2 * row[2] + v3 * row[3])
+        f0 += st.w[k] * (v[0] * row[0] + v[1] * row[1] + v[2] * row[2] + v[3] * row[3])
     return f0
 
 
@@ -490,7 +485,9 @@ def ensure_gnfw_table(bint use_cache=True):
                 return
         except Exception:
             pass
-    arrs = build_gnfw_table(g0, dg, ng, u0, du, nx)
+    # built in blocks of rows (~0.1 s each on one core) so that a Ctrl-C is answered between them
+    blocks = [build_gnfw_table(g0, dg, min(8, ng - j), u0, du, nx, 0, j) for j in range(0, ng, 8)]
+    arrs = tuple(np.ascontiguousarray(np.concatenate([b[k] for b in blocks])) for k in range(3))
     set_gnfw_table(*arrs, g0, dg, u0, du)
     if use_cache:
         try:

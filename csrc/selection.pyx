@@ -13,37 +13,28 @@ truncated-normal gamma laws); tests check equality against the Python definition
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport exp, expm1, log, erfc, sqrt, INFINITY, NAN
+from libc.math cimport exp, expm1, log, INFINITY, NAN
 from cython.parallel cimport prange
-from scipy.special.cython_special cimport log_ndtr
+from sl_cy._numerics cimport log_gauss_norm
+from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, sk_log_pdf, size_mean, size_z,
+                                halo_mean, halo_z, gamma_in_support, gamma_z, gamma_log_norm_mass)
 
 cnp.import_array()
 
-cdef double LOG_SQRT_2PI = 0.9189385332046727
-cdef double INV_SQRT2 = 0.7071067811865476
 
-
-cdef inline double _log_ndtr(double t) noexcept nogil:
-    # log Phi(t): erfc is accurate (relative) for t > -5; scipy's asymptotic form below
-    if t > -5.0:
-        return log(0.5 * erfc(-t * INV_SQRT2))
-    return log_ndtr(t)
-
-
-cdef inline double _log_target(const SelConsts* c, double x, double re, double mh, double g,
-                               const double* e, double gam_lognorm) noexcept nogil:
-    cdef double M = x - e[0]
-    cdef double z = (M - c.mu_star) / c.sigma_star
-    cdef double lp = c.log_2_over_sig_star - LOG_SQRT_2PI - 0.5 * z * z + _log_ndtr(c.a_skew * z)
-    cdef double muR = c.mu_R0 + c.beta_R * (M - c.pivot)
-    z = (re - muR) / c.sigma_R
-    lp += -0.5 * z * z - c.log_sigma_R - LOG_SQRT_2PI
-    z = (mh - e[1] - e[2] * (M - c.pivot) - c.xi_h * (re - muR)) / e[3]
-    lp += -0.5 * z * z - log(e[3]) - LOG_SQRT_2PI
-    if g < c.gamma_lo or g > c.gamma_hi:
+cdef inline double _log_target(const PopModel* c, double x, double re, double mh, double g,
+                               const EtaC* e, double gam_lognorm) noexcept nogil:
+    cdef double M = x - e.alpha_sps
+    cdef double z
+    if not gamma_in_support(c, g):
         return -INFINITY
-    z = (g - e[4]) / e[5]
-    lp += -0.5 * z * z - log(e[5]) - LOG_SQRT_2PI - gam_lognorm
+    cdef double lp = sk_log_pdf(c, M)
+    z = size_z(c, M, re)
+    lp += -0.5 * z * z + c.log_c_R
+    z = halo_z(c, e, 1.0 / e.sigma_h, M, re, mh)
+    lp += -0.5 * z * z + log_gauss_norm(e.sigma_h)
+    z = gamma_z(e, g)
+    lp += -0.5 * z * z + gamma_log_norm_mass(e.sigma_gamma, gam_lognorm)
     return lp
 
 
@@ -55,15 +46,15 @@ cdef class SelectionKernel:
         self.c.mu_star = mu_star
         self.c.sigma_star = sigma_star
         self.c.a_skew = a_skew
-        self.c.log_2_over_sig_star = log(2.0 / sigma_star)
         self.c.mu_R0 = mu_R0
         self.c.beta_R = beta_R
         self.c.sigma_R = sigma_R
-        self.c.log_sigma_R = log(sigma_R)
         self.c.xi_h = xi_h
+        self.c.sigma_obs = 1.0          # not used by A(eta)
         self.c.pivot = pivot
         self.c.gamma_lo = gamma_lo
         self.c.gamma_hi = gamma_hi
+        pop_init(&self.c)
         self._args = (mu_star, sigma_star, a_skew, mu_R0, beta_R, sigma_R, xi_h, pivot, gamma_lo, gamma_hi)
 
     def __reduce__(self):
@@ -78,7 +69,7 @@ cdef class SelectionKernel:
         cdef double[::1] o = out
         with nogil:
             for k in range(n):
-                o[k] = _log_target(&self.c, x[k], re[k], mh[k], g[k], &eta[0], gam_lognorm)
+                o[k] = _log_target(&self.c, x[k], re[k], mh[k], g[k], <const EtaC*>&eta[0], gam_lognorm)
         return out
 
     def weight_sums(self, const double[::1] x, const double[::1] re, const double[::1] mh,
@@ -103,37 +94,33 @@ cdef class SelectionKernel:
         if n_threads == 1 or m == 1:
             with nogil:
                 for j in range(m):
-                    _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], &eta[j, 0], gam_lognorm[j], &o[j, 0])
+                    _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], <const EtaC*>&eta[j, 0], gam_lognorm[j], &o[j, 0])
         else:
             for j in prange(m, nogil=True, num_threads=n_threads, schedule="static"):
-                _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], &eta[j, 0], gam_lognorm[j], &o[j, 0])
+                _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], <const EtaC*>&eta[j, 0], gam_lognorm[j], &o[j, 0])
         return out
 
 
-cdef void _sums(const SelConsts* c, Py_ssize_t n, const double* x, const double* re, const double* mh,
-                const double* g, const double* base, const double* e, double gam_lognorm,
+cdef void _sums(const PopModel* c, Py_ssize_t n, const double* x, const double* re, const double* mh,
+                const double* g, const double* base, const EtaC* e, double gam_lognorm,
                 double* out) noexcept nogil:
-    # Same density as _log_target, rearranged for speed: the eta-constant terms are hoisted and
-    # Phi(a z) of the skew-normal multiplies exp(...) instead of being logged (one exp + one erfc
-    # per galaxy). Where Phi(a z) underflows (a z < -37) the weight is 0 instead of < 1e-300.
+    # Same density as _log_target, arranged for speed: the eta-constant normalisations are
+    # hoisted and Phi(a z) of the skew-normal multiplies exp(...) instead of being logged (one exp
+    # + one erfc per galaxy). Where Phi(a z) underflows (a z < -37) the weight is 0 instead of < 1e-300.
     cdef Py_ssize_t k
-    cdef double s = 0.0, s2 = 0.0, wmax = 0.0, w, M, z, muR, lp, zh, zg
-    cdef double alpha = e[0], mu_h = e[1], beta_h = e[2], inv_sh = 1.0 / e[3]
-    cdef double mu_g = e[4], inv_sg = 1.0 / e[5]
-    cdef double cst = (c.log_2_over_sig_star - LOG_SQRT_2PI - c.log_sigma_R - LOG_SQRT_2PI
-                         - log(e[3]) - LOG_SQRT_2PI - log(e[5]) - LOG_SQRT_2PI - gam_lognorm)
-    cdef double inv_ss = 1.0 / c.sigma_star, inv_sR = 1.0 / c.sigma_R
-    cdef double ma = -c.a_skew * INV_SQRT2
+    cdef double s = 0.0, s2 = 0.0, wmax = 0.0, w, M, z, zr, zh, zg
+    cdef double inv_sh = 1.0 / e.sigma_h
+    cdef double cst = (c.log_c_sk + c.log_c_R + log_gauss_norm(e.sigma_h)
+                       + gamma_log_norm_mass(e.sigma_gamma, gam_lognorm))
     for k in range(n):
-        if g[k] < c.gamma_lo or g[k] > c.gamma_hi:
+        if not gamma_in_support(c, g[k]):
             continue
-        M = x[k] - alpha
-        z = (M - c.mu_star) * inv_ss
-        muR = c.mu_R0 + c.beta_R * (M - c.pivot)
-        lp = (re[k] - muR) * inv_sR
-        zh = (mh[k] - mu_h - beta_h * (M - c.pivot) - c.xi_h * (re[k] - muR)) * inv_sh
-        zg = (g[k] - mu_g) * inv_sg
-        w = exp(base[k] + cst - 0.5 * (z * z + lp * lp + zh * zh + zg * zg)) * 0.5 * erfc(ma * z)
+        M = x[k] - e.alpha_sps
+        z = sk_z(c, M)
+        zr = size_z(c, M, re[k])
+        zh = halo_z(c, e, inv_sh, M, re[k], mh[k])
+        zg = gamma_z(e, g[k])
+        w = exp(base[k] + cst - 0.5 * (z * z + zr * zr + zh * zh + zg * zg)) * sk_Phi(c, z)
         s += w
         s2 += w * w
         if w > wmax:
@@ -215,20 +202,20 @@ cdef inline double _interp_T(const double* T, const double* LT, const double* ax
     return _interp_cell(T, LT, n, i, f)
 
 
-cdef void _quad_one(const SelConsts* c, const double* T, const double* LT, const double* ax0,
+cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const double* ax0,
                     const Py_ssize_t* n, const double* step,
                     Py_ssize_t nm, const double* Mn, const double* wM,
                     Py_ssize_t nr, const double* tR, const double* wR,
                     Py_ssize_t nh, const double* tH, const double* wH, double h_lo, double h_hi,
                     Py_ssize_t ngam, const double* gn, const double* wg,
-                    const double* e, double* out) noexcept nogil:
+                    const EtaC* e, double* out) noexcept nogil:
     # sum_M wM sum_R wR sum_H wH(M, R) sum_g wg  {T, 1 - exp(-T)}(M + alpha, R, H, g): nodes of R
     # scaled to the size-mass Gaussian (Gauss-Hermite); H by Gauss-Legendre on the halo-mass
     # Gaussian's +-6 sigma intersected with the halo support [h_lo, h_hi] (galaxies outside it
     # are not lenses of the model); wM already includes p_sk(M) dM, wg the truncated gamma law.
     cdef Py_ssize_t i, j, k, l
     cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, lo, hi, half, mid, z
-    cdef double sh = e[3], inv_sh = 1.0 / e[3]
+    cdef double sh = e.sigma_h, inv_sh = 1.0 / e.sigma_h, lnh = log_gauss_norm(e.sigma_h)
     cdef Py_ssize_t ic[4]
     cdef double fc[4]
     cdef Py_ssize_t ig[64]
@@ -241,12 +228,12 @@ cdef void _quad_one(const SelConsts* c, const double* T, const double* LT, const
         _locate(gn[l], ax0[3], step[3], n[3], &ig[l], &fg[l])
     for i in range(nm):
         M = Mn[i]
-        muR = c.mu_R0 + c.beta_R * (M - c.pivot)
-        _locate(M + e[0], ax0[0], step[0], n[0], &ic[0], &fc[0])
+        muR = size_mean(c, M)
+        _locate(M + e.alpha_sps, ax0[0], step[0], n[0], &ic[0], &fc[0])
         for j in range(nr):
             R = muR + c.sigma_R * tR[j]
             _locate(R, ax0[1], step[1], n[1], &ic[1], &fc[1])
-            muH = e[1] + e[2] * (M - c.pivot) + c.xi_h * (R - muR)
+            muH = halo_mean(c, e, M, R)
             lo = muH - 6.0 * sh
             hi = muH + 6.0 * sh
             if lo < h_lo:
@@ -261,7 +248,7 @@ cdef void _quad_one(const SelConsts* c, const double* T, const double* LT, const
             for k in range(nh):
                 H = mid + half * tH[k]
                 z = (H - muH) * inv_sh
-                aH = aR * half * wH[k] * exp(-0.5 * z * z - LOG_SQRT_2PI) * inv_sh
+                aH = aR * half * wH[k] * exp(-0.5 * z * z + lnh)
                 _locate(H, ax0[2], step[2], n[2], &ic[2], &fc[2])
                 for l in range(ngam):
                     ic[3] = ig[l]
@@ -273,9 +260,11 @@ cdef void _quad_one(const SelConsts* c, const double* T, const double* LT, const
     out[1] = sF
 
 
-cdef void _table_meta(const double[:, :, :, ::1] T, const double[::1] axis_start, const double[::1] axis_step,
-                      Py_ssize_t* n, double* ax0, double* st) except *:
+cdef void _table_meta(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, const double[::1] axis_start,
+                      const double[::1] axis_step, Py_ssize_t* n, double* ax0, double* st) except *:
     cdef Py_ssize_t d
+    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
+        raise ValueError("T and its logarithm LT must have the same shape")
     if axis_start.shape[0] != 4 or axis_step.shape[0] != 4:
         raise ValueError("axis_start and axis_step need 4 values")
     for d in range(4):
@@ -306,9 +295,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
-    _table_meta(T, axis_start, axis_step, n, ax0, st)
-    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
-        raise ValueError("T and its logarithm LT must have the same shape")
+    _table_meta(T, LT, axis_start, axis_step, n, ax0, st)
     if eta.shape[1] != 6 or gamma_nodes.shape[0] != m or gamma_weights.shape[0] != m:
         raise ValueError("eta must be (n, 6) with one row of gamma nodes/weights per eta")
     if gamma_nodes.shape[1] > 64:
@@ -327,7 +314,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     for j in prange(m, nogil=True, num_threads=max(n_threads, 1), schedule="static"):
         _quad_one(&kern.c, &T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
                   nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], h_lo, h_hi, ng, &gamma_nodes[j, 0],
-                  &gamma_weights[j, 0], &eta[j, 0], &o[j, 0])
+                  &gamma_weights[j, 0], <const EtaC*>&eta[j, 0], &o[j, 0])
     return out
 
 
@@ -340,9 +327,7 @@ def interp_rate(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, con
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
-    _table_meta(T, axis_start, axis_step, n, ax0, st)
-    if LT.shape[0] != T.shape[0] or LT.shape[1] != T.shape[1] or LT.shape[2] != T.shape[2] or LT.shape[3] != T.shape[3]:
-        raise ValueError("T and its logarithm LT must have the same shape")
+    _table_meta(T, LT, axis_start, axis_step, n, ax0, st)
     if logRe.shape[0] != npt or logM_halo.shape[0] != npt or gamma_in.shape[0] != npt:
         raise ValueError("the point arrays must have equal lengths")
     out = np.empty(npt)

@@ -26,7 +26,7 @@ def main(out="."):
     sim_id, mock_path, grids_path = generate_and_save_mock_tabulate(30_000, seed=11, root=out, show_progress=False)
     prior = sl_cy.Prior({"alpha_sps": sl_cy.Gaussian(0.0, 0.05)})
     # A(eta): the deterministic quadrature of the mock's forward model (built once, ~30 s, then cached)
-    res = infer(sim_id, root=out, prior=prior, fixed={"sigma_gamma": 0.2}, nwalkers=16, nsteps=200, seed=5,
+    res = infer(sim_id, root=out, prior=prior, fixed={"sigma_gamma": 0.2}, nwalkers=12, nsteps=80, seed=5,
                 progress=False, save_plots=True)
     print(res.summary[["truth", "median", "lo68", "hi68"]].to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"free parameters: {list(res.summary.index)} (sigma_gamma fixed at 0.2)")

@@ -1,4 +1,4 @@
-"""Posterior on a grid: (mu_h, beta_h) on a 41 x 41 grid, the other parameters fixed (~15 s).
+"""Posterior on a grid: (mu_h, beta_h) on a 25 x 25 grid, the other parameters fixed (~15 s).
 
 Run:  python examples/grid_inference.py [output folder]
 
@@ -22,7 +22,7 @@ def main(out="."):
     grids = sl_cy.tabulate_likelihood_grids(observed)
     truth = sl_cy.population.DEFAULT_ETA
     post = sl_cy.Posterior(grids)          # selection term on: A(eta) of the grids' forward model
-    axes = {"mu_h": np.linspace(12.6, 13.2, 41), "beta_h": np.linspace(1.2, 2.8, 41)}
+    axes = {"mu_h": np.linspace(12.6, 13.2, 25), "beta_h": np.linspace(1.2, 2.8, 25)}
     rest = {n: getattr(truth, n) for n in sl_cy.population.ETA_NAMES if n not in axes}
     gp = sl_cy.inference.grid_posterior(post, axes, fixed=rest)
     path = sl_cy.inference.save_grid_posterior_hdf5(out / "grid_posterior.h5", gp)

@@ -29,7 +29,7 @@ def main(out="."):
     cat.to_csv(csv, index=False, float_format="%.8g")
     print(f"catalogue: {len(cat)} lenses -> {csv}")
 
-    res = infer(observed=csv, unit="arcsec", zl=0.3, zs=2.0, root=out, nwalkers=16, nsteps=150, seed=2,
+    res = infer(observed=csv, unit="arcsec", zl=0.3, zs=2.0, root=out, nwalkers=12, nsteps=60, seed=2,
                 fixed={"mu_gamma": 1.0, "sigma_gamma": 0.2}, progress=False, save_plots=False)
     print(res.summary[["median", "lo68", "hi68"]].to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"convergence: {res.convergence['verdict']}")

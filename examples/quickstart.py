@@ -26,9 +26,9 @@ def main(out="."):
     grids = sl_cy.tabulate_likelihood_grids(observed)
     truth = np.array(sl_cy.population.DEFAULT_ETA)
     fixed = dict(mu_gamma=truth[4], sigma_gamma=truth[5])
-    sampler = sl_cy.run_mcmc(grids, nwalkers=16, nsteps=150, initial_guess=truth, fixed=fixed, seed=3,
+    sampler = sl_cy.run_mcmc(grids, nwalkers=12, nsteps=120, initial_guess=truth, fixed=fixed, seed=3,
                              progress=False, backend_file=out / "quickstart_chain.h5")
-    chain = sampler.get_chain(discard=50, flat=True)
+    chain = sampler.get_chain(discard=40, flat=True)
     names = list(sampler.param_names)
     table = sl_cy.credible_intervals(chain, names=names, levels=(0.68,))
     table.insert(0, "truth", [truth[list(sl_cy.population.ETA_NAMES).index(n)] for n in names])

@@ -5,7 +5,10 @@ Run:  python examples/resume_chain.py [output folder]
 sl_cy.run_mcmc writes every step to the emcee HDF5 backend (``backend_file``). With
 ``resume=True`` it continues the stored chain up to ``nsteps`` in total, restoring the sampler's
 random state from the file, so the result is bit-for-bit the chain an uninterrupted run with the
-same seed gives. (A killed run resumes the same way: just call it again with resume=True.)
+same seed gives. A file that exists but cannot be read (a process killed in the middle of writing
+a step can leave one) is refused, never overwritten. The run folders of ``sl-cy run`` / ``infer``
+also journal every step so that a killed run always resumes: ``sl-cy resume PATH``
+(:func:`sl_cy.pipeline.resume`).
 """
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ import numpy as np
 import sl_cy
 
 
-def main(out=".", n=40):
+def main(out=".", n=20):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, observed = sl_cy.run_mock_simulation(30_000, seed=4, show_progress=False)

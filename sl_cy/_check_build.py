@@ -15,7 +15,7 @@ import os
 __all__ = ["COMPILED_MODULES", "check_build"]
 
 #: The extension modules built from ``csrc/*.pyx`` (see ``setup.py``), in dependency order.
-COMPILED_MODULES = ("_profiles", "_lensing", "_photometry", "_selection", "_likelihood")
+COMPILED_MODULES = ("_profiles", "_lensing", "_photometry", "_selection", "_likelihood", "_tabulate")
 
 _HOW_TO_BUILD = """\
 To fix it, either

@@ -1,4 +1,5 @@
 # C-level interface of sl_cy._lensing (compiled from csrc/lensing.pyx).
+from libc.math cimport fabs, M_LN10
 from sl_cy._profiles cimport Cosmo, GStencil
 
 # status codes (mirrored by sl_cy.lensing.Status)
@@ -40,10 +41,31 @@ cdef void lens_components(const Lens* L, double x, double* astar_unit, double* a
 cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil
 cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA, double* xB) noexcept nogil
 cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil
-cdef double lens_mu(const Lens* L, double x) noexcept nogil
 cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, double* beta,
                            double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil
 cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
                      Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil
 cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil
 cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil
+
+
+# --- local lens mapping of a spherical lens, written once (x signed, alpha signed, kappa at |x|) ---
+cdef inline double inv_mu_r(double alpha, double x, double kappa) noexcept nogil:
+    """Radial eigenvalue 1/mu_r = 1 + alpha/x - 2 kappa = d(x - alpha)/dx."""
+    return 1.0 + alpha / x - 2.0 * kappa
+
+
+cdef inline double inv_mu_t(double alpha, double x) noexcept nogil:
+    """Tangential eigenvalue 1/mu_t = 1 - alpha/x."""
+    return 1.0 - alpha / x
+
+
+cdef inline double magnification(double ir, double it) noexcept nogil:
+    """Signed mu = 1 / (1/mu_t * 1/mu_r)."""
+    return 1.0 / (it * ir)
+
+
+cdef inline double inversion_jacobian(double irA, double irB, double mstar, double dastar_unit) noexcept nogil:
+    """|J| = |d(log10 M*, beta)/d(x_A, x_B)| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|),
+    with a* the deflection per unit M* (dastar_unit = a*(x_A) - a*(x_B))."""
+    return fabs(irA * irB) / (mstar * M_LN10 * fabs(dastar_unit))

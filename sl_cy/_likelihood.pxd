@@ -1,23 +1,7 @@
-# C-level interface of sl_cy._likelihood (compiled from csrc/likelihood.pyx).
+# C-level interface of sl_cy._likelihood (compiled from csrc/likelihood.pyx). The population
+# model struct and eta live in sl_cy/_population.pxd (re-exported here for cimporting code).
 
-ctypedef struct PopModel:
-    double mu_star          # skew-normal loc of logM*_sps
-    double sigma_star       # skew-normal scale
-    double a_skew           # skew-normal shape a = 10**log_s_star
-    double mu_R0            # size-mass relation: mu_R(M) = mu_R0 + beta_R (M - pivot)
-    double beta_R
-    double sigma_R
-    double xi_h             # halo-mass dependence on the size residual
-    double sigma_obs        # scatter of the observed SPS mass (dex)
-    double pivot            # PIVOT_LOGM = 11.4
-
-ctypedef struct EtaC:
-    double alpha_sps
-    double mu_h
-    double beta_h
-    double sigma_h
-    double mu_gamma
-    double sigma_gamma
+from sl_cy._population cimport PopModel, EtaC
 
 cdef double log_ndtr_diff(double a, double b) noexcept nogil
 cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexcept nogil

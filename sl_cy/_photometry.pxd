@@ -3,12 +3,12 @@
 # Everything here is nogil and allocation-free, for the tabulation (F_phot per grid point),
 # likelihood and A(eta) kernels. Typical use from another Cython module:
 #
-#     from sl_cy._photometry cimport PhotometryKernel, KTableKernel, fphot, fphot_batch, ktable_eval
+#     from sl_cy._photometry cimport PhotometryKernel, KTableKernel, fphot, fphot_batch, ktable_log_eval
 #     cdef PhotometryKernel pk = model.kernel          # sl_cy.photometry.PhotometryModel.kernel
 #     cdef KTableKernel kk = ktable.kernel             # sl_cy.ktable.KTable.kernel
 #     with nogil:
 #         fphot_batch(&pk.c, mA_obs, mB_obs, &muA[0], &muB[0], n, &out[0], False)
-#         K = ktable_eval(&kk.c, muA, muB)
+#         K = exp(ktable_log_eval(&kk.c, muA, muB))
 #
 # Conventions: magnifications are signed or not, |mu| is used; a non-finite input or mu == 0
 # gives F_phot = 0 (log F_phot = -inf) and K = 0 -- a grid point that contributes nothing,
@@ -75,4 +75,3 @@ cdef void fphot_batch(const PhotTable* T, double mA, double mB, const double* mu
 # K(mu1, mu2) = int p(m_s) P_det(mu1, m_s) P_det(mu2, m_s) dm_s
 cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double mu1, double mu2) noexcept nogil
 cdef double ktable_log_eval(const KTable* T, double mu1, double mu2) noexcept nogil
-cdef double ktable_eval(const KTable* T, double mu1, double mu2) noexcept nogil

@@ -31,4 +31,3 @@ cdef double gnfw_lnsigma(double lnx, const GStencil* st) noexcept nogil
 cdef double gnfw_lnm2(double lnx, const GStencil* st) noexcept nogil
 cdef double gnfw_lnm3(double lnx, const GStencil* st) noexcept nogil
 cdef void gnfw_lnsigma_lnm2(double lnx, const GStencil* st, double* lnsig, double* lnm2) noexcept nogil
-cdef bint gnfw_table_ready() noexcept nogil

@@ -188,7 +188,7 @@ def _axis(spec: str):
 def _add_tabulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim-id", required=True, help="simulation folder data/tables/<sim_id> holding mock.h5")
     p.add_argument("--out", default=".", help="root folder (default .)")
-    p.add_argument("--logMh", type=_axis, default=None, help="halo-mass axis start:stop:step (default 10.5:15.5:0.1)")
+    p.add_argument("--logMh", type=_axis, default=None, help="halo-mass scan axis start:stop:step (default 10:17:0.1, the halo support)")
     p.add_argument("--gamma", type=_axis, default=None, help="gamma_in axis start:stop:step (default 0:2:0.1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes, -1 = all cores (default 1)")
     p.add_argument("--cache-every", type=int, default=256, help="lenses per resumable cache chunk (default 256)")
@@ -360,13 +360,99 @@ def _parse_fixed(spec):
 
 def _fail(prog: str, exc: BaseException) -> int:
     msg = " ".join(str(exc).split()) or type(exc).__name__
+    for note in getattr(exc, "__notes__", None) or ():      # e.g. "the run folder ... is kept"
+        msg += "; " + " ".join(str(note).split())
     print(f"{prog}: error: {msg}", file=sys.stderr)
     return 2
 
 
-def _interrupted(prog: str) -> int:
-    print(f"{prog}: interrupted; the unfinished run folder was removed (tables and banks are kept)", file=sys.stderr)
-    return 130
+# --------------------------------------------------------------------------------------------
+# signals: handled here only (the library sees a KeyboardInterrupt)
+# --------------------------------------------------------------------------------------------
+_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+class _SignalState:
+    """The signals received while a command runs (names, in order)."""
+
+    def __init__(self):
+        self.received: list[str] = []
+        self.redeliver = False          # the next handler call re-raises a lost interrupt
+        self.old_hook = None
+
+
+def _install_signal_handlers(state: _SignalState):
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt("SIGINT"/"SIGTERM")`` in the main thread, so that
+    every stage stops at its next Python instruction and a run folder is marked interrupted. A
+    second signal while that cleanup runs exits at once (the run stays resumable: the chain is
+    crash-safe). Returns the previous handlers (None when not in the main thread)."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if state.redeliver:
+            state.redeliver = False
+            raise KeyboardInterrupt(name)
+        state.received.append(name)
+        if len(state.received) > 1:
+            print(f"sl-cy: second signal ({name}) while stopping; exiting at once", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        raise KeyboardInterrupt(name)
+
+    def unraisable(u):
+        # The interrupt was raised inside a garbage-collection callback or a __del__, where Python
+        # prints and drops exceptions: deliver it again shortly, from outside that callback.
+        exc = u.exc_value
+        if isinstance(exc, KeyboardInterrupt) and str(exc) in _SIGNALS and state.received:
+            import _thread
+
+            state.redeliver = True
+            t = threading.Timer(0.02, _thread.interrupt_main, args=(int(getattr(signal, str(exc))),))
+            t.daemon = True
+            t.start()
+            return
+        state.old_hook(u)
+
+    state.old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    old = {}
+    for name in _SIGNALS:
+        sig = getattr(signal, name)
+        if signal.getsignal(sig) is signal.SIG_IGN:      # e.g. SIGINT of a background job: keep ignoring it
+            continue
+        old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _restore_signal_handlers(old, state: _SignalState) -> None:
+    import signal
+
+    for sig, h in (old or {}).items():
+        signal.signal(sig, h if h is not None else signal.SIG_DFL)
+    if state.old_hook is not None:
+        sys.unraisablehook = state.old_hook
+
+
+def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
+    """One line on stderr for an interruption; exit status 128 + signal number."""
+    import signal
+
+    name = state.received[0] if state.received else (str(exc) if str(exc).startswith("SIG") else "SIGINT")
+    code = 128 + int(getattr(signal, name, signal.SIGINT))
+    run_dir = getattr(exc, "run_dir", None)
+    if run_dir is not None:
+        step = "?" if exc.step is None else exc.step
+        print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
+              f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)
+    else:
+        print(f"{prog}: interrupted by {name}; no run folder was made (finished tables and cache files are kept and "
+              "re-used by the same command; no partial file is left)", file=sys.stderr, flush=True)
+    return code
 
 
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, OSError)
@@ -408,8 +494,6 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
                      discard=args.discard, selection=args.selection, mock_kwargs=mock_kwargs, verbose=True)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
-    except KeyboardInterrupt:
-        return _interrupted(prog)
     return 0
 
 
@@ -441,8 +525,6 @@ def _cmd_infer(args) -> int:
               selection=args.selection, forward_model=_forward_model(args) if args.observed else None, verbose=True)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
-    except KeyboardInterrupt:
-        return _interrupted("sl-cy infer")
     return 0
 
 
@@ -469,6 +551,25 @@ def _add_rerun(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="run folder inference/<sim_id>/<run_id> that was interrupted or killed")
+    p.add_argument("--nsteps", type=int, default=None,
+                   help="new total number of MCMC steps (default the recorded one; larger extends the run)")
+    p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_resume(args) -> int:
+    from sl_cy.pipeline import resume
+    from sl_cy.runs import RunLockedError
+
+    try:
+        resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True)
+    except _USER_ERRORS + (RunLockedError,) as exc:
+        return _fail("sl-cy resume", exc)
+    return 0
+
+
 def _cmd_rerun(args) -> int:
     from sl_cy.pipeline import rerun
 
@@ -477,8 +578,6 @@ def _cmd_rerun(args) -> int:
               verbose=True)
     except _USER_ERRORS as exc:
         return _fail("sl-cy rerun", exc)
-    except KeyboardInterrupt:
-        return _interrupted("sl-cy rerun")
     return 0
 
 
@@ -499,6 +598,8 @@ COMMANDS = {
     "report": ("re-create summaries and plots of a run folder from its stored chain", _add_report, _cmd_report),
     "rerun": ("run an inference again from a run folder's params.json (same seed -> identical chain)",
               _add_rerun, _cmd_rerun),
+    "resume": ("continue an interrupted or killed run to its total steps (identical chain) and finish it",
+               _add_resume, _cmd_resume),
 }
 
 
@@ -520,10 +621,20 @@ def main(argv=None) -> int:
         return 1
     from sl_cy.parallel import WorkerPoolError
 
+    state = _SignalState()
+    old = _install_signal_handlers(state)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
-    except WorkerPoolError as exc:          # the process pool broke: its cause and remedy, no traceback
-        return _fail(f"sl-cy {args.command}", exc)
+    except KeyboardInterrupt as exc:
+        return _interrupted(f"sl-cy {args.command}", exc, state)
+    except Exception as exc:
+        if state.received:          # a consequence of the signal (e.g. pool workers killed by it)
+            return _interrupted(f"sl-cy {args.command}", KeyboardInterrupt(state.received[0]), state)
+        if isinstance(exc, WorkerPoolError):      # the process pool broke: its cause and remedy, no traceback
+            return _fail(f"sl-cy {args.command}", exc)
+        raise
+    finally:
+        _restore_signal_handlers(old, state)
 
 
 if __name__ == "__main__":

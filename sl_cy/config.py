@@ -304,12 +304,11 @@ class SurveyConfig:
         return float(out) if out.ndim == 0 else out
 
     def p_det(self, mu, m_s):
-        """Per-image detection probability Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m)."""
-        mu = np.abs(np.asarray(mu, dtype=float))
-        with np.errstate(divide="ignore"):
-            z = (self.m_lim - np.asarray(m_s, dtype=float) + 2.5 * np.log10(mu)) / self.sigma_m
-        out = special.ndtr(z)
-        return float(out) if np.ndim(out) == 0 else out
+        """Per-image detection probability Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m)
+        (:func:`sl_cy.photometry.selection_function`, the compiled ``selection_prob``)."""
+        from sl_cy.photometry import selection_function  # lazy: keep this module import-light
+
+        return selection_function(mu, self.m_lim, m_s, self.sigma_m)
 
     def to_dict(self) -> dict:
         """Plain-JSON representation (used for cache keys and file attributes)."""

@@ -529,6 +529,25 @@ def _tabulate_task(task: dict) -> dict:
                 nbkg_kpc2=np.asarray(survey.nbkg_kpc2(o["zl"], task["cosmo"]), dtype=float) * np.ones(len(o["zl"])))
 
 
+#: Grid points per compiled call inside a tabulation task (16 lenses of the default adaptive grid):
+#: small enough (~0.1 s) that the interpreter sees a Ctrl-C between calls; results do not depend on it.
+_SUBCHUNK_POINTS = 16 * 103 * 21
+
+
+def _tabulate_task_split(task: dict) -> dict:
+    """Worker: :func:`_tabulate_task` on a few lenses at a time (about :data:`_SUBCHUNK_POINTS`
+    grid points per call; identical results)."""
+    n = len(task["obs"]["xA"])
+    ad = task.get("adaptive")
+    per_lens = (ad["n_nodes"] if ad else len(task["logMh"])) * len(task["gamma"])
+    step = max(1, _SUBCHUNK_POINTS // max(1, per_lens))
+    if n <= step:
+        return _tabulate_task(task)
+    parts = [_tabulate_task(dict(task, obs={k: v[s:s + step] for k, v in task["obs"].items()}))
+             for s in range(0, n, step)]
+    return dict(index=task["index"], **{k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "index"})
+
+
 def _chunk_path(root: Path, i: int) -> Path:
     return root / f"chunk_{i:06d}.h5"
 
@@ -682,12 +701,17 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
         root = Path(cache_dir)
         root.mkdir(parents=True, exist_ok=True)
         manifest = root / "grid_cache.json"
+        old = None
         if manifest.exists():
-            old = json.loads(manifest.read_text())
-            if old.get("key") != key:
+            try:
+                old = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                old = None                 # unreadable: rewritten below (every chunk carries the key anyway)
+            if isinstance(old, dict) and old.get("key") != key:
                 raise ValueError(f"cache_dir {str(root)!r} holds likelihood grids for different inputs or settings "
-                                 f"(key {old.get('key', '?')[:12]} != {key[:12]}); use another directory or delete it")
-        else:
+                                 f"(key {str(old.get('key', '?'))[:12]} != {key[:12]}); use another directory or "
+                                 "delete it")
+        if not isinstance(old, dict):
             write_json_atomic(manifest, dict(key=key, n_lenses=n, n_chunks=len(tasks), chunk=chunk,
                                              created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **config))
         for i in range(len(tasks)):
@@ -695,7 +719,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
             if p.exists():
                 results[i] = _read_chunk(p, key, i)
     todo = [t for t in tasks if results[t["index"]] is None]
-    for _, res in iter_chunks(_tabulate_task, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
+    for _, res in iter_chunks(_tabulate_task_split, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
                               desc="tabulate"):
         if root is not None:
             _write_chunk(_chunk_path(root, res["index"]), key, res)

@@ -107,7 +107,7 @@ def initial_ball(posterior: Posterior, nwalkers: int, *, initial_guess=None, see
 def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=None, backend_file=None,
              parallel: bool = False, nproc: int | None = None, eta: bool = True, vectorize: bool = True,
              resume: bool = False, progress: bool = True, seed=None, A=None, prior: Prior | None = None,
-             fixed: Mapping | None = None, backend_name: str = "mcmc"):
+             fixed: Mapping | None = None, backend_name: str = "mcmc", backend=None):
     """Sample the posterior of eta with emcee (seed name).
 
     Parameters
@@ -134,7 +134,8 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     resume : bool
         Continue the chain stored in ``backend_file`` (same nwalkers and free parameters);
         without a stored chain it starts afresh. The random state is restored from the backend,
-        so an interrupted-and-resumed chain equals an uninterrupted one of the same seed.
+        so an interrupted-and-resumed chain equals an uninterrupted one of the same seed. A file
+        that exists but cannot be read is refused (ValueError), never overwritten.
     progress : bool
         tqdm progress bar.
     seed : int, optional
@@ -146,6 +147,9 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         Default :func:`sl_cy.likelihood.BoxPrior`.
     fixed : mapping, optional
         Fixed parameters {name: value}.
+    backend : emcee backend, optional
+        Use this backend instead of ``backend_file`` (e.g. the crash-safe
+        :class:`sl_cy.chainstore.JournaledHDFBackend` of the pipeline's run folders).
 
     Returns
     -------
@@ -178,16 +182,11 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     nsteps = int(nsteps)
     if nwalkers < 2 * ndim:
         raise ValueError(f"nwalkers must be >= 2 * n_free = {2 * ndim}, got {nwalkers}")
-    backend = None
-    if backend_file is not None:
+    if backend is None and backend_file is not None:
         Path(backend_file).parent.mkdir(parents=True, exist_ok=True)
         backend = emcee.backends.HDFBackend(str(backend_file), name=backend_name)
-        done = 0
-        if resume:
-            try:
-                done = backend.iteration
-            except (OSError, KeyError):
-                done = 0
+    if backend is not None:
+        done = _stored_steps(backend) if resume else 0
         if resume and done > 0:
             if backend.shape != (nwalkers, ndim):
                 raise ValueError(f"cannot resume: the backend holds a chain of shape {backend.shape} "
@@ -205,20 +204,51 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         pool = process_pool(-1 if nproc is None else int(nproc), post)   # spawn, like every pool of sl_cy
     try:
         sampler = emcee.EnsembleSampler(nwalkers, ndim, post, vectorize=vectorize, backend=backend, pool=pool)
+        # call the posterior directly: emcee's wrapper prints a traceback for any exception, also for
+        # the KeyboardInterrupt of a Ctrl-C or SIGTERM (it only adds args/kwargs, which are empty here)
+        sampler.log_prob_fn = post
         sampler.posterior = post
         sampler.param_names = post.free_names
         remaining = nsteps - done
         if done > 0:
-            if remaining > 0:
-                sampler.run_mcmc(None, remaining, progress=progress)
+            if remaining > 0:          # an uninterrupted chain is not checked again at this step either
+                sampler.run_mcmc(None, remaining, progress=progress, skip_initial_state_check=True)
         elif remaining > 0:
             p0 = initial_ball(post, nwalkers, initial_guess=initial_guess, seed=seed)
             rs = np.random.RandomState(seed).get_state() if seed is not None else None
             sampler.run_mcmc(emcee.State(p0, random_state=rs), remaining, progress=progress)
+    except BaseException:
+        if pool is not None:           # Ctrl-C or an error: do not wait for the workers' evaluations
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     return sampler
+
+
+def _stored_steps(backend) -> int:
+    """Steps stored in a backend (0 when it holds none); an existing file that cannot be read raises."""
+    import os
+
+    fn = getattr(backend, "filename", None)
+    if fn is None:                                      # an in-memory backend
+        return int(backend.iteration) if backend.initialized else 0
+    if not os.path.exists(fn):
+        return 0
+    import h5py
+
+    try:
+        with h5py.File(fn, "r") as f:
+            if backend.name not in f:
+                return 0
+            return int(f[backend.name].attrs["iteration"])
+    except (OSError, KeyError) as err:
+        raise ValueError(f"cannot resume: {fn} exists but cannot be read ({' '.join(str(err).split())}); it is "
+                         "left untouched (sl_cy.chainstore.recover_chain rebuilds a run folder's chain from its "
+                         "journal)") from err
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ One way of doing things: :func:`build_K_table` integrates K on a uniform log10|m
 :class:`KTable`; the table is callable (bicubic interpolation of log K, compiled), saved with
 :meth:`KTable.to_hdf5` / :func:`save_K_table_hdf5` and read back with :meth:`KTable.from_hdf5` /
 :func:`load_K_interpolator`. :func:`sl_cy.testing.K_direct` integrates K point by point (reference).
-Cython code evaluates the table with ``ktable_eval(&table.kernel.c, mu1, mu2)``
+Cython code evaluates the table with ``ktable_log_eval(&table.kernel.c, mu1, mu2)`` (log K)
 (``sl_cy/_photometry.pxd``).
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ class KTable:
     ----------
     kernel : sl_cy._photometry.KTableKernel
         Compiled interpolator; Cython code passes ``&kernel.c`` (a ``KTable`` struct) to
-        ``ktable_eval`` / ``ktable_log_eval``.
+        ``ktable_log_eval``.
 
     Examples
     --------

@@ -23,6 +23,12 @@ Failures of the pool itself are explained, never a bare ``BrokenProcessPool`` an
 * workers that cannot start (e.g. a script without an ``if __name__ == "__main__":`` guard) or that
   die during a task (killed by the out-of-memory killer, a crash in compiled code) raise
   :class:`WorkerPoolError`, which names the cause, the worker's exit code or signal, and the remedy.
+
+Interruption: local pool workers start with SIGINT blocked, so a Ctrl-C (which the terminal sends to
+the whole process group) reaches only the parent; when the consumer stops early (KeyboardInterrupt,
+any exception, or closing the iterator) the workers are killed at once instead of finishing their
+running tasks. Workers therefore never print a traceback of their own, and the answer comes within
+a task's Python-level granularity in the parent.
 """
 from __future__ import annotations
 
@@ -149,17 +155,21 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
                           ParallelWarning, stacklevel=3)
             yield from iter_chunks(func, tasks, n_jobs=1, progress=show, desc=desc)
             return
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _spawn_context()
         started = ctx.Event()                 # set by the first worker that gets as far as running Python code
         pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_started,
                                       initargs=(started,))
         procs: dict = {}
+        finished = False
         try:
             yield from _iter_futures(pool, func, tasks, max_in_flight or 2 * workers, show, desc, procs)
+            finished = True
         except BrokenProcessPool as exc:
             pool.shutdown(wait=True, cancel_futures=True)      # reaps the workers: their exit codes are final
             raise WorkerPoolError(_explain_broken_pool(procs, started.is_set())) from exc
         finally:
+            if not finished:          # interrupted (Ctrl-C, SIGTERM) or failed: do not wait for running tasks
+                _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
         return
     if _is_dask_client(executor):
@@ -181,6 +191,41 @@ def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=
         return
     raise ValueError(f"executor must be None, a concurrent.futures.Executor or a dask.distributed.Client, "
                      f"got {type(executor).__name__}")
+
+
+class _NoSigintSpawnProcess(multiprocessing.get_context("spawn").Process):
+    """A spawn process started with SIGINT blocked: the mask is inherited across fork and exec and
+    nothing in a worker unblocks it, so a Ctrl-C sent to the whole process group (the terminal
+    does that) reaches only the parent, which stops the workers (:func:`_stop_workers`), instead
+    of printing a KeyboardInterrupt traceback from every worker."""
+
+    def start(self):
+        if not hasattr(signal, "pthread_sigmask"):          # pragma: no cover - not POSIX
+            return super().start()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _NoSigintSpawnContext(type(multiprocessing.get_context("spawn"))):
+    Process = _NoSigintSpawnProcess
+
+
+def _spawn_context():
+    """The start method of every local pool: spawn, with workers that leave Ctrl-C to the parent."""
+    return _NoSigintSpawnContext()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Kill the worker processes of a local pool now (their running tasks are abandoned): a
+    Ctrl-C must not wait for a compiled loop in a worker to finish."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, ValueError, AttributeError):      # already gone
+            pass
 
 
 def _main_not_reimportable() -> str | None:

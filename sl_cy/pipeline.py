@@ -7,6 +7,7 @@ Thin Python over the existing pieces (:mod:`sl_cy.tables`, :mod:`sl_cy.selection
 * :func:`infer` -- inference on the grids of a simulation or of a user catalogue (``sl-cy infer``);
 * :func:`report` -- re-create summaries and plots from a run folder's stored chain (``sl-cy report``);
 * :func:`rerun` -- run again from a run folder's ``params.json`` (``sl-cy rerun``);
+* :func:`resume` -- continue an interrupted or killed run to the identical chain (``sl-cy resume``);
 * :func:`compute_posterior_from_file` -- the log posterior streamed from a ``grids.h5`` in blocks.
 
 Layout on disk (``root`` is the working folder, default ``.``)::
@@ -21,17 +22,23 @@ Layout on disk (``root`` is the working folder, default ``.``)::
         params.json     everything needed to re-run (written first)
         metadata.json   UTC start/end, version, git commit, table hashes, ``status``
         chain.h5        emcee HDF5 backend (group ``mcmc``), written step by step
+        chain.journal   append-only copy of every step with a CRC (while not complete)
         run.h5          the run file (:func:`sl_cy.runs.write_run_hdf5`)
         summary.csv     one row per free parameter: median, mean, std, 68 %/95 % intervals, truth, tau
         summary.json    the same plus the convergence verdict
         corner.png, traces.png, log_prob.png   (with ``save_plots``)
 
-Failure policy: the run folder is created empty and filled as the run goes; ``metadata.json``
-says ``"status": "running"`` until everything is written, then ``"complete"`` (with
-``finished_utc``). If anything fails (an exception, Ctrl-C or SIGTERM) the run folder is
-removed, so a folder that exists and says ``complete`` is always whole (only a SIGKILL can leave
-a folder behind, and it still says ``running``). All input validation (options,
-catalogue columns and values) happens before any file is written.
+Life cycle (:class:`sl_cy.runs.RunFolder`): all input validation (options, catalogue columns
+and values) and the tables come first; a run that fails there leaves no run folder. The folder is
+then created and locked, and ``metadata.json`` says ``"status": "running"``; ``chain.h5`` grows
+step by step, each step first appended to ``chain.journal`` (:mod:`sl_cy.chainstore`). Ctrl-C,
+SIGTERM (the CLI turns it into KeyboardInterrupt) or an exception after sampling has started keep
+the folder: the chain is made consistent at the last finished step and ``metadata.json`` says
+``"status": "interrupted"`` with ``step``, ``nsteps`` and ``reason``; :func:`resume` finishes it to
+the chain an uninterrupted run gives. A SIGKILL leaves ``"running"`` in an unlocked folder (a
+*killed* run), which resumes the same way, a torn last step dropped. When everything is written
+the journal is removed and the status becomes ``"complete"``, so a folder that says ``complete``
+is always whole.
 
 Seeds: one root ``seed``. The mock uses it directly (same sim as ``sl-cy simulate --seed``);
 the selection bank (if used) and the sampler use ``derived_seed(seed, 1)`` and ``derived_seed(seed, 2)``
@@ -56,7 +63,7 @@ from sl_cy.selection import _check_seed
 
 __all__ = [
     "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE", "DEFAULT_N_GALAXY", "DEFAULT_SELECTION", "RunResult", "derived_seed",
-    "file_sha256", "selection_bank_for", "infer", "report", "rerun", "run_pipeline", "compute_posterior_from_file",
+    "file_sha256", "selection_bank_for", "infer", "report", "rerun", "resume", "run_pipeline", "compute_posterior_from_file",
 ]
 
 #: Defaults of ``sl-cy run`` / :func:`run_pipeline` (measured 4 min 13 s on the idle 2-core machine).
@@ -142,6 +149,28 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+
+
+def check_writable(folder) -> Path:
+    """Raise OSError naming ``folder`` unless files can be created in it (created if missing);
+    called before any work starts, so an unwritable output folder is reported at once.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_writable(tempfile.mkdtemp()).is_dir()
+    True
+    """
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sl_cy_write_test_"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write in the output folder {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 def _check_pos_int(name, v, lo=1) -> int:
@@ -391,31 +420,32 @@ def _summaries(d: Path, params: dict, save_plots: bool):
     return table, conv, files
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"terminated by signal {signum}")
+def _interrupt_reason(exc: BaseException) -> str:
+    """Why a run stopped, for metadata.json: ``"signal SIGTERM"``, ``"KeyboardInterrupt"``, ``"ValueError: ..."``."""
+    if isinstance(exc, KeyboardInterrupt):
+        msg = str(exc)
+        return f"signal {msg}" if msg.startswith("SIG") else "KeyboardInterrupt"
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}"[:500] if msg else type(exc).__name__
 
 
-def _term_as_interrupt():
-    """Make SIGTERM raise KeyboardInterrupt (so a killed run cleans its folder); main thread only."""
-    import signal
-    import threading
+@dataclass
+class _Prepared:
+    """Everything an inference needs after validation: the posterior, params.json, the tables."""
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        return (signal.signal(signal.SIGTERM, _raise_interrupt),)
-    except (ValueError, OSError):
-        return None
-
-
-def _restore_term(old) -> None:
-    import signal
-
-    if old is not None:
-        try:
-            signal.signal(signal.SIGTERM, old[0] if old[0] is not None else signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
+    d: Path
+    sim_id: str
+    run_id: str
+    started: str
+    params: dict
+    tables: dict
+    post: object
+    grids: list
+    gpath: Path
+    const: dict
+    selection: dict
+    A_call: object
+    eta: bool
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +525,15 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     -------
     RunResult
 
+    Raises
+    ------
+    sl_cy.runs.RunInterrupted
+        On Ctrl-C or SIGTERM (turned into KeyboardInterrupt by the caller, e.g. the CLI) once the
+        run folder exists: the folder is kept, ``metadata.json`` says ``"status": "interrupted"``
+        with the step reached, and :func:`resume` continues it to the identical chain. An
+        exception after sampling has started keeps the folder the same way (the exception
+        propagates with a note saying so); a failure before (validation, tables) leaves no folder.
+
     Performance
     -----------
     Per MCMC step ~ nwalkers x (n_lens x ~10 us + bank size x ~10 ns) on two idle cores
@@ -511,14 +550,34 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     >>> sorted(p.name for p in r.run_dir.iterdir())
     ['chain.h5', 'metadata.json', 'params.json', 'run.h5', 'summary.csv', 'summary.json']
     """
+    from sl_cy.runs import RunFolder
+
+    t_start = time.perf_counter()
+    prep = _prepare(sim_id, observed=observed, unit=unit, root=root, out=out, nwalkers=nwalkers, nsteps=nsteps,
+                    seed=seed, eta=eta, A=A, selection=selection, bank_size=bank_size, bank_seed=bank_seed, prior=prior,
+                    fixed=fixed, n_jobs=n_jobs, progress=progress, save_plots=save_plots, run_id=run_id,
+                    discard=discard, initial_guess=initial_guess, zl=zl, zs=zs, logMh_grid=logMh_grid,
+                    gamma_grid=gamma_grid, expect=expect, forward_model=forward_model, extra_params=extra_params,
+                    verbose=verbose)
+    folder = RunFolder.create(prep.d, prep.params, sim_id=prep.sim_id, started_utc=prep.started, tables=prep.tables,
+                              run_id=prep.run_id, step=0, nsteps=prep.params["nsteps"])
+    return _sample_and_finish(prep, folder, resumed_from=None, t_start=t_start, progress=progress, verbose=verbose)
+
+
+def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalkers=DEFAULT_NWALKERS,
+             nsteps=DEFAULT_NSTEPS, seed=None, eta=True, A=None, selection=DEFAULT_SELECTION,
+             bank_size=DEFAULT_BANK_SIZE, bank_seed=None, prior=None, fixed=None, n_jobs=-1, progress=True,
+             save_plots=True, run_id=None, discard=None, initial_guess=None, zl=None, zs=None, logMh_grid=None,
+             gamma_grid=None, expect=None, forward_model=None, extra_params=None, verbose=False,
+             resume_dir=None) -> _Prepared:
+    """Validate the inputs, load or build the tables and A(eta), and compose params.json (nothing of
+    the run folder is written; a catalogue's grids are). See :func:`infer`."""
     from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, load_grids_hdf5, save_grids_hdf5
     from sl_cy.likelihood import Posterior
     from sl_cy.parallel import resolve_n_jobs
     from sl_cy.runs import new_run_id, run_dir
+    from sl_cy.runs import RunFolder, utc_now
     from sl_cy.tables import GRIDS_FILE, sim_dir
-
-    t_start = time.perf_counter()
-    from sl_cy.runs import utc_now
 
     started = utc_now()
     # ---- validation (nothing written) ------------------------------------------------------
@@ -529,6 +588,7 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     bank_size = _check_pos_int("bank_size", bank_size, 1)
     bank_seed = derived_seed(seed, 1) if bank_seed is None else _check_seed(bank_seed)
     mcmc_seed = derived_seed(seed, 2)
+    discard_auto = discard is None
     discard = nsteps // 4 if discard is None else _check_pos_int("discard", discard, 0)
     if discard >= nsteps:
         raise ValueError(f"discard ({discard}) must be smaller than nsteps ({nsteps})")
@@ -541,6 +601,8 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
     g_axis = np.asarray(DEFAULT_GAMMA_GRID if gamma_grid is None else gamma_grid, float)
     root = Path(root)
     out_root = Path(out) if out is not None else root
+    check_writable(root)
+    check_writable(out_root)
     run_id = run_id or new_run_id()
     catalogue, new_grids, new_attrs = None, None, None
     if observed is not None:
@@ -555,8 +617,10 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
             raise FileNotFoundError(f"no grids at {gpath}; run `sl-cy simulate` and `sl-cy tabulate --sim-id "
                                     f"{sim_id}` (or `sl-cy run`) first")
     d = run_dir(sim_id, run_id, out_root)
-    if d.exists():
+    if resume_dir is None and RunFolder.taken(d):
         raise FileExistsError(f"run folder {d} already exists")
+    if resume_dir is not None and d.resolve() != Path(resume_dir).resolve():
+        raise ValueError(f"the recorded sim_id/run_id give {d}, not the folder {resume_dir} being resumed")
     if expect and catalogue and expect.get("catalogue_sha256") not in (None, catalogue["sha256"]):
         raise ValueError(f"catalogue {catalogue['path']} changed since the run (sha256 differs)")
     grids = new_grids if new_grids is not None else load_grids_hdf5(gpath)
@@ -608,7 +672,8 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
         out=str(out_root.resolve()), source="catalogue" if catalogue else ("mock" if truth else "tables"),
         catalogue=catalogue, nwalkers=nwalkers, nsteps=nsteps, discard=discard, seed=seed, mcmc_seed=mcmc_seed,
         eta=bool(eta), selection=selection, prior=_prior_to_dict(post.prior), fixed=dict(post.prior.fixed),
-        free_names=list(post.free_names), initial_guess=None if initial_guess is None else np.asarray(initial_guess, float),
+        discard_auto=discard_auto, free_names=list(post.free_names),
+        initial_guess=None if initial_guess is None else np.asarray(initial_guess, float),
         n_jobs=n_jobs, save_plots=bool(save_plots), model=fm.model, forward_model=fm.to_dict(),
         grids=dict(file=str(gpath.resolve()), relative=str(Path("data", "tables", sim_id, GRIDS_FILE)),
                    sha256=grids_sha, key=gattrs.get("config", {}).get("key"), n_lenses=len(grids),
@@ -620,66 +685,105 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwalker
                   mock_config_hash=const["mock_config_hash"], bank_hash=selection.get("bank_hash"),
                   selection_table_hash=selection.get("table_hash"),
                   catalogue_sha256=catalogue["sha256"] if catalogue else None)
-    # ---- the run folder ------------------------------------------------------------------------
-    from sl_cy.inference import run_mcmc
-    from sl_cy.runs import write_metadata, write_params
+    return _Prepared(d=d, sim_id=str(sim_id), run_id=str(run_id), started=started, params=params, tables=tables,
+                     post=post, grids=grids, gpath=gpath, const=const, selection=selection, A_call=A_call,
+                     eta=bool(eta))
 
-    d.mkdir(parents=True)
-    old_term = _term_as_interrupt()
+
+def _sample_and_finish(prep: _Prepared, folder, *, resumed_from, t_start, progress, verbose) -> RunResult:
+    """MCMC into the run folder's crash-safe chain, then summaries, plots, run.h5 and ``"complete"``.
+
+    On any interruption or error the chain is made consistent at the last finished step and the
+    folder marked ``"interrupted"`` (removed instead when an error struck before the first step
+    of a new run: nothing was produced).
+    """
+    from sl_cy.chainstore import JournaledHDFBackend, recover_chain
+    from sl_cy.inference import run_mcmc
+    from sl_cy.runs import RUN_FILE, RunInterrupted, write_run_hdf5
+
+    d, params, post, selection, A_call = folder.path, prep.params, prep.post, prep.selection, prep.A_call
+    nsteps, nwalkers = params["nsteps"], params["nwalkers"]
+    backend = None
     try:
-        write_params(d, params)
-        write_metadata(d, sim_id, started, None, tables=tables, run_id=run_id, status="running")
+        backend = JournaledHDFBackend(d / CHAIN_FILE, name="mcmc")
         if verbose:
-            print(f"MCMC: {nwalkers} walkers x {nsteps} steps over {post.free_names}, {len(grids)} lenses, "
-                  f"selection {'on' if eta else 'off'} -> {d / CHAIN_FILE}", flush=True)
+            what = f"resuming at step {resumed_from} of {nsteps}" if resumed_from is not None else f"{nsteps} steps"
+            print(f"MCMC: {nwalkers} walkers, {what}, over {post.free_names}, {len(prep.grids)} lenses, "
+                  f"selection {'on' if prep.eta else 'off'} -> {d / CHAIN_FILE}", flush=True)
         t0 = time.perf_counter()
-        sampler = run_mcmc(post, nwalkers=nwalkers, nsteps=nsteps, initial_guess=initial_guess,
-                           backend_file=d / CHAIN_FILE, progress=bool(progress), seed=mcmc_seed, nproc=n_jobs)
+        ig = params.get("initial_guess")
+        sampler = run_mcmc(post, nwalkers=nwalkers, nsteps=nsteps, initial_guess=None if ig is None else np.asarray(ig),
+                           backend=backend, resume=resumed_from is not None, progress=bool(progress),
+                           seed=params["mcmc_seed"], nproc=params["n_jobs"])
+        backend.close()
         t_mcmc = time.perf_counter() - t0
-        table, conv, files = _summaries(d, params, save_plots)
+        table, conv, files = _summaries(d, params, params["save_plots"])
         exports = {c: table[c].to_numpy() for c in table.columns}
         exports.update(names=list(table.index), verdict=conv["verdict"], converged=conv["converged"],
                        tau=np.atleast_1d(conv["tau"]), acceptance_mean=conv["acceptance_mean"],
                        mcmc_wall_time_s=t_mcmc)
         med = post.full_eta(table["median"].to_numpy())
-        if eta and selection.get("engine") == "bank":
+        if prep.eta and selection.get("engine") == "bank":
             a, ess = A_call.evaluate(med, return_ess=True, warn=False)
             exports.update(A_at_median=a, A_ess_at_median=ess)
             selection.update(A_at_median=a, A_ess_at_median=ess)
-        elif eta and selection.get("engine") == "quadrature":
+        elif prep.eta and selection.get("engine") == "quadrature":
             a = float(np.asarray(A_call(med[None, :])).reshape(-1)[0])
             exports.update(A_at_median=a)
             selection.update(A_at_median=a)
-        from sl_cy.runs import RUN_FILE, write_run_hdf5
-
-        meta = dict(sim_id=str(sim_id), run_id=run_id, started_utc=started, package_version=__version__,
-                    tables=tables)
-        write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=truth, samples=const["lenses"],
-                       observed=pd.DataFrame([g.observed for g in grids]), grids_path=params["grids"]["relative"],
+        meta = dict(sim_id=prep.sim_id, run_id=prep.run_id, package_version=__version__, tables=prep.tables,
+                    started_utc=folder.metadata.get("started_utc", prep.started))
+        write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=prep.const["truth"],
+                       samples=prep.const["lenses"], observed=pd.DataFrame([g.observed for g in prep.grids]), grids_path=params["grids"]["relative"],
                        chain=sampler.get_chain(), log_prob=sampler.get_log_prob(),
                        acceptance=sampler.acceptance_fraction, exports=exports)
-        wall = time.perf_counter() - t_start
-        write_metadata(d, sim_id, started, utc_now(), tables=tables, run_id=run_id, status="complete",
-                       wall_time_s=wall, mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
-    except BaseException:
-        shutil.rmtree(d, ignore_errors=True)
+        backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
+        folder.mark_complete(step=nsteps, nsteps=nsteps, wall_time_s=time.perf_counter() - t_start,
+                             mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
+    except BaseException as exc:
+        if backend is not None:
+            backend.close()
+        try:
+            step = recover_chain(d / CHAIN_FILE).steps
+        except Exception as err:                  # noqa: BLE001 - report, never mask the interruption
+            step, reason_extra = None, f"; the chain could not be checked: {err}"
+        else:
+            reason_extra = ""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        if not interrupted and step == 0 and resumed_from is None:
+            folder.unlock()
+            shutil.rmtree(d, ignore_errors=True)          # failed before producing anything
+            raise
+        reason = _interrupt_reason(exc)
+        try:
+            folder.mark_interrupted(step=step, nsteps=nsteps, reason=reason + reason_extra)
+        except Exception as err:                  # noqa: BLE001 - e.g. a full disk: it still resumes as "killed"
+            reason_extra += f"; metadata.json could not be updated: {err}"
+        msg = (f"run interrupted at step {step} of {nsteps} ({reason}{reason_extra}); its folder {d} is kept: "
+               f"continue it with `sl-cy resume {d}` (Python: sl_cy.pipeline.resume)")
+        if interrupted:
+            raise RunInterrupted(msg, run_dir=d, step=step, nsteps=nsteps, reason=reason) from exc
+        if hasattr(exc, "add_note"):
+            exc.add_note(msg)
         raise
     finally:
-        _restore_term(old_term)
+        if backend is not None:
+            backend.close()
+        folder.unlock()
     files = {"params.json": d / "params.json", "metadata.json": d / "metadata.json", "chain.h5": d / CHAIN_FILE,
-             "run.h5": d / RUN_FILE, **files, "grids.h5": gpath}
+             "run.h5": d / RUN_FILE, **files, "grids.h5": prep.gpath}
     if selection.get("bank_file"):
         files["A(eta) bank"] = Path(selection["bank_file"])
     if selection.get("table_file"):
         files["A(eta) table"] = Path(selection["table_file"])
-    res = RunResult(d, str(sim_id), str(run_id), table, conv, files, time.perf_counter() - t_start)
+    res = RunResult(d, prep.sim_id, prep.run_id, table, conv, files, time.perf_counter() - t_start)
     if verbose:
         res.print()
     return res
 
 
 # --------------------------------------------------------------------------------------------
-# report / rerun
+# report / rerun / resume
 # --------------------------------------------------------------------------------------------
 def _read_run(run_path):
     from sl_cy.runs import read_params
@@ -767,24 +871,160 @@ def rerun(run_path, out=None, run_id=None, progress: bool = True, n_jobs=None, v
     True
     """
     d, p = _read_run(run_path)
-    root = d.resolve().parents[2]
+    root = _tables_root(d, p)
     if p["selection"].get("engine") == "user":
         raise ValueError("this run used a user-supplied A(eta) callable; it cannot be re-run from params.json")
+    kw = _infer_kwargs(p, root)
+    kw["extra_params"]["rerun_of"] = str(d.resolve())
+    return infer(p["sim_id"], out=out if out is not None else d.resolve().parents[2], run_id=run_id, progress=progress,
+                 n_jobs=p["n_jobs"] if n_jobs is None else n_jobs, verbose=verbose, **kw)
+
+
+def _tables_root(d: Path, p: dict) -> Path:
+    """The root holding a run's tables: the run folder's own root (``<root>/inference/<sim>/<run>``)
+    when its grids are there (a moved working folder), else the recorded one."""
+    here = d.resolve().parents[2]
+    if (here / "data" / "tables" / p["sim_id"]).is_dir() or not Path(p.get("root", here)).is_dir():
+        return here
+    return Path(p["root"])
+
+
+def _infer_kwargs(p: dict, root: Path) -> dict:
+    """The keywords of :func:`infer` that re-create a run from its params.json (tables under ``root``)."""
     cat = p.get("catalogue")
     sel = p["selection"]
-    extra = {k: v for k, v in p.items() if k == "pipeline"}
-    extra["rerun_of"] = str(d.resolve())
-    return infer(p["sim_id"], observed=cat["path"] if cat else None, unit=cat["unit"] if cat else "kpc", root=root,
-                 out=out if out is not None else root, nwalkers=p["nwalkers"], nsteps=p["nsteps"], seed=p["seed"],
-                 eta=p["eta"], selection=sel.get("engine", "bank"), bank_size=sel.get("bank_size", DEFAULT_BANK_SIZE),
-                 bank_seed=sel.get("bank_seed"),
-                 prior=_prior_from_dict(p["prior"]), fixed=p["fixed"], n_jobs=p["n_jobs"] if n_jobs is None else n_jobs,
-                 progress=progress, save_plots=p["save_plots"], run_id=run_id, discard=p["discard"],
-                 initial_guess=p.get("initial_guess"), zl=cat["zl"] if cat else None, zs=cat["zs"] if cat else None,
-                 forward_model=cat.get("forward_model") if cat else None,
-                 logMh_grid=p["grids"]["logMh_axis"], gamma_grid=p["grids"]["gamma_axis"],
-                 expect=dict(grids_key=p["grids"].get("key"), catalogue_sha256=cat["sha256"] if cat else None),
-                 extra_params=extra, verbose=verbose)
+    return dict(observed=cat["path"] if cat else None, unit=cat["unit"] if cat else "kpc", root=root,
+                nwalkers=p["nwalkers"], nsteps=p["nsteps"], seed=p["seed"], eta=p["eta"],
+                selection=sel.get("engine", "bank"), bank_size=sel.get("bank_size", DEFAULT_BANK_SIZE),
+                bank_seed=sel.get("bank_seed"), prior=_prior_from_dict(p["prior"]), fixed=p["fixed"],
+                save_plots=p["save_plots"], discard=None if p.get("discard_auto") else p["discard"],
+                initial_guess=p.get("initial_guess"),
+                zl=cat["zl"] if cat else None, zs=cat["zs"] if cat else None,
+                forward_model=cat.get("forward_model") if cat else None,
+                logMh_grid=p["grids"]["logMh_axis"], gamma_grid=p["grids"]["gamma_axis"],
+                expect=dict(grids_key=p["grids"].get("key"), catalogue_sha256=cat["sha256"] if cat else None),
+                extra_params={k: v for k, v in p.items() if k == "pipeline"})
+
+
+#: params.json entries that define the chain: a resumed run must find them unchanged.
+_CHAIN_DEFINING = ("seed", "mcmc_seed", "nwalkers", "eta", "free_names", "prior", "fixed", "initial_guess",
+                   "forward_model")
+
+
+def _chain_mismatch(old: dict, new: dict) -> str | None:
+    """The first chain-defining difference between a recorded and a re-created params.json."""
+    from sl_cy.io import canonical_json
+
+    same = lambda a, b: canonical_json(a) == canonical_json(b)
+    for k in _CHAIN_DEFINING:
+        if not same(old.get(k), new.get(k)):
+            return f"{k} (recorded {canonical_json(old.get(k))[:120]}, now {canonical_json(new.get(k))[:120]})"
+    for k in ("engine", "enabled", "bank_hash", "table_hash", "forward_model_hash"):
+        if not same(old["selection"].get(k), new["selection"].get(k)):
+            return f"the selection normaliser's {k}"
+    if old["grids"].get("sha256") != new["grids"].get("sha256"):
+        return "the grids file (sha256 differs)"
+    return None
+
+
+def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose: bool = False) -> RunResult:
+    """Continue an interrupted or killed run to its requested total of steps and finish it.
+
+    The chain is continued from its last finished step with the sampler's recorded random state,
+    so the final chain is identical, bit for bit, to an uninterrupted run with the same seed,
+    however many times the run was interrupted. A step torn by a SIGKILL (or a power cut) is
+    dropped first (:func:`sl_cy.chainstore.recover_chain`). The tables are re-used after checking
+    their hashes against ``params.json``; then summaries, plots and ``run.h5`` are written and
+    ``metadata.json`` says ``"complete"``, exactly as for an uninterrupted run.
+
+    Parameters
+    ----------
+    run_path : str or Path
+        ``<root>/inference/<sim_id>/<run_id>`` (tables under ``<root>/data/``).
+    nsteps : int, optional
+        New total number of steps (default the recorded one). Larger extends the run (also a
+        complete one); the default burn-in (``nsteps // 4``, unless ``discard`` was given) follows.
+    n_jobs : int, optional
+        Override the recorded worker count (results do not depend on it).
+    progress, verbose : bool
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    sl_cy.runs.RunLockedError
+        A live process is still writing the folder.
+    ValueError
+        The tables or settings that define the chain changed since the run, ``nsteps`` is below the
+        steps already made, or the chain cannot be read at all.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sl_cy.tables import generate_and_save_mock_tabulate
+    >>> d = tempfile.mkdtemp()
+    >>> sid, _, _ = generate_and_save_mock_tabulate(20_000, seed=3, root=d, show_progress=False)
+    >>> r = infer(sid, root=d, nwalkers=14, nsteps=6, seed=1, selection="bank", bank_size=3000, n_jobs=1,
+    ...           progress=False, save_plots=False)
+    >>> r2 = resume(r.run_dir, nsteps=9, progress=False)          # extend a finished run
+    >>> import json; json.loads((r2.run_dir / "metadata.json").read_text())["status"]
+    'complete'
+    """
+    from sl_cy.chainstore import ChainUnreadableError, recover_chain
+    from sl_cy.runs import RunFolder, utc_now
+
+    t_start = time.perf_counter()
+    d, p = _read_run(run_path)
+    d = d.resolve()
+    if p["selection"].get("engine") == "user":
+        raise ValueError("this run used a user-supplied A(eta) callable; resume it from Python with "
+                         "sl_cy.inference.run_mcmc(..., resume=True) on its chain.h5")
+    folder = RunFolder(d)
+    before = folder.state
+    folder.lock()
+    try:
+        total = p["nsteps"] if nsteps is None else _check_pos_int("nsteps", nsteps, 1)
+        try:
+            rec = recover_chain(d / CHAIN_FILE, dry_run=True)        # nothing is changed before all checks
+        except ChainUnreadableError as err:
+            raise ValueError(str(err)) from None
+        if rec.steps > total:
+            raise ValueError(f"nsteps={total} is below the {rec.steps} steps already in {d / CHAIN_FILE}")
+        if before == "complete" and total == p["nsteps"] and rec.steps == total:
+            folder.unlock()
+            if verbose:
+                print(f"{d} is already complete ({total} steps); nothing to resume")
+            return report(d, save_plots=False, verbose=verbose)
+        auto = p.get("discard_auto", p["discard"] == p["nsteps"] // 4)
+        discard = total // 4 if auto else p["discard"]
+        if discard >= total:
+            raise ValueError(f"discard ({discard}) must be smaller than nsteps ({total})")
+        kw = _infer_kwargs(p, _tables_root(d, p))
+        kw.update(nsteps=total, discard=discard)
+        if verbose:
+            fix = [a for a in rec.actions if a != "nothing stored"]
+            print(f"resuming {d} ({before}, {rec.steps} of {total} steps in the chain"
+                  + (f"; to repair: {'; '.join(fix)}" if fix else "") + ")", flush=True)
+        prep = _prepare(p["sim_id"], out=d.parents[2], run_id=d.name, progress=progress, verbose=verbose,
+                        n_jobs=p["n_jobs"] if n_jobs is None else n_jobs, resume_dir=d, **kw)
+        why = _chain_mismatch(p, prep.params)
+        if why is not None:
+            raise ValueError(f"cannot resume {d}: {why} changed since the run, so the continued chain would not be "
+                             "this run's chain; start a new run instead (`sl-cy rerun` re-creates it in one go)")
+        rec = recover_chain(d / CHAIN_FILE)
+        params = dict(p, nsteps=total, discard=discard, discard_auto=bool(auto), n_jobs=prep.params["n_jobs"])
+        prep.params = params
+        folder.write_params(params)
+        resumes = list(folder.metadata.get("resumes") or []) + [
+            dict(utc=utc_now(), from_step=rec.steps, state_before=before, repairs=rec.actions)]
+        folder.mark_running(step=rec.steps, nsteps=total, resumes=resumes)
+    except BaseException:
+        folder.unlock()
+        raise
+    return _sample_and_finish(prep, folder, resumed_from=rec.steps, t_start=t_start, progress=progress,
+                              verbose=verbose)
 
 
 # --------------------------------------------------------------------------------------------
@@ -846,6 +1086,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, seed=None, sim_id=None, root=".", *,
 
     t0 = time.perf_counter()
     n_galaxy = _check_pos_int("n_galaxy", n_galaxy, 1)
+    check_writable(root)
     seed = _check_seed(seed)
     n_jobs = resolve_n_jobs(n_jobs)
     mk = dict(mock_kwargs or {})

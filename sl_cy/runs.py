@@ -9,11 +9,20 @@ the run HDF5 file (seed 001's layout).
   acceptance fractions and any exported summaries.
 
 All files are written atomically; nothing is pickled.
+
+:class:`RunFolder` owns a folder's life cycle: it is created with ``params.json`` and
+``metadata.json`` saying ``"status": "running"``, held under an exclusive lock (``flock`` on the folder itself,
+released by the kernel even when the process is killed) while a process writes it, and ends
+``"complete"`` or ``"interrupted"`` (with the step reached and the reason). A folder that says
+``"running"`` but is not locked belongs to a process that was killed (SIGKILL, OOM killer, power
+cut): :attr:`RunFolder.state` calls it ``"killed"``; like an interrupted run it can be resumed
+(:func:`sl_cy.pipeline.resume`).
 """
 from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +33,8 @@ from sl_cy.io import atomic_h5, git_commit, to_jsonable, write_attrs, write_data
 PARAMS_FILE = "params.json"
 METADATA_FILE = "metadata.json"
 RUN_FILE = "run.h5"
+#: Values of ``metadata.json``'s ``status``.
+STATUSES = ("running", "interrupted", "complete")
 
 
 def utc_now() -> str:
@@ -124,3 +135,196 @@ def write_run_hdf5(path, *, metadata: dict, params: dict | None = None, truth=No
             else:
                 ex.attrs[k] = json.dumps(to_jsonable(v))
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# the run folder's life cycle
+# --------------------------------------------------------------------------------------------
+class RunLockedError(RuntimeError):
+    """Another live process is writing this run folder."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run was interrupted (Ctrl-C, SIGTERM) after its folder was made; the folder is kept.
+
+    A :class:`KeyboardInterrupt`, so code that catches interrupts still does. The message says
+    where the folder is and how to continue it.
+
+    Attributes
+    ----------
+    run_dir : Path
+    step, nsteps : int
+        Finished steps in the chain and the requested total.
+    reason : str
+    """
+
+    def __init__(self, message: str, *, run_dir, step, nsteps, reason: str):
+        super().__init__(message)
+        self.run_dir = Path(run_dir)
+        self.step = step
+        self.nsteps = nsteps
+        self.reason = reason
+
+
+class RunFolder:
+    """The life cycle of one run folder: create, lock, mark running / interrupted / complete.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``inference/<sim_id>/<run_id>``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> f = RunFolder.create(Path(tempfile.mkdtemp()) / "run_a", dict(seed=1), sim_id="s", started_utc=utc_now())
+    >>> f.status, f.state
+    ('running', 'running')
+    >>> f.mark_interrupted(step=7, nsteps=40, reason="signal SIGTERM")
+    >>> f.unlock()
+    >>> f.metadata["status"], f.metadata["step"], f.state
+    ('interrupted', 7, 'interrupted')
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock_fd = None
+
+    # -- files ------------------------------------------------------------------------------
+    @property
+    def params_file(self) -> Path:
+        return self.path / PARAMS_FILE
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.path / METADATA_FILE
+
+    @property
+    def params(self) -> dict:
+        return read_params(self.path)
+
+    @property
+    def metadata(self) -> dict:
+        """``metadata.json`` ({} when missing or unreadable)."""
+        try:
+            m = json.loads(self.metadata_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return m if isinstance(m, dict) else {}
+
+    @property
+    def status(self) -> str | None:
+        """``metadata.json``'s status (``running``, ``interrupted``, ``complete``) or None."""
+        return self.metadata.get("status")
+
+    @property
+    def state(self) -> str:
+        """The status, with ``running`` told apart: ``running`` (a live process holds the lock)
+        or ``killed`` (nobody does: the process died without marking the folder)."""
+        st = self.status or "killed"
+        if st == "running" and self._lock_fd is None and not self.is_locked():
+            return "killed"
+        return st
+
+    # -- creation ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, params: dict, *, sim_id: str, started_utc: str, tables: dict | None = None,
+               **metadata) -> "RunFolder":
+        """Make the folder (refused if it exists), lock it, write params.json and metadata.json
+        (``"status": "running"``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if cls.taken(path):
+                raise FileExistsError(f"run folder {path} already exists") from None
+        f = cls(path)
+        try:
+            f.lock()
+            write_params(path, params)
+            write_metadata(path, sim_id, started_utc, None, tables=tables, status="running", **metadata)
+        except BaseException:             # interrupted or failed while being made: leave nothing
+            import shutil
+
+            f.unlock()
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        return f
+
+    @staticmethod
+    def taken(path) -> bool:
+        """Whether ``path`` holds a run folder (anything but the empty remains of a creation killed
+        before params.json was written, which may be re-used)."""
+        path = Path(path)
+        if not path.exists():
+            return False
+        if not path.is_dir():
+            return True
+        return (path / PARAMS_FILE).exists() or any(not p.name.startswith(".") for p in path.iterdir())
+
+    def write_params(self, params: dict) -> Path:
+        return write_params(self.path, params)
+
+    # -- lock -------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the folder's exclusive lock (non-blocking ``flock`` on the directory); RunLockedError
+        when a live process holds it. The kernel releases it when the process ends, however it ends."""
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:             # pragma: no cover - not POSIX: no lock
+            pass
+        except OSError:
+            os.close(fd)
+            raise RunLockedError(f"{self.path} is being written by another process (it holds the folder's lock); "
+                                 "wait for it to finish or stop it first") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)                  # closing releases the flock
+
+    def is_locked(self) -> bool:
+        """Whether some process (this one included) holds the lock."""
+        if self._lock_fd is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:             # pragma: no cover
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    # -- status -----------------------------------------------------------------------------
+    def update_metadata(self, **fields) -> Path:
+        """Merge ``fields`` into metadata.json (written atomically; version and git commit refreshed)."""
+        m = self.metadata
+        m.update(to_jsonable(fields))
+        m.update(package_version=__version__, git_commit=git_commit())
+        return write_json_atomic(self.metadata_file, m)
+
+    def mark_running(self, **fields) -> None:
+        self.update_metadata(status="running", finished_utc=None, reason=None, **fields)
+
+    def mark_interrupted(self, *, step, nsteps, reason: str, **fields) -> None:
+        """``"status": "interrupted"`` with the steps in the chain, the requested total and why."""
+        self.update_metadata(status="interrupted", step=step, nsteps=nsteps, reason=reason,
+                             interrupted_utc=utc_now(), **fields)
+
+    def mark_complete(self, **fields) -> None:
+        self.update_metadata(status="complete", finished_utc=utc_now(), reason=None, **fields)

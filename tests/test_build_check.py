@@ -64,7 +64,7 @@ def test_partly_built_tree_names_what_is_missing(tmp_path):
 
 
 def test_corrupt_extension_is_reported_as_unloadable(tmp_path):
-    root = _checkout(tmp_path, with_compiled=("_profiles", "_lensing", "_photometry", "_selection", "_likelihood"))
+    root = _checkout(tmp_path, with_compiled=("_profiles", "_lensing", "_photometry", "_selection", "_likelihood", "_tabulate"))
     bad = next(p for p in (root / "sl_cy").glob("_selection.*") if p.suffix in (".so", ".pyd"))
     bad.write_bytes(b"not a shared object")
     r = _import_in(root)
@@ -73,7 +73,7 @@ def test_corrupt_extension_is_reported_as_unloadable(tmp_path):
 
 
 def test_built_tree_imports(tmp_path):
-    root = _checkout(tmp_path, with_compiled=("_profiles", "_lensing", "_photometry", "_selection", "_likelihood"))
+    root = _checkout(tmp_path, with_compiled=("_profiles", "_lensing", "_photometry", "_selection", "_likelihood", "_tabulate"))
     r = _import_in(root, "import sl_cy; print(sl_cy.__file__)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(root / "sl_cy" / "__init__.py")

@@ -210,3 +210,14 @@ def test_cli_run_takes_forward_model_options(tmp_path, cli):
     assert params["truth"]["mu_h"] == 13.0 and params["forward_model"]["survey"]["m_lim"] == 26.0
     bad = cli("run", "--eta", "1,2,3", "--no-progress", cwd=tmp_path)
     assert bad.returncode == 2 and "--eta must be 6" in bad.stderr
+
+
+def test_unwritable_output_folder_is_reported_before_work(tmp_path, cli):
+    """An output folder that cannot be written (here: its path runs through a file) ends at once
+    with exit 2 and a message naming it; nothing is simulated."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    r = cli("run", "--n-galaxy", 20000, "--out", blocker / "sub", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "cannot write in the output folder" in r.stderr and "not_a_folder" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -99,14 +99,22 @@ def _table_row(task: _TableTask) -> dict:
     """Worker: critical curves and magnifications of one logM* slice of the table."""
     from sl_cy.lensing import forward_solve
 
-    re, mh, g = np.meshgrid(*task.axes, indexing="ij")
+    re_axis, mh_axis, g_axis = task.axes
+    mh, g = np.meshgrid(mh_axis, g_axis, indexing="ij")
     bu = task.beta_unit
-    out = forward_solve(task.logM_star, mh[..., None], re[..., None], gamma_in=g[..., None], c_halo=task.c_halo, zl=task.zl, zs=task.zs,
-                        beta_unit=bu, cosmo=task.cosmo)
-    ok = out["status"] == 0
-    yc = np.broadcast_to(out["y_caustic"], ok.shape)[..., 0]
-    return dict(index=task.index, y_caustic=np.where(np.isfinite(yc) & (yc > 0), yc, 0.0),
-                mu_A=np.where(ok, out["mu_A"], 0.0), mu_B=np.where(ok, out["mu_B"], 0.0), ok=ok)
+    shape = (len(re_axis), len(mh_axis), len(g_axis), len(bu))
+    yc = np.zeros(shape[:3])
+    mu_A, mu_B, ok = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=bool)
+    for i, re in enumerate(re_axis):
+        # one compiled call per logRe value (~0.1 s): the interpreter sees a Ctrl-C between them
+        out = forward_solve(task.logM_star, mh[..., None], re, gamma_in=g[..., None], c_halo=task.c_halo, zl=task.zl,
+                            zs=task.zs, beta_unit=bu, cosmo=task.cosmo)
+        ok[i] = out["status"] == 0
+        yc[i] = np.broadcast_to(out["y_caustic"], ok[i].shape)[..., 0]
+        mu_A[i] = np.where(ok[i], out["mu_A"], 0.0)
+        mu_B[i] = np.where(ok[i], out["mu_B"], 0.0)
+    return dict(index=task.index, y_caustic=np.where(np.isfinite(yc) & (yc > 0), yc, 0.0), mu_A=mu_A, mu_B=mu_B,
+                ok=ok)
 
 
 class SelectionQuadrature(Selection):
