@@ -400,9 +400,10 @@ def map_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=N
 
 
 def process_pool(n_jobs, func=None):
-    """A local process pool under the package's one policy (``spawn`` start method, ``n_jobs`` as
-    in :func:`resolve_n_jobs`), for callers that need a pool object with ``map`` -- emcee's
-    ``pool=`` argument (:func:`sl_cy.inference.run_mcmc` with ``vectorize=False, parallel=True``).
+    """A local process pool under the package's one policy (the spawn context of every local
+    pool, :func:`_spawn_context`; ``n_jobs`` as in :func:`resolve_n_jobs`), for callers that need
+    a pool object with ``map`` -- emcee's ``pool=`` argument (:func:`sl_cy.inference.run_mcmc`
+    with ``vectorize=False, parallel=True``).
 
     Returns None (run serially) for one worker, and, with a :class:`ParallelWarning` that says why,
     when spawned workers could not run ``func`` here (a program read from standard input, a
@@ -430,7 +431,7 @@ def process_pool(n_jobs, func=None):
         warnings.warn(f"n_jobs={n_jobs} asks for a process pool, but {problem}; running serially in this "
                       "process instead.", ParallelWarning, stacklevel=3)
         return None
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_spawn_context())   # the one local-pool policy
 
 
 __all__ += ["process_pool"]
