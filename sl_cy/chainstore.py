@@ -92,20 +92,9 @@ def _rng_of(rec) -> tuple:
 
 def write_journal(path, nwalkers: int, ndim: int, records: bytes = b"") -> Path:
     """Write a journal (header + records) atomically."""
-    from sl_cy.io import _tmp_path
+    from sl_cy.io import write_bytes_atomic
 
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_header(nwalkers, ndim) + records)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, _header(nwalkers, ndim) + records)
 
 
 @dataclass

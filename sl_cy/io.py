@@ -93,15 +93,15 @@ def _tmp_path(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_json_atomic(path, obj, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``
+    (a reader sees the old file or the new one, never a torn one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
     try:
-        with open(tmp, "w") as f:
-            json.dump(to_jsonable(obj), f, indent=indent, sort_keys=True)
-            f.write("\n")
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -109,6 +109,11 @@ def write_json_atomic(path, obj, indent: int = 2) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path, obj, indent: int = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file + ``os.replace``)."""
+    return write_bytes_atomic(path, (json.dumps(to_jsonable(obj), indent=indent, sort_keys=True) + "\n").encode())
 
 
 # --------------------------------------------------------------------------------------------
