@@ -695,5 +695,6 @@ def _check_redshifts(kernel: LikelihoodKernel) -> None:
             if np.any(np.abs(z - val) > 1e-9 * max(1.0, val)):
                 raise ValueError(f"the lenses' {col} range over [{z.min():g}, {z.max():g}] but the forward model "
                                  f"has one {col} = {val:g}: A(eta) would be computed for the wrong redshifts. "
-                                 "Redshift distributions in the selection term are not supported yet; infer with "
-                                 "use_selection=False (biased) or on a sample at one redshift")
+                                 "Redshift distributions in the selection term are not supported yet: give the redshifts "
+                                 "of the sample (--zl/--zs, ForwardModel(zl=..., zs=...)), infer on a sample at one "
+                                 "redshift, or switch the selection term off (--no-eta, use_selection=False; biased)")

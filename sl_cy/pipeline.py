@@ -627,6 +627,10 @@ def _prepare(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, nwal
     from sl_cy.likelihood import LikelihoodKernel
 
     kernel = LikelihoodKernel(grids, selection=bool(eta), n_threads=n_jobs)   # validates the lenses
+    if eta:
+        from sl_cy.likelihood import _check_redshifts
+
+        _check_redshifts(kernel)                  # before any file is written
     fm = kernel.forward_model
     n_free = len(_as_prior(prior).with_fixed(fixed).free_names if kernel.use_gamma else
                  _as_prior(prior).with_fixed({"mu_gamma": 1.0, "sigma_gamma": 0.2, **dict(fixed or {})}).free_names)
