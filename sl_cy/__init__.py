@@ -23,7 +23,8 @@ from sl_cy.photometry import selection_function, mag_likelihood
 from sl_cy.ktable import build_K_table, save_K_table_hdf5, load_K_interpolator
 from sl_cy.grids import LensGrid, tabulate_likelihood_grids
 from sl_cy.forward import ForwardModel
-from sl_cy.selection import Selection, SelectionBank, SelectionQuadrature, selection_for, write_A_eta_hdf5
+from sl_cy.selection import (Selection, SelectionBank, SelectionQuadrature, build_selection_table, selection_for,
+                             write_A_eta_hdf5)
 from sl_cy.likelihood import Prior, Uniform, Gaussian, Posterior, log_prior, log_likelihood, log_posterior
 from sl_cy.inference import run_mcmc, credible_intervals, convergence_report, plot_corner
 from sl_cy.runs import write_run_hdf5
@@ -41,7 +42,7 @@ __all__ = [
     # forward model and batched lensing
     "ForwardModel", "SurveyConfig", "forward_solve", "invert_images", "simulate_mock",
     # selection engines
-    "Selection", "SelectionQuadrature", "SelectionBank", "selection_for",
+    "Selection", "SelectionQuadrature", "SelectionBank", "selection_for", "build_selection_table",
     # inference
     "Posterior", "Prior", "Uniform", "Gaussian", "credible_intervals", "convergence_report", "plot_corner",
     # data in, tables out
