@@ -82,6 +82,17 @@ cdef struct Trace:
     Py_ssize_t n, cap
 
 
+cdef inline void _trace_init(Trace* t) noexcept nogil:
+    """An empty trace owning no memory (also what _trace_free leaves)."""
+    t.m = NULL
+    t.L = NULL
+    t.ok = NULL
+    t.s = NULL
+    t.d = NULL
+    t.n = 0
+    t.cap = 0
+
+
 cdef int _trace_reserve(Trace* t, Py_ssize_t cap) noexcept nogil:
     cdef double* m
     cdef double* L
@@ -120,13 +131,7 @@ cdef void _trace_free(Trace* t) noexcept nogil:
     free(t.ok)
     free(t.s)
     free(t.d)
-    t.m = NULL
-    t.L = NULL
-    t.ok = NULL
-    t.s = NULL
-    t.d = NULL
-    t.n = 0
-    t.cap = 0
+    _trace_init(t)
 
 
 cdef inline int _push(Trace* t, double m, double L, unsigned char ok) noexcept nogil:
@@ -352,13 +357,7 @@ cdef int _lens_columns(const Cosmo* cosmo, double xA, double xB, double logRe, d
     cdef Trace t
     cdef Py_ssize_t k
     cdef int flag = 0, f
-    t.m = NULL
-    t.L = NULL
-    t.ok = NULL
-    t.s = NULL
-    t.d = NULL
-    t.n = 0
-    t.cap = 0
+    _trace_init(&t)
     if _trace_reserve(&t, 8 * nm + 64) != 0:
         _trace_free(&t)
         return FLAG_MEMORY
@@ -540,13 +539,7 @@ def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double
     cdef Trace t
     cdef Column p
     cdef int npieces = 0, flag
-    t.m = NULL
-    t.L = NULL
-    t.ok = NULL
-    t.s = NULL
-    t.d = NULL
-    t.n = 0
-    t.cap = 0
+    _trace_init(&t)
     if _trace_reserve(&t, n + 1) != 0:
         _trace_free(&t)
         raise MemoryError()
