@@ -4,7 +4,8 @@
 Contents (DESIGN sections 2, 3 and 6)
 -------------------------------------
 * Source magnitude law p(m_s) proportional to L^(alpha_s+1) e^(-L), L = 10^(-0.4 (m_s - m_star)),
-  normalised on [m_min, m_max] (normalisation by composite Gauss-Legendre quadrature).
+  normalised on [m_min, m_max] (analytic normalisation: an incomplete gamma difference in log
+  space, ``_numerics.log_gamma_integral``).
 * Per image: detection probability P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m) and the
   magnitude likelihood N(m_obs; m_s - 2.5 log10|mu|, sigma_m).
 * The photometric factor of a two-image lens, with y = m_obs + 2.5 log10|mu| per image,
@@ -39,7 +40,8 @@ cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log10, fabs, sqrt, floor, ceil, isfinite, isnan, INFINITY, M_PI, M_LN10
 from scipy.special.cython_special cimport ndtr, log_ndtr, erfcx
-from sl_cy._numerics cimport SQRT2, INV_SQRT2, LOG_SQRT_2PI, SQRT_2_OVER_PI, lagrange4, resolve_threads
+from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, SQRT_2_OVER_PI, lagrange4, resolve_threads,
+                              log_gamma_integral)
 
 # --------------------------------------------------------------------------------------------
 # constants and quadrature rules
@@ -51,7 +53,7 @@ cdef enum:
     NGH = 10        # Gauss-Hermite nodes (interior maxima)
     NGLW = 20       # Gauss-Legendre nodes per window panel (maxima near an edge)
     NPANW = 2       # window panels
-    NGLK = 8        # Gauss-Legendre nodes per panel for K and the law normalisation
+    NGLK = 8        # Gauss-Legendre nodes per panel for K
     MAXIT = 60      # mode search iterations (typically 2-4)
 
 cdef double GHX[NGH]
@@ -78,7 +80,7 @@ cdef double TAIL = 45.0         # window: psi(t) >= psi(t*) - TAIL  (e^-45 ~ 3e-
 cdef double MODE_TOL = 1e-4     # Newton step tolerance on t* (the rule only needs a good centre)
 cdef double Z_SAFE = 8.5        # Phi(z) = 1 to 1e-17 above this
 cdef double FAR = 1e8           # m_bar this many s outside [m_min, m_max]: log I = -inf
-cdef double LAW_PANEL = 0.05    # mag, panel width of the law normalisation and of K
+cdef double LAW_PANEL = 0.05    # mag, panel width of the K quadrature
 
 # defaults of the photometric table (see PhotometryKernel)
 TABLE_NODES_PER_S = 32
@@ -110,22 +112,11 @@ cdef inline double _law_lp_unnorm(double m_star, double alpha_s, double m) noexc
 
 
 cdef double law_log_norm(double m_star, double alpha_s, double m_min, double m_max) noexcept nogil:
-    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm (composite 8-point Gauss-Legendre, panels
-    <= 0.05 mag, summed relative to the largest term)."""
-    cdef int npan = _n_panels(m_max - m_min, LAW_PANEL), i, k
-    cdef double hw, c, v, vmax = -INFINITY, tot = 0.0
-    hw = 0.5 * (m_max - m_min) / npan
-    for i in range(npan):
-        c = m_min + (2 * i + 1) * hw
-        for k in range(NGLK):
-            v = _law_lp_unnorm(m_star, alpha_s, c + hw * GLKX[k])
-            if v > vmax:
-                vmax = v
-    for i in range(npan):
-        c = m_min + (2 * i + 1) * hw
-        for k in range(NGLK):
-            tot += GLKW[k] * exp(_law_lp_unnorm(m_star, alpha_s, c + hw * GLKX[k]) - vmax)
-    return vmax + log(tot * hw)
+    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm, analytic: with x = L (dm = -dx/(KMAG x))
+    it is (Gamma(alpha_s+1, L(m_max)) - Gamma(alpha_s+1, L(m_min))) / KMAG, an incomplete gamma
+    difference evaluated in log space (``_numerics.log_gamma_integral``, any alpha_s); -inf where
+    it underflows."""
+    return log_gamma_integral(alpha_s + 1.0, -KMAG * (m_max - m_star), KMAG * (m_max - m_min)) - log(KMAG)
 
 
 cdef inline void _law_init(SourceLaw* law, double m_star, double alpha_s, double m_min, double m_max) noexcept nogil:
@@ -618,7 +609,8 @@ def _check_constants(double sigma_m=1.0, double m_star=0.0, double alpha_s=0.0, 
 
 
 def source_law_log_norm(double m_star, double alpha_s, double m_min, double m_max):
-    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm."""
+    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm (analytic: incomplete gamma functions in
+    log space; -inf where it underflows)."""
     return law_log_norm(m_star, alpha_s, m_min, m_max)
 
 
@@ -684,12 +676,13 @@ def k_direct_array(mu1, mu2, double m_lim, double sigma_m, double m_star, double
 
 
 def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, double m_min,
-           double m_max, int n_threads=0):
+           double m_max, n_threads=None):
     """K on the tensor grid u x u (u = log10|mu|, 1-D), symmetric n x n array.
 
     Same quadrature as ``k_direct`` (identical nodes), organised as
     K_ij = sum_k w_k p(m_k) Phi_ik Phi_jk with Phi_ik = Phi((m_lim + 2.5 u_i - m_k)/sigma_m),
-    rows computed in parallel (OpenMP; ``n_threads`` = 0: all cores).
+    rows computed in parallel (OpenMP; ``n_threads`` None or -1: all cores,
+    ``sl_cy.parallel.resolve_n_threads``).
     """
     _check_constants(sigma_m, m_star, alpha_s, m_min, m_max)
     cdef const double[::1] uv = np.ascontiguousarray(u, dtype=float)

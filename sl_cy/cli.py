@@ -265,7 +265,7 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank-out", default=None, help="also save the bank to this HDF5 file")
     p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
-    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
+    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1; -1: all cores)")
     p.add_argument("--engine", choices=["quadrature", "bank"], default="quadrature",
                    help="A(eta) engine: the deterministic quadrature (default) or a Monte-Carlo bank of --n-bank")
     _add_forward_model_options(p, eta=False)
