@@ -139,18 +139,30 @@ cdef double law_log_pdf(const SourceLaw* law, double m) noexcept nogil:
 # --------------------------------------------------------------------------------------------
 # per image
 # --------------------------------------------------------------------------------------------
+cdef inline double mag_shift(double mu) noexcept nogil:
+    """2.5 log10|mu|: how much brighter (mag) an image of magnification mu is than its source."""
+    return 2.5 * log10(fabs(mu))
+
+
+cdef inline double _p_det(double c, double ms, double sigma_m) noexcept nogil:
+    """The detection probability Phi((c - m_s) / sigma_m) of an image of a source of magnitude
+    m_s, with c = m_lim + mag_shift(mu) the faintest source magnitude it reaches m_lim at (the
+    one place P_det is written: per image, and inside the K quadrature)."""
+    return ndtr((c - ms) / sigma_m)
+
+
 cdef double selection_prob(double mu, double m_lim, double ms, double sigma_m) noexcept nogil:
     """P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m); mu = 0 gives 0 (nan propagates)."""
     if mu == 0.0:             # also when m_lim - m_s overflows to +inf (inf - inf would give nan)
         return 0.0
-    return ndtr((m_lim - ms + 2.5 * log10(fabs(mu))) / sigma_m)
+    return _p_det(m_lim + mag_shift(mu), ms, sigma_m)
 
 
 cdef double mag_like(double m_obs, double mu, double ms, double sigma_m) noexcept nogil:
     """N(m_obs; m_s - 2.5 log10|mu|, sigma_m); mu = 0 gives 0 (nan propagates)."""
     if mu == 0.0:             # also when m_obs - m_s overflows to +inf
         return 0.0
-    cdef double d = (m_obs - ms + 2.5 * log10(fabs(mu))) / sigma_m
+    cdef double d = (m_obs - ms + mag_shift(mu)) / sigma_m
     return exp(-0.5 * d * d - LOG_SQRT_2PI) / sigma_m
 
 
@@ -306,8 +318,8 @@ cdef inline double _log_fphot_impl(const PhotTable* T, double mA, double mB, dou
     cdef int act
     if not (isfinite(mA) and isfinite(mB) and isfinite(muA) and isfinite(muB)) or muA == 0.0 or muB == 0.0:
         return -INFINITY
-    aA = 2.5 * log10(fabs(muA))
-    aB = 2.5 * log10(fabs(muB))
+    aA = mag_shift(muA)
+    aB = mag_shift(muB)
     yA = mA + aA
     yB = mB + aB
     d = yA - yB
@@ -384,15 +396,15 @@ cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double 
     cdef int npan, i, k
     if isnan(mu1) or isnan(mu2):
         return 0.0
-    c1 = m_lim + 2.5 * log10(fabs(mu1))
-    c2 = m_lim + 2.5 * log10(fabs(mu2))
+    c1 = m_lim + mag_shift(mu1)
+    c2 = m_lim + mag_shift(mu2)
     npan = _k_panels(law, sigma_m, &hw)
     for i in range(npan):
         c = law.m_min + (2 * i + 1) * hw
         for k in range(NGLK):
             m = c + hw * GLKX[k]
             tot += GLKW[k] * exp(_law_lp_unnorm(law.m_star, law.alpha_s, m) - law.log_norm) \
-                * ndtr((c1 - m) / sigma_m) * ndtr((c2 - m) / sigma_m)
+                * _p_det(c1, m, sigma_m) * _p_det(c2, m, sigma_m)
     return tot * hw
 
 
@@ -710,7 +722,7 @@ def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, doubl
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
             for k in range(nk):
-                Pv[i, k] = ndtr((m_lim + 2.5 * uv[i] - mk[k]) / sigma_m)
+                Pv[i, k] = _p_det(m_lim + 2.5 * uv[i], mk[k], sigma_m)     # uv = log10|mu|
                 Rv[i, k] = wk[k] * Pv[i, k]
         for i in prange(n, schedule="dynamic", num_threads=nt):
             for j in range(i, n):
