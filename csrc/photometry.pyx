@@ -626,6 +626,19 @@ def source_law_log_norm(double m_star, double alpha_s, double m_min, double m_ma
     return law_log_norm(m_star, alpha_s, m_min, m_max)
 
 
+def source_law_log_partial(m, double m_star, double alpha_s, double m_min):
+    """log int_{m_min}^{m} L^(alpha_s+1) e^(-L) dm' for a 1-D array m (-inf for m <= m_min): the
+    unnormalised cumulative distribution of the law, by the analytic normalisation."""
+    cdef const double[::1] mv = np.ascontiguousarray(m, dtype=float)
+    out = np.empty(mv.shape[0])
+    cdef double[::1] o = out
+    cdef Py_ssize_t k
+    with nogil:
+        for k in range(mv.shape[0]):
+            o[k] = law_log_norm(m_star, alpha_s, m_min, mv[k])
+    return out
+
+
 def source_law_log_pdf(m, double m_star, double alpha_s, double m_min, double m_max):
     """log p(m) of the normalised law (-inf outside [m_min, m_max]) for a 1-D array."""
     _check_constants(1.0, m_star, alpha_s, m_min, m_max)
