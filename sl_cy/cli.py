@@ -343,6 +343,15 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _run_config(args):
+    """The :class:`sl_cy.pipeline.RunConfig` of the MCMC options (validated: a bad value is a user error)."""
+    from sl_cy.pipeline import RunConfig
+
+    return RunConfig(nwalkers=args.nwalkers, nsteps=args.nsteps, seed=args.seed, discard=args.discard,
+                     use_selection=not args.no_eta, selection=args.selection, bank_size=args.bank_size,
+                     fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, save_plots=args.save_plots)
+
+
 def _parse_fixed(spec):
     if not spec:
         return None
@@ -487,11 +496,9 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
 
     try:
         mock_kwargs = _mock_kwargs(args)
-        run_pipeline(args.n_galaxy, seed=args.seed, sim_id=args.sim_id, root=args.out, nwalkers=args.nwalkers,
-                     nsteps=args.nsteps, n_jobs=args.n_jobs, eta=not args.no_eta, save_plots=args.save_plots,
-                     bank_size=args.bank_size, progress=not args.no_progress, overwrite=args.overwrite,
-                     confirm=_ask if args.interact else None, run_id=args.run_id, fixed=_parse_fixed(args.fixed),
-                     discard=args.discard, selection=args.selection, mock_kwargs=mock_kwargs, verbose=True)
+        run_pipeline(args.n_galaxy, config=_run_config(args), sim_id=args.sim_id, root=args.out,
+                     progress=not args.no_progress, overwrite=args.overwrite, confirm=_ask if args.interact else None,
+                     run_id=args.run_id, mock_kwargs=mock_kwargs, verbose=True)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     return 0
@@ -518,11 +525,9 @@ def _cmd_infer(args) -> int:
         if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
             raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
                              "simulation's grids carry the forward model of its mock")
-        infer(args.sim_id, observed=args.observed, unit=args.unit, root=args.out, nwalkers=args.nwalkers,
-              nsteps=args.nsteps, seed=args.seed, eta=not args.no_eta, bank_size=args.bank_size,
-              fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, progress=not args.no_progress,
-              save_plots=args.save_plots, run_id=args.run_id, discard=args.discard, zl=args.zl, zs=args.zs,
-              selection=args.selection, forward_model=_forward_model(args) if args.observed else None, verbose=True)
+        infer(args.sim_id, config=_run_config(args), observed=args.observed, unit=args.unit, root=args.out,
+              progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
+              forward_model=_forward_model(args) if args.observed else None, verbose=True)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     return 0
