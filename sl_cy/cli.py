@@ -174,15 +174,13 @@ def _cmd_grid(args) -> int:
 
 
 def _axis(spec: str):
-    import numpy as np
+    from sl_cy._validate import axis_range
 
     try:
-        start, stop, step = (float(v) for v in spec.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected start:stop:step, got {spec!r}") from None
-    if not step > 0 or stop < start:
-        raise argparse.ArgumentTypeError(f"need step > 0 and stop >= start in {spec!r}")
-    return np.round(start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1), 10)
+        return axis_range(*spec.split(":"), name=spec) if spec.count(":") == 2 else axis_range(0, -1, 0, name=spec)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected start:stop:step with step > 0 and stop >= start, "
+                                         f"got {spec!r}") from None
 
 
 def _add_tabulate(p: argparse.ArgumentParser) -> None:
@@ -255,8 +253,8 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-bank", type=int, default=200_000, help="galaxies in the Monte-Carlo bank (default 200000)")
     p.add_argument("--seed", type=int, default=None, help="root random seed of the bank (default: fresh, recorded)")
     p.add_argument("--axes", required=True,
-                   help="comma-separated name:lo:hi:n eta axes (n points incl. ends), names alpha_sps, mu_h, "
-                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:11,mu_h:12:14:11)")
+                   help="comma-separated name:start:stop:step eta axes (stop included), names alpha_sps, mu_h, "
+                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:0.1,mu_h:12:14:0.2)")
     p.add_argument("--fixed", default=None,
                    help="name=value,... values of the non-tabulated eta components (default the mock truth "
                         "0,12.91,2.04,0.37,1.0,0.2)")

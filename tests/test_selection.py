@@ -247,11 +247,14 @@ def test_table_1d_writer(small_bank, tmp_path):
 
 
 def test_parse_axes():
-    ax = parse_axes("alpha_sps:-0.5:0.5:11,mu_h:12:14:3")
-    assert list(ax) == ["alpha_sps", "mu_h"] and len(ax["alpha_sps"]) == 11
-    for bad in ("mu_h:12:14", "foo:0:1:3", "mu_h:14:12:3", "mu_h:a:b:3"):
+    ax = parse_axes("alpha_sps:-0.5:0.5:0.1,mu_h:12:14:1")
+    assert list(ax) == ["alpha_sps", "mu_h"] and len(ax["alpha_sps"]) == 11 and ax["mu_h"].tolist() == [12, 13, 14]
+    for bad in ("mu_h:12:14", "foo:0:1:3", "mu_h:14:12:0.5", "mu_h:a:b:3", "mu_h:12:13:0"):
         with pytest.raises(ValueError):
             parse_axes(bad)
+    # the retired name:lo:hi:n form gives one point: refused with the format in the message
+    with pytest.raises(ValueError, match="single point.*name:start:stop:step"):
+        parse_axes("mu_h:12:14:3")
 
 
 def test_default_A_is_the_quadrature_and_consistent(bank):
@@ -272,7 +275,7 @@ def test_default_A_is_the_quadrature_and_consistent(bank):
 
 @pytest.mark.filterwarnings("ignore::sl_cy.selection.SelectionWarning")
 def test_cli_aeta(tmp_path):
-    axes = "mu_h:12.5:13.5:3,sigma_h:0.2:0.6:3"
+    axes = "mu_h:12.5:13.5:0.5,sigma_h:0.2:0.6:0.2"
     rc = cli_main(["aeta", "--engine", "bank", "--n-bank", "5000", "--seed", "3", "--axes", axes,
                    "--out", str(tmp_path / "bank"), "--no-progress", "--bank-out", str(tmp_path / "bank.h5")])
     assert rc == 0
@@ -287,7 +290,7 @@ def test_cli_aeta(tmp_path):
     assert q.source_hash == sq.config_hash and q.forward_model == ForwardModel()
     node = _eta(mu_h=13.0, sigma_h=0.4)
     assert q(node) == pytest.approx(sq(node), rel=1e-9)         # log-linear on 3 points: exact at the nodes
-    assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:2", "--out", str(tmp_path)]) == 2
+    assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:0.5", "--out", str(tmp_path)]) == 2
 
 
 def test_eta_names_order():
