@@ -40,7 +40,7 @@ def cache_dir() -> Path:
     return Path(d) if d else Path.home() / ".cache" / "sl_cy"
 
 
-def cache_path(stem: str, key: str, suffix: str = ".h5", folder=None) -> Path:
+def cache_path(stem: str, key: str, *, suffix: str = ".h5", folder=None) -> Path:
     """``<folder or cache_dir()>/<stem>_<key[:16]><suffix>``: the file of one cached object."""
     return Path(folder if folder is not None else cache_dir()) / f"{stem}_{key[:16]}{suffix}"
 

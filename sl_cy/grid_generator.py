@@ -69,7 +69,7 @@ def _bank_block(task: dict) -> dict:
     return res
 
 
-def generate_grid(axes, out, n_jobs=1, executor=None, overwrite=False, block_points=200_000, cosmo=None,
+def generate_grid(axes, out, *, n_jobs=1, executor=None, overwrite=False, block_points=200_000, cosmo=None,
                   progress=None) -> dict:
     """Forward-solve every point of a parameter grid and write it to HDF5.
 

@@ -233,7 +233,7 @@ def test_table_grid_write_load_interpolate(small_bank, tmp_path):
 def test_table_1d_writer(small_bank, tmp_path):
     grid = np.linspace(12.0, 14.0, 9)
     vals = small_bank(np.array([_eta(mu_h=m) for m in grid]))
-    p = write_A_eta_hdf5_1d(tmp_path / "Aeta_mu_h_9.h5", "mu_h", grid, vals, bank=small_bank)
+    p = write_A_eta_hdf5_1d(tmp_path / "Aeta_mu_h_9.h5", "mu_h", grid, values=vals, bank=small_bank)
     t = load_A_eta_table(p)
     assert t.axes == ["mu_h"] and t.source_hash == small_bank.config_hash
     # scipy's cubic spline fit is solved iteratively: nodes are reproduced to ~1e-4 (log A)
@@ -241,7 +241,7 @@ def test_table_1d_writer(small_bank, tmp_path):
     t_lin = load_A_eta_table(p, method="linear")
     np.testing.assert_allclose(t_lin(np.array([_eta(mu_h=m) for m in grid])), vals, rtol=1e-12)
     with pytest.raises(ValueError):
-        write_A_eta_hdf5_1d(tmp_path / "x.h5", "mu_h", grid, vals[:-1])
+        write_A_eta_hdf5_1d(tmp_path / "x.h5", "mu_h", grid, values=vals[:-1])
     with pytest.raises(ValueError, match="unknown eta axis"):
         compute_Aeta_grid(small_bank, {"logMh": grid})
 

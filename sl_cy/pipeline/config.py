@@ -105,7 +105,7 @@ def as_prior(prior):
     raise ValueError(f"prior must be a sl_cy.Prior or a mapping name -> prior, got {type(prior).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """The user's settings of one inference run (frozen; validated on construction).
 

@@ -78,7 +78,7 @@ def _same_tabulation(a: dict, logMh_grid, gamma_grid) -> bool:
                 and np.array_equal(a.get("_logMh_axis"), logMh_grid) and np.array_equal(a.get("_gamma_axis"), gamma_grid))
 
 
-def grids_up_to_date(path, mock_hash: str, logMh_grid, gamma_grid) -> bool:
+def grids_up_to_date(path, mock_hash: str, *, logMh_grid, gamma_grid) -> bool:
     """grids.h5 was tabulated from this mock, on these axes, by this package version."""
     try:
         a = grids_attrs(path)

@@ -275,13 +275,14 @@ def report(run_path, save_plots: bool = True, verbose: bool = False) -> RunResul
     t0 = time.perf_counter()
     d, params = _read_run(run_path)
     table, conv, files = summarise(d, params, save_plots)
-    res = RunResult(d, params["sim_id"], params["run_id"], table, conv, files, time.perf_counter() - t0)
+    res = RunResult(run_dir=d, sim_id=params["sim_id"], run_id=params["run_id"], summary=table, convergence=conv,
+                    files=files, wall_time_s=time.perf_counter() - t0)
     if verbose:
         res.print()
     return res
 
 
-def rerun(run_path, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False) -> RunResult:
+def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False) -> RunResult:
     """Run an inference again from its ``params.json``; the same seed gives the identical chain.
 
     Parameters

@@ -86,7 +86,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
                                         **mk)
     else:
         say(f"[1/4] re-using mock {mock_path}", flush=True)
-        if grids_up_to_date(grids_path, chash, DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID):
+        if grids_up_to_date(grids_path, chash, logMh_grid=DEFAULT_LOGMH_GRID, gamma_grid=DEFAULT_GAMMA_GRID):
             say(f"[2/4] re-using grids {grids_path}", flush=True)
         else:
             say(f"[2/4] tabulate -> {grids_path}", flush=True)

@@ -30,7 +30,7 @@ def interrupt_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500] if msg else type(exc).__name__
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Prepared:
     """Everything an inference needs after validation: the posterior, params.json, the tables."""
 
@@ -135,7 +135,8 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
         files["A(eta) bank"] = Path(selection["bank_file"])
     if selection.get("table_file"):
         files["A(eta) table"] = Path(selection["table_file"])
-    res = RunResult(d, prep.sim_id, prep.run_id, table, conv, files, time.perf_counter() - t_start)
+    res = RunResult(run_dir=d, sim_id=prep.sim_id, run_id=prep.run_id, summary=table, convergence=conv, files=files,
+                    wall_time_s=time.perf_counter() - t_start)
     if verbose:
         res.print()
     return res

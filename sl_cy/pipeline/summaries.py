@@ -20,7 +20,7 @@ SUMMARY_JSON = "summary.json"
 PLOTS = {"corner": "corner.png", "traces": "traces.png", "log_prob": "log_prob.png"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     """What :func:`infer`, :func:`report`, :func:`rerun` and :func:`run_pipeline` return.
 

@@ -302,7 +302,7 @@ def write_A_eta_hdf5(path, table: AEtaTable, *, extra_attrs: dict | None = None)
     return path
 
 
-def write_A_eta_hdf5_1d(path, axis: str, grid, values, fixed=None, ess=None, bank: SelectionBank | None = None,
+def write_A_eta_hdf5_1d(path, axis: str, grid, *, values, fixed=None, ess=None, bank: SelectionBank | None = None,
                         extra_attrs: dict | None = None) -> Path:
     """Write a 1-D A(eta) table (seed name): A on ``grid`` of component ``axis``, the rest ``fixed``.
 
