@@ -60,7 +60,7 @@ class Scatter:
 SCATTER = Scatter()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceLaw:
     """Source-magnitude law p(m_s) ∝ L^(alpha_s + 1) exp(-L), L = 10^(-0.4 (m_s - m_star)).
 
