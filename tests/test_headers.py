@@ -42,6 +42,8 @@ def test_log_sqrt_2pi_correctly_rounded():
     (r"beta_R \* \(M - ", "_population.pxd", 1),                 # the size-mass mean
     (r"1\.0 \+ \w+ / \w+ - 2\.0 \* \w+", "_lensing.pxd", 1),    # 1/mu_r = 1 + alpha/x - 2 kappa
     (r"M_LN10 \* fabs", "_lensing.pxd", 1),                      # the inversion Jacobian
+    (r"alpha / x - \w+\.kappa", "lensing.pyx", 1),               # the shear (in lens_point only)
+    (r"log_gamma_integral\(double", "_numerics.pxd", 1),         # the source-law normalisation
     (r"from sl_cy\.parallel import resolve_n_threads", "_numerics.pxd", 1),  # the thread count
 ])
 def test_formula_written_once(pattern, home, count):
