@@ -271,6 +271,12 @@ class _ShardActor:
 # --------------------------------------------------------------------------------------------
 # client side
 # --------------------------------------------------------------------------------------------
+def _worker_lost(exc: BaseException) -> bool:
+    """Whether an actor call failed because its worker went away (connection closed, actor lost)."""
+    return isinstance(exc, OSError) or "Actor was lost" in str(exc) or type(exc).__name__ in (
+        "CommClosedError", "KilledWorker", "FutureCancelledError")
+
+
 def _is_client(obj) -> bool:
     from sl_cy.parallel import _is_dask_client
 
@@ -407,21 +413,37 @@ class ShardedKernel(LikelihoodKernel):
         return int(sum(s["nbytes"] for s in self.shards))
 
     def _map(self, method: str, e: np.ndarray) -> list:
-        """Call ``method(e)`` on every shard's actor and gather the answers. Shards whose worker has
-        gone (a killed or lost worker) are read again on the remaining workers, then asked again."""
+        """Call ``method(e)`` on every shard's actor and gather the answers. A shard whose worker was
+        lost (killed, out of memory, end of a batch job) is read again on a remaining worker and
+        asked again; any other error is raised as it is."""
         if not self._actors:
             raise RuntimeError("this ShardedKernel is closed")
-        try:
-            return [f.result() for f in [getattr(a, method)(e) for a in self._actors]]
-        except Exception:
-            alive = self.client.nthreads()
-            lost = [i for i, w in enumerate(self._actor_workers) if w not in alive]
-            if not lost or not alive:
-                raise
-        for i in lost:
-            self._actor_futures[i].release()
-        self._start(lost, sorted(alive))
-        return [f.result() for f in [getattr(a, method)(e) for a in self._actors]]
+        for attempt in range(3):
+            calls, out, lost = [], [], []
+            for i, a in enumerate(self._actors):
+                try:
+                    calls.append(getattr(a, method)(e))
+                except RuntimeError as exc:           # the actor's future already knows its worker is gone
+                    if not _worker_lost(exc):
+                        raise
+                    calls.append(None)
+            for i, c in enumerate(calls):
+                try:
+                    if c is None:
+                        raise RuntimeError("Worker holding Actor was lost")
+                    out.append(c.result())
+                except Exception as exc:              # noqa: BLE001 - only a lost worker is handled here
+                    if not _worker_lost(exc) or attempt == 2:
+                        raise
+                    lost.append(i)
+            if not lost:
+                return out
+            gone = {self._actor_workers[i] for i in lost}
+            alive = sorted(self.client.nthreads())
+            for i in lost:
+                self._actor_futures[i].release()
+            self._start(lost, [w for w in alive if w not in gone] or alive)
+        raise AssertionError("unreachable")         # pragma: no cover
 
     def per_lens(self, eta) -> np.ndarray:
         """log p(d_i | eta) per lens, gathered from the shards: (6,) -> (n_lens,), (n, 6) -> (n, n_lens)."""
