@@ -354,10 +354,11 @@ class ShardedKernel(LikelihoodKernel):
         if head["forward_model"] is None:
             raise ValueError(f"{self.path} carries no forward model (tabulated by an older sl_cy): tabulate it again")
         fm = ForwardModel.from_dict(head["forward_model"])
+        self._table = None
         if self.selection:
             from sl_cy.selection import selection_for
 
-            selection_for(fm)                 # the rate table the shards need: built here (in parallel) if missing
+            self._table = selection_for(fm)   # the rate table the shards need: built here (in parallel) if missing
         self._token = head["token"]
         workers = sorted(client.nthreads())
         self.bounds = shard_bounds(head["n_lenses"], len(workers) if n_shards is None else int(n_shards))
@@ -532,6 +533,8 @@ class DistributedPosterior(Posterior):
                  model=None, n_shards: int | None = None, block: int = DEFAULT_BLOCK, worker_timeout: float = 120.0):
         kernel = ShardedKernel(grids_path, client, selection=use_selection, n_shards=n_shards, block=block,
                                worker_timeout=worker_timeout)
+        if A is None and use_selection:
+            A = kernel._table                 # the default normaliser, already loaded for the shards
         try:
             super().__init__(kernel, A=A, prior=prior, fixed=fixed, use_selection=use_selection, model=model)
         except BaseException:
