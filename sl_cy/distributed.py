@@ -108,28 +108,25 @@ def _file_token(path: str) -> tuple:
 
 def _grids_header(path: str) -> dict:
     """Read the small header of a grids file where this runs (a worker): number of lenses, forward
-    model, axes and the file token. Raises a message naming the path and the worker when the file
-    cannot be read there."""
-    import h5py
-
-    from sl_cy.io import read_attrs
+    model, gamma axis and the file token. Raises a message naming the path and the worker when
+    the file cannot be read there."""
+    from sl_cy.pipeline.inputs import grids_attrs
 
     try:
         token = _file_token(path)
-        with h5py.File(path, "r") as f:
-            a = read_attrs(f)
-            if a.get("kind") != "sl_cy.grids":
-                raise ValueError(f"{path} is not an sl_cy grids file (written by sl_cy.grids.save_grids_hdf5; "
-                                 f"its 'kind' attribute is {a.get('kind')!r}), as read by {_where()}")
-            n = int(f["valid"].shape[0])
-            gamma_axis = f["gamma_axis"][()]
+        a = grids_attrs(path)
     except OSError as err:       # FileNotFoundError, PermissionError, or h5py's OSError for a non-HDF5 file
         raise type(err)(f"the grids file {path} cannot be read by {_where()} ({err}). Each dask worker opens the "
                         "grids file itself: it must be on a filesystem every worker sees, at the same absolute path, "
                         "readable by the workers' user, and be an HDF5 file written by "
                         "sl_cy.grids.save_grids_hdf5") from None
-    return dict(n_lenses=n, forward_model=a.get("config", {}).get("forward_model"), gamma_axis=gamma_axis,
-                token=token)
+    except KeyError as err:
+        a = {"kind": f"(none: {err})"}
+    if a.get("kind") != "sl_cy.grids":
+        raise ValueError(f"{path} is not an sl_cy grids file (written by sl_cy.grids.save_grids_hdf5; its 'kind' "
+                         f"attribute is {a.get('kind')!r}), as read by {_where()}")
+    return dict(n_lenses=a["_n_lenses"], forward_model=a.get("config", {}).get("forward_model"),
+                gamma_axis=a["_gamma_axis"], token=token)
 
 
 class LensShard:
@@ -441,8 +438,7 @@ class ShardedKernel(LikelihoodKernel):
                 return out
             gone = {self._actor_workers[i] for i in lost}
             alive = sorted(self.client.nthreads())
-            for i in lost:
-                self._actor_futures[i].release()
+            self.client.cancel([self._actor_futures[i] for i in lost])
             self._start(lost, [w for w in alive if w not in gone] or alive)
         raise AssertionError("unreachable")         # pragma: no cover
 
@@ -467,10 +463,10 @@ class ShardedKernel(LikelihoodKernel):
 
     def close(self) -> None:
         """Release the shards (their workers free the memory); the kernel cannot be called afterwards."""
-        for f in getattr(self, "_actor_futures", ()):
-            if f is not None:
-                f.release()
+        futs = [f for f in getattr(self, "_actor_futures", ()) if f is not None]
         self._actors, self._actor_futures, self._actor_workers = [], [], []
+        if futs and self.client.status == "running":
+            self.client.cancel(futs)          # deletes the actors now (their proxies may live on until collected)
 
     def __getstate__(self):
         raise TypeError("a ShardedKernel (DistributedPosterior) lives on its dask client and cannot be pickled: "
@@ -588,7 +584,12 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None, *, t
         raise ValueError("give either a scheduler address (--scheduler) or a number of local workers (--dask-workers)")
     if scheduler is not None:
         kw = dict(scheduler_file=scheduler) if str(scheduler).endswith(".json") else dict(address=scheduler)
-        with Client(**kw) as client:
+        try:
+            client = Client(**kw)
+        except OSError as err:                # TimeoutError, ConnectionRefusedError, a missing scheduler file
+            raise type(err)(f"cannot connect to the dask scheduler {scheduler} ({err}); start one (`dask scheduler`) "
+                            "or give --dask-workers N for a local cluster") from None
+        with client:
             yield client
         return
     n_workers = int(n_workers)

@@ -199,3 +199,42 @@ def test_lens_shard_in_process_equals_the_kernel(small_file):
         LensShard(small_file, 5, 9)
     with pytest.raises(RuntimeError, match="has changed"):
         LensShard(small_file, 0, 7, token=(1, 2))
+
+
+def _shard_keys(c):
+    return [k for k in c.who_has() if str(k).startswith("sl_cy-lens-shard")]
+
+
+def test_infer_on_the_cluster_gives_the_in_process_run(client, grids_file, tmp_path):
+    """sl_cy.pipeline.infer(client=...): the same chain and run file as in one process; the shards are
+    released at the end."""
+    import time
+
+    from sl_cy.io import read_dataframe
+    from sl_cy.pipeline import infer
+
+    sid, root = grids_file.parent.name, grids_file.parents[3]
+    kw = dict(root=root, out=tmp_path, nwalkers=14, nsteps=4, seed=1, n_jobs=1, progress=False, save_plots=False)
+    local = infer(sid, run_id="local", **kw)
+    dist = infer(sid, run_id="dask", client=client, **kw)
+    with h5py.File(local.run_dir / "run.h5", "r") as a, h5py.File(dist.run_dir / "run.h5", "r") as b:
+        assert np.array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
+        assert _rel(b["mcmc/log_prob"][()], a["mcmc/log_prob"][()]) < 1e-12
+        assert read_dataframe(a["observed"]).equals(read_dataframe(b["observed"]))
+    for _ in range(50):
+        if not _shard_keys(client):
+            break
+        time.sleep(0.1)
+    assert not _shard_keys(client)
+
+
+def test_cli_scheduler_and_dask_workers(client, grids_file, tmp_path, cli):
+    sid, root = grids_file.parent.name, grids_file.parents[3]
+    r = cli("infer", "--sim-id", sid, "--out", root, "--run-id", "cli_dask", "--scheduler", client.scheduler.address,
+            "--nwalkers", 14, "--nsteps", 3, "--seed", 1, "--no-plots", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (root / "inference" / sid / "cli_dask" / "run.h5").exists()
+    r = cli("infer", "--sim-id", sid, "--out", root, "--dask-workers", 0, cwd=tmp_path)
+    assert r.returncode == 2 and "--dask-workers must be >= 1, got 0" in r.stderr
+    r = cli("infer", "--sim-id", sid, "--out", root, "--dask-workers", 1, "--scheduler", "tcp://x:1", cwd=tmp_path)
+    assert r.returncode == 2 and "not allowed with argument" in r.stderr
