@@ -153,7 +153,7 @@ class LensShard:
     ----------
     n_lenses, n_points : int
     nbytes : int
-        Bytes of the arrays the shard holds (compacted valid points, per-lens inputs).
+        Bytes the shard holds (compacted valid points, per-lens inputs and observed table).
     kernels : list of LikelihoodKernel
         One per block.
 
@@ -216,8 +216,9 @@ class LensShard:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the numpy arrays the shard's kernels hold."""
-        return int(sum(v.nbytes for k in self.kernels for v in vars(k).values() if isinstance(v, np.ndarray)))
+        """Bytes the shard's kernels hold: their numpy arrays and their lenses' observed table."""
+        return int(sum(v.nbytes for k in self.kernels for v in vars(k).values() if isinstance(v, np.ndarray))
+                   + sum(int(k.observed.memory_usage(deep=True).sum()) for k in self.kernels))
 
     def per_lens(self, eta) -> np.ndarray:
         """log p(d_i | eta) of the shard's lenses: (n, 6) -> (n, n_lenses)."""
@@ -232,6 +233,24 @@ class LensShard:
             for k in self.kernels:
                 out += k(e)
         return out
+
+    def per_lens_and_grad(self, eta) -> tuple:
+        """log p(d_i | eta) and its eta-gradient for the shard's lenses: (n, 6) -> ((n, n_lenses), (n, n_lenses, 6))
+        (:meth:`sl_cy.likelihood.LikelihoodKernel.per_lens_and_grad` of each block)."""
+        e = np.atleast_2d(np.asarray(eta, dtype=float))
+        parts = [k.per_lens_and_grad(e) for k in self.kernels]
+        return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1)
+
+    def value_and_grad(self, eta) -> tuple:
+        """Sum over the shard's lenses of log p(d_i | eta) and of its gradient: (n, 6) -> ((n,), (n, 6))."""
+        e = np.atleast_2d(np.asarray(eta, dtype=float))
+        v, g = np.zeros(len(e)), np.zeros((len(e), 6))
+        with np.errstate(invalid="ignore"):
+            for k in self.kernels:
+                vk, gk = k.value_and_grad(e)
+                v += vk
+                g += gk
+        return v, g
 
     def summary(self) -> dict:
         """What the client needs to know of the shard (small): counts, bytes, forward model, gamma
@@ -260,6 +279,12 @@ class _ShardActor:
 
     def per_lens(self, eta) -> np.ndarray:
         return self.shard.per_lens(eta)
+
+    def value_and_grad(self, eta) -> tuple:
+        return (*self.shard.value_and_grad(eta), self.shard.n_lenses)
+
+    def per_lens_and_grad(self, eta) -> tuple:
+        return self.shard.per_lens_and_grad(eta)
 
     def summary(self) -> dict:
         return self.shard.summary()
@@ -460,6 +485,29 @@ class ShardedKernel(LikelihoodKernel):
             for s, _ in res:
                 out += s
         return out
+
+    def value_and_grad(self, eta) -> tuple:
+        """Sum over all lenses of log p(d_i | eta) and its eta-gradient, summed on each shard's worker and
+        added here: (6,) -> (float, (6,)); (n, 6) -> ((n,), (n, 6)) (as LikelihoodKernel.value_and_grad)."""
+        one, e = _eta2d(eta)
+        res = self._map("value_and_grad", np.ascontiguousarray(e))
+        n = sum(c for _, _, c in res)
+        if n != self.n_lenses:
+            raise RuntimeError(f"the shards answered for {n} lenses, expected {self.n_lenses}")
+        v, g = np.zeros(len(e)), np.zeros((len(e), 6))
+        with np.errstate(invalid="ignore"):
+            for vs, gs, _ in res:
+                v += vs
+                g += gs
+        return (float(v[0]), g[0]) if one else (v, g)
+
+    def per_lens_and_grad(self, eta) -> tuple:
+        """Per-lens values and gradients gathered from the shards (n x n_lens x 6 numbers come back:
+        prefer :meth:`value_and_grad`)."""
+        one, e = _eta2d(eta)
+        res = self._map("per_lens_and_grad", np.ascontiguousarray(e))
+        lp, g = np.concatenate([r[0] for r in res], axis=1), np.concatenate([r[1] for r in res], axis=1)
+        return (lp[0], g[0]) if one else (lp, g)
 
     def close(self) -> None:
         """Release the shards (their workers free the memory); the kernel cannot be called afterwards."""

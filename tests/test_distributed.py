@@ -238,3 +238,19 @@ def test_cli_scheduler_and_dask_workers(client, grids_file, tmp_path, cli):
     assert r.returncode == 2 and "--dask-workers must be >= 1, got 0" in r.stderr
     r = cli("infer", "--sim-id", sid, "--out", root, "--dask-workers", 1, "--scheduler", "tcp://x:1", cwd=tmp_path)
     assert r.returncode == 2 and "not allowed with argument" in r.stderr
+
+
+@pytest.mark.skipif(not hasattr(LikelihoodKernel, "value_and_grad"), reason="needs the kernel's eta-gradients")
+def test_gradients_summed_on_the_workers(client, grids_file, reference):
+    batch = _batch(3, seed=4)
+    with DistributedPosterior(grids_file, client, n_shards=3) as post:
+        v, g = post.kernel.value_and_grad(batch)
+        rv, rg = reference.kernel.value_and_grad(batch)
+        assert _rel(v, rv) < 1e-12 and np.allclose(g, rg, rtol=1e-11, atol=1e-9 * np.abs(rg).max())
+        lp, gl = post.kernel.per_lens_and_grad(batch[0])
+        rlp, rgl = reference.kernel.per_lens_and_grad(batch[0])
+        assert lp.shape == rlp.shape and gl.shape == rgl.shape == (75, 6) and np.allclose(gl, rgl, rtol=1e-12)
+        if hasattr(Posterior, "log_prob_and_grad"):
+            a, ga = post.log_prob_and_grad(batch)
+            b, gb = reference.log_prob_and_grad(batch)
+            assert _rel(a, b) < 1e-10 and np.allclose(ga, gb, rtol=1e-9, atol=1e-9 * np.abs(gb).max())
