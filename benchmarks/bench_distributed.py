@@ -106,7 +106,7 @@ def main():
     from distributed import Client, LocalCluster
 
     from sl_cy.distributed import DistributedPosterior
-    from sl_cy.grids import load_grids_hdf5
+    from sl_cy.grids import load_grids_hdf5, save_grids_hdf5
     from sl_cy.likelihood import Posterior
     from sl_cy.selection import selection_for
 
@@ -158,6 +158,16 @@ def main():
                   f"{td * 1e3:8.1f} ms (min {td_min * 1e3:.1f}); difference {1e3 * (td - tr):+.1f} ms; "
                   f"max rel. diff of values {diff:.1e}")
         post.close()
+        tiny = workdir / "grids_2lenses.h5"
+        save_grids_hdf5(tiny, load_grids_hdf5(gp, lenses=np.arange(2)))
+        with DistributedPosterior(tiny, client) as p2:
+            r2 = Posterior(load_grids_hdf5(tiny), n_threads=2)
+            th = truth[None, :]
+            p2(th)
+            td, td_min = _median_time(lambda: p2(th), 5 * args.repeat)
+            tr, tr_min = _median_time(lambda: r2(th), 5 * args.repeat)
+            print(f"   round trip alone (2 lenses, 1 walker): in-process {tr * 1e3:.2f} ms (min {tr_min * 1e3:.2f}), "
+                  f"LocalCluster {td * 1e3:.2f} ms (min {td_min * 1e3:.2f})")
         print(f"load average at end: {os.getloadavg()}")
     streaming(gp, n)
 
