@@ -129,16 +129,18 @@ def _grids_header(path: str) -> dict:
                 gamma_axis=a["_gamma_axis"], token=token)
 
 
-class LensShard:
-    """The likelihood kernels of the lenses [start, stop) of a grids file, read from HDF5 ``block``
-    lenses at a time (what one dask worker holds; usable in any process).
+class LensShard(LikelihoodKernel):
+    """The likelihood kernel of the lenses [start, stop) of a grids file, read from HDF5 ``block``
+    lenses at a time: what one dask worker holds, and, in one process, a
+    :class:`sl_cy.likelihood.LikelihoodKernel` built with the memory of one block of grids instead
+    of all of them (pass it to :class:`sl_cy.likelihood.Posterior`).
 
     Parameters
     ----------
     path : str or Path
         A grids file (:func:`sl_cy.grids.save_grids_hdf5`).
-    start, stop : int
-        Lens range (0 <= start < stop <= number of lenses).
+    start, stop : int, optional
+        Lens range (0 <= start < stop <= number of lenses); default all lenses.
     selection : bool
         As :class:`sl_cy.likelihood.LikelihoodKernel` (the one-entry-per-galaxy factor).
     block : int
@@ -180,15 +182,16 @@ class LensShard:
     (1,)
     """
 
-    def __init__(self, path, start: int, stop: int, *, selection: bool = True, block: int = DEFAULT_BLOCK,
-                 n_threads: int | None = None, token: tuple | None = None):
+    def __init__(self, path, start: int = 0, stop: int | None = None, *, selection: bool = True,
+                 block: int = DEFAULT_BLOCK, n_threads: int | None = None, token: tuple | None = None):
+        # no super().__init__: the arrays are those of one LikelihoodKernel per block
         from sl_cy.grids import load_grids_hdf5
 
         path = os.fspath(path)
-        start, stop, block = int(start), int(stop), int(block)
+        head = _grids_header(path)
+        start, stop, block = int(start), int(head["n_lenses"] if stop is None else stop), int(block)
         if block < 1:
             raise ValueError(f"block must be >= 1, got {block}")
-        head = _grids_header(path)
         if token is not None and tuple(head["token"]) != tuple(token):
             raise RuntimeError(f"the grids file {path} has changed (size, mtime) since the shards were planned "
                                f"({tuple(token)} -> {head['token']}, seen by {_where()}); build the "
@@ -197,9 +200,10 @@ class LensShard:
             raise ValueError(f"lens range [{start}, {stop}) is not inside the {head['n_lenses']} lenses of {path}")
         self.path, self.start, self.stop, self.selection = path, start, stop, bool(selection)
         self.token = head["token"]
-        n_threads = n_threads or _worker_threads()
-        if self.selection and head["forward_model"] is not None:
-            from sl_cy.selection import selection_for
+        worker_threads = _worker_threads()
+        n_threads = n_threads or worker_threads
+        if self.selection and head["forward_model"] is not None and worker_threads is not None:
+            from sl_cy.selection import selection_for     # in a dask worker (no process pool there):
 
             selection_for(head["forward_model"], n_jobs=1, progress=False)   # cached, or built serially here
         self.kernels = []
@@ -209,10 +213,27 @@ class LensShard:
             del grids
         k0 = self.kernels[0]
         self.forward_model = k0.forward_model
-        self.gamma_axis = k0.gamma_axis
+        self.logMh_axis, self.gamma_axis, self.grid_shape = k0.logMh_axis, k0.gamma_axis, k0.grid_shape
         self.use_gamma = k0.use_gamma
         self.n_lenses = sum(k.n_lenses for k in self.kernels)
         self.n_points = sum(k.n_points for k in self.kernels)
+
+    @property
+    def n_threads(self) -> int:
+        """OpenMP threads of the blocks' kernels (settable, as LikelihoodKernel.n_threads)."""
+        return self.kernels[0].n_threads
+
+    @n_threads.setter
+    def n_threads(self, value) -> None:
+        for k in self.kernels:
+            k.n_threads = int(value)
+
+    @property
+    def observed(self):
+        """The lenses' observed table (the blocks' tables, concatenated on access)."""
+        import pandas as pd
+
+        return pd.concat([k.observed for k in self.kernels], ignore_index=True)
 
     @property
     def nbytes(self) -> int:

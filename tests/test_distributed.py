@@ -195,6 +195,13 @@ def test_lens_shard_in_process_equals_the_kernel(small_file):
     s = LensShard(small_file, 0, 7, block=3)
     assert [k.n_lenses for k in s.kernels] == [3, 3, 1]
     assert _rel(s.per_lens(_batch(2)), ref.per_lens(_batch(2))) < 1e-12
+    full = LensShard(small_file, block=2)                       # the whole file, as an in-process kernel
+    assert full.n_lenses == 7 and full.observed.equals(ref.observed)
+    full.n_threads = 1
+    assert all(k.n_threads == 1 for k in full.kernels)
+    post, post_ref = Posterior(full), Posterior(load_grids_hdf5(small_file))
+    assert _rel(post(_batch(5)), post_ref(_batch(5))) < 1e-12
+    assert _rel(pickle.loads(pickle.dumps(full))(_batch(2)), ref(_batch(2))) < 1e-12
     with pytest.raises(ValueError, match=r"lens range \[5, 9\)"):
         LensShard(small_file, 5, 9)
     with pytest.raises(RuntimeError, match="has changed"):

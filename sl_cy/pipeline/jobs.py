@@ -176,7 +176,8 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
     """Validate the inputs, load or build the tables and A(eta), and compose params.json (nothing of
     the run folder is written; a catalogue's grids are, after every check). See :func:`infer`; with a
     dask ``client`` the grids stay on the workers (:class:`sl_cy.distributed.ShardedKernel`)."""
-    from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, load_grids_hdf5, save_grids_hdf5
+    from sl_cy.distributed import LensShard, ShardedKernel
+    from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, save_grids_hdf5
     from sl_cy.likelihood import LikelihoodKernel, Posterior, _check_redshifts
     from sl_cy.runs import RunFolder, new_run_id, run_dir, utc_now
 
@@ -200,14 +201,13 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
         raise ValueError(f"the recorded sim_id/run_id give {d}, not the folder {resume_dir} being resumed")
     if expect and catalogue and expect.get("catalogue_sha256") not in (None, catalogue["sha256"]):
         raise ValueError(f"catalogue {catalogue['path']} changed since the run (sha256 differs)")
-    if client is not None and new_grids is None:
-        from sl_cy.distributed import ShardedKernel
-
-        grids = None                              # the client loads no grid: each worker reads its shard
-        kernel = ShardedKernel(gpath, client, selection=cfg.use_selection)       # validates the lenses
-    else:
-        grids = new_grids if new_grids is not None else load_grids_hdf5(gpath)
+    grids = new_grids                             # a catalogue's, in memory; a simulation's stay in grids.h5:
+    if grids is not None:
         kernel = LikelihoodKernel(grids, selection=cfg.use_selection, n_threads=cfg.n_jobs)   # validates the lenses
+    elif client is not None:                      # each dask worker reads its shard (the client loads no grid)
+        kernel = ShardedKernel(gpath, client, selection=cfg.use_selection)
+    else:                                         # read and compacted block by block (~32 kB per lens held)
+        kernel = LensShard(gpath, selection=cfg.use_selection, n_threads=cfg.n_jobs)
     if cfg.use_selection:
         _check_redshifts(kernel)                  # before any file is written
     _check_walkers(cfg, kernel)
@@ -216,8 +216,6 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
         gpath.parent.mkdir(parents=True, exist_ok=True)
         save_grids_hdf5(gpath, new_grids, attrs=new_attrs)
         if client is not None:
-            from sl_cy.distributed import ShardedKernel
-
             kernel = ShardedKernel(gpath, client, selection=cfg.use_selection)
     gattrs = grids_attrs(gpath)
     if expect and expect.get("grids_key") not in (None, gattrs.get("config", {}).get("key")):
