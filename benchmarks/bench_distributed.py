@@ -77,21 +77,25 @@ def streaming(gp: Path, n: int):
     from sl_cy.grids import load_grids_hdf5
     from sl_cy.likelihood import LikelihoodKernel
 
-    m = min(n, 512)
-    print(f"\n2. peak memory of building one shard of {m} lenses in this process (tracemalloc):")
-    for block in (32, 128, 512):
+    print(f"\n2. peak memory (tracemalloc) of building the kernel of all {n} lenses in this process:")
+    for block in (64, 256):
         tracemalloc.start()
-        s = LensShard(gp, 0, m, block=block)
+        t0 = time.perf_counter()
+        s = LensShard(gp, block=block)
+        dt = time.perf_counter() - t0
         cur, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        print(f"   LensShard block={block:4d}: peak {peak / 2**20:7.1f} MiB, held {s.nbytes / 2**20:6.1f} MiB "
-              f"({s.nbytes / m / 1e3:.1f} kB/lens)")
+        print(f"   LensShard(block={block:3d}): peak {peak / 2**20:7.1f} MiB, held {s.nbytes / 2**20:6.1f} MiB "
+              f"({s.nbytes / n / 1e3:.1f} kB/lens), {dt:.1f} s")
         del s
     tracemalloc.start()
-    k = LikelihoodKernel(load_grids_hdf5(gp, lenses=np.arange(m)))
+    t0 = time.perf_counter()
+    k = LikelihoodKernel(load_grids_hdf5(gp))
+    dt = time.perf_counter() - t0
     cur, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"   all {m} grids loaded, then one kernel: peak {peak / 2**20:7.1f} MiB")
+    print(f"   all grids loaded, then one LikelihoodKernel: peak {peak / 2**20:7.1f} MiB "
+          f"({peak / n / 1e3:.0f} kB/lens), {dt:.1f} s")
     del k
 
 
