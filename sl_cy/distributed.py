@@ -366,9 +366,10 @@ class ShardedKernel(LikelihoodKernel):
 
     Performance
     -----------
-    Per call: one task per shard and one gather (~ms on a local cluster; measured in
-    ``benchmarks/bench_distributed.py``) on top of the kernels' n_lens x n_eta x ~20 us divided
-    among the workers' cores.
+    Per call: one dask Actor call per shard, in parallel (a round trip of ~3 ms on a local
+    cluster; ``benchmarks/bench_distributed.py``), on top of the kernels' n_lens x n_eta x ~20 us
+    divided among the workers' cores. Building: each worker reads its shard (~10 ms per lens with
+    the selection-rate factor).
 
     Precision
     ---------
