@@ -161,9 +161,11 @@ class LensShard(LikelihoodKernel):
 
     Performance
     -----------
-    Building: reading and compacting the grids (~1 ms per lens) plus one load of the selection-rate
-    table per block (~0.1 s). Holding: ~28 bytes per valid grid point (~32 kB per lens on the
-    default adaptive grids). Evaluating: the kernel's cost (~20 us per lens per eta per core).
+    Building: ~4 ms per lens (reading, compacting, the selection-rate factor; one load of the rate
+    table per block), peak memory one block of grids (~450 kB per lens) on top of what is held.
+    Holding: ~28 bytes per valid grid point (31.8 kB per lens on the default adaptive grids).
+    Evaluating: the kernel's cost (~20 us per lens per eta per core). Measured in
+    ``benchmarks/bench_distributed.py``.
 
     Precision
     ---------
