@@ -27,10 +27,11 @@ Recorded 2026-11-30 on the project's 2-core machine **while other jobs loaded it
   LikelihoodKernel (the former path of ``sl-cy infer``): peak 929 MiB (452 kB per lens, ~4.4 GB at
   10^4 lenses); ``LensShard`` block 256: peak 192 MiB, block 64: 124 MiB (65 MiB held; the rest
   one block of grids and the selection table).
-* overhead per evaluation (median of 5; min in brackets): 32 walkers in-process 5.19 s (4.93),
-  LocalCluster 5.78 s (5.59): +0.59 s (+11 %); 1 walker 0.24 s vs 0.22 s; the round trip alone
-  (2 lenses, 1 walker) 66 ms (min 12 ms) vs 83 ms (min 48 ms) in-process: on this overloaded
-  machine the difference is noise of the order of the load itself. On the same machine at load 3,
+* overhead per evaluation (median; min in brackets), two runs: at load ~12, 32 walkers in-process
+  5.19 s (4.93), LocalCluster 5.78 s (5.59): +0.59 s (+11 %); at load ~8.5 (median of 7),
+  5.58 s (4.96) vs 5.70 s (5.12): +0.12 s (+2 %); 1 walker 0.24 s vs 0.23 s; the round trip
+  alone (2 lenses, 1 walker) 62-66 ms (min 12-20 ms) vs 79-83 ms (min 31-48 ms) in-process: on
+  this overloaded machine the difference is noise of the order of the load. On the same machine at load 3,
   a dask Actor call round trip (what a shard call costs beyond its kernel) took 2.7 ms, a task
   round trip (submit + gather) 12-17 ms; values equal the in-process ones to 8e-16 relative.
 """
