@@ -339,6 +339,10 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
                    help="write corner.png, traces.png, log_prob.png (default)")
     g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
     d = p.add_mutually_exclusive_group()
     d.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on this dask cluster (tcp://host:8786, or a scheduler file *.json): each worker reads its "
@@ -576,6 +580,7 @@ def _add_rerun(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default=None, help="name of the new run folder (default run_<UTC time>)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
@@ -584,6 +589,7 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
                    help="new total number of MCMC steps (default the recorded one; larger extends the run)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _cmd_resume(args) -> int:
@@ -591,7 +597,9 @@ def _cmd_resume(args) -> int:
     from sl_cy.runs import RunLockedError
 
     try:
-        resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True)
+        with _dask(args) as client:
+            resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True,
+                   client=client)
     except _USER_ERRORS + (RunLockedError,) as exc:
         return _fail("sl-cy resume", exc)
     return 0
@@ -601,8 +609,9 @@ def _cmd_rerun(args) -> int:
     from sl_cy.pipeline import rerun
 
     try:
-        rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
-              verbose=True)
+        with _dask(args) as client:
+            rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
+                  verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy rerun", exc)
     return 0

@@ -240,7 +240,12 @@ def test_cli_scheduler_and_dask_workers(client, grids_file, tmp_path, cli):
     r = cli("infer", "--sim-id", sid, "--out", root, "--run-id", "cli_dask", "--scheduler", client.scheduler.address,
             "--nwalkers", 14, "--nsteps", 3, "--seed", 1, "--no-plots", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (root / "inference" / sid / "cli_dask" / "run.h5").exists()
+    run = root / "inference" / sid / "cli_dask"
+    assert (run / "run.h5").exists()
+    r = cli("resume", run, "--nsteps", 5, "--scheduler", client.scheduler.address, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(run / "chain.h5", "r") as f:
+        assert f["mcmc/chain"].shape[0] == 5
     r = cli("infer", "--sim-id", sid, "--out", root, "--dask-workers", 0, cwd=tmp_path)
     assert r.returncode == 2 and "--dask-workers must be >= 1, got 0" in r.stderr
     r = cli("infer", "--sim-id", sid, "--out", root, "--dask-workers", 1, "--scheduler", "tcp://x:1", cwd=tmp_path)

@@ -298,7 +298,8 @@ def report(run_path, save_plots: bool = True, verbose: bool = False) -> RunResul
     return res
 
 
-def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False) -> RunResult:
+def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False,
+          client=None) -> RunResult:
     """Run an inference again from its ``params.json``; the same seed gives the identical chain.
 
     Parameters
@@ -314,6 +315,8 @@ def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     verbose : bool
+    client : distributed.Client, optional
+        As in :func:`infer`.
 
     Returns
     -------
@@ -340,7 +343,7 @@ def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None
     kw = _tables_kwargs(p, _tables_root(d, p))
     kw["extra_params"]["rerun_of"] = str(d.resolve())
     return infer(p["sim_id"], config=cfg, out=out if out is not None else d.resolve().parents[2], run_id=run_id,
-                 progress=progress, verbose=verbose, **kw)
+                 progress=progress, verbose=verbose, client=client, **kw)
 
 
 def _tables_root(d: Path, p: dict) -> Path:
@@ -385,7 +388,8 @@ def _chain_mismatch(old: dict, new: dict) -> str | None:
     return None
 
 
-def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose: bool = False) -> RunResult:
+def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose: bool = False,
+           client=None) -> RunResult:
     """Continue an interrupted or killed run to its requested total of steps and finish it.
 
     The chain is continued from its last finished step with the sampler's recorded random state,
@@ -405,6 +409,8 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     progress, verbose : bool
+    client : distributed.Client, optional
+        As in :func:`infer` (the chain continues identically: the sums only change order).
 
     Returns
     -------
@@ -459,7 +465,7 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
             print(f"resuming {d} ({before}, {rec.steps} of {total} steps in the chain"
                   + (f"; to repair: {'; '.join(fix)}" if fix else "") + ")", flush=True)
         prep = prepare(p["sim_id"], cfg, out=d.parents[2], run_id=d.name, progress=progress, verbose=verbose,
-                       resume_dir=d, **_tables_kwargs(p, _tables_root(d, p)))
+                       resume_dir=d, client=client, **_tables_kwargs(p, _tables_root(d, p)))
         why = _chain_mismatch(p, prep.params)
         if why is not None:
             raise ValueError(f"cannot resume {d}: {why} changed since the run, so the continued chain would not be "
@@ -474,7 +480,11 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
     except BaseException:
         folder.unlock()
         raise
-    return sample_and_finish(prep, folder, resumed_from=rec.steps, t_start=t_start, progress=progress,
-                              verbose=verbose)
+    try:
+        return sample_and_finish(prep, folder, resumed_from=rec.steps, t_start=t_start, progress=progress,
+                                 verbose=verbose)
+    finally:
+        if client is not None:
+            prep.post.kernel.close()              # free the workers' shards
 
 
