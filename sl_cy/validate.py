@@ -71,7 +71,7 @@ DEFAULT_SBC_BOX = {
 
 #: Settings of ``--quick`` and of the full default: replicates, galaxies per mock, walkers, steps,
 #: burn-in and kept draws L per replicate.
-QUICK = dict(replicates=100, n_galaxy=50_000, nwalkers=16, nsteps=300, discard=100, n_draws=19)
+QUICK = dict(replicates=100, n_galaxy=50_000, nwalkers=12, nsteps=300, discard=100, n_draws=19)
 FULL = dict(replicates=500, n_galaxy=100_000, nwalkers=16, nsteps=1500, discard=500, n_draws=99)
 
 
@@ -319,7 +319,7 @@ def _run_replicate(task: _Replicate) -> dict:
     from sl_cy.mock import simulate_mock
     from sl_cy.tables import mock_forward_model
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = dict(index=task.index, status="ok", reason="")
     prior = task.prior
     truth = prior_draws(prior, 1, np.random.default_rng(_stream(task.seed, task.index, 0)))[0]
@@ -340,7 +340,8 @@ def _run_replicate(task: _Replicate) -> dict:
         s = run_mcmc(post, nwalkers=task.nwalkers, nsteps=task.nsteps, initial_state=p0, progress=False,
                      seed=_stream(task.seed, task.index, 3), nproc=task.n_threads)
     except (ValueError, FloatingPointError) as exc:          # an unusable replicate is recorded, not fatal
-        row.update(status="failed", reason=" ".join(str(exc).split())[:300], wall_s=time.perf_counter() - t0)
+        row.update(status="failed", reason=" ".join(str(exc).split())[:300], wall_s=time.perf_counter() - t0,
+                   cpu_s=time.process_time() - c0)
         return row
     kept = s.get_chain(discard=task.discard)                  # (steps, walkers, k)
     with np.errstate(invalid="ignore", divide="ignore"):       # a walker that never moved: tau is NaN
@@ -356,7 +357,7 @@ def _run_replicate(task: _Replicate) -> dict:
     mean, sd = flat.mean(axis=0), flat.std(axis=0, ddof=1)
     pit = np.mean(flat < truth[free][None, :], axis=0)
     row.update(acceptance=float(np.mean(s.acceptance_fraction)), tau_max=tau_max, n_indep=int(n_indep),
-               wall_s=time.perf_counter() - t0)
+               wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
     for j, n in enumerate(names):
         row.update({f"rank_{n}": int(ranks[j]), f"pit_{n}": float(pit[j]), f"mean_{n}": float(mean[j]),
                     f"sd_{n}": float(sd[j])})
@@ -378,7 +379,7 @@ def _start_from_prior(post, nwalkers: int, rng, max_tries: int = 50) -> np.ndarr
 # replicates.csv
 # --------------------------------------------------------------------------------------------
 def _columns(names) -> list:
-    cols = ["index", "status", "reason", "n_lenses", "acceptance", "tau_max", "n_indep", "wall_s"]
+    cols = ["index", "status", "reason", "n_lenses", "acceptance", "tau_max", "n_indep", "wall_s", "cpu_s"]
     cols += [f"true_{n}" for n in names]
     for n in names:
         cols += [f"rank_{n}", f"pit_{n}", f"mean_{n}", f"sd_{n}"]
@@ -440,7 +441,8 @@ def _table(rows: list, names) -> dict:
     return dict(index=[int(r["index"]) for r in ok], ranks=get("rank", int), pit=get("pit"), truth=truth, mean=mean,
                 sd=sd, pulls=(mean - truth) / sd, failed=[r for r in rows if r["status"] != "ok"],
                 n_lenses=np.array([float(r["n_lenses"]) for r in ok if r["n_lenses"]]),
-                wall_s=np.array([float(r["wall_s"]) for r in rows if r.get("wall_s")]))
+                wall_s=np.array([float(r["wall_s"]) for r in rows if r.get("wall_s")]),
+                cpu_s=np.array([float(r["cpu_s"]) for r in rows if r.get("cpu_s")]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,11 +672,12 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
         raise ValueError(f"the prior of {bad} has no finite support to draw the truth from")
     params = dict(kind=VALIDATE_KIND, seed=seed, n_galaxy=n_galaxy, nwalkers=nwalkers, nsteps=nsteps, discard=discard,
                   n_draws=n_draws, prior=_prior_spec(pr), free_names=names, mock_kwargs=mk,
-                  forward_model=fm.to_dict(), sampler="emcee", package_version=__version__)
+                  forward_model=fm.to_dict(), chunk_size=cfg.get("chunk_size"), sampler="emcee",
+                  package_version=__version__)
     if existing:
         from sl_cy.io import canonical_json
 
-        diff = [k for k in params if k not in ("package_version",)
+        diff = [k for k in params if k not in ("package_version", "mock_kwargs")      # the forward model decides
                 and canonical_json(to_jsonable(old.get(k))) != canonical_json(to_jsonable(params[k]))]
         if diff:
             k = diff[0]
@@ -713,6 +716,7 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
                                                              for r in tab["failed"]],
                        mean_n_lenses=float(np.mean(tab["n_lenses"])) if len(tab["n_lenses"]) else float("nan"),
                        replicate_wall_s_mean=float(np.mean(tab["wall_s"])) if len(tab["wall_s"]) else float("nan"),
+                       replicate_cpu_s_mean=float(np.mean(tab["cpu_s"])) if len(tab["cpu_s"]) else float("nan"),
                        seed=seed)
         if summary["n_failed"]:
             summary["verdict"] += f" ({summary['n_failed']} replicate(s) failed and are left out: see replicates.csv)"
