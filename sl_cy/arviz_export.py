@@ -34,8 +34,8 @@ import pandas as pd
 
 from sl_cy._version import __version__
 
-__all__ = ["POSTERIOR_NC", "DEFAULT_MAX_DRAWS", "to_arviz", "inference_data", "pointwise_log_likelihood",
-           "write_posterior_nc", "arviz_summary"]
+__all__ = ["POSTERIOR_NC", "DEFAULT_MAX_DRAWS", "to_arviz", "inference_data", "run_inference_data",
+           "pointwise_log_likelihood", "write_posterior_nc", "arviz_summary", "add_arviz_columns"]
 
 #: File name of the ArviZ export in a run folder.
 POSTERIOR_NC = "posterior.nc"
@@ -276,29 +276,60 @@ def to_arviz(source, *, posterior=None, discard=None, thin=None, max_draws: int 
 
 def _run_folder_idata(d: Path, *, posterior=None, discard=None, thin=None, max_draws=DEFAULT_MAX_DRAWS):
     """The export of a run folder from its chain (posterior rebuilt from params.json if not given)."""
-    import emcee
-
+    from sl_cy.pipeline import run_posterior
     from sl_cy.runs import read_params
 
     params = read_params(d)
-    chain_file = d / "chain.h5"
+    if posterior is None:
+        posterior = run_posterior(d)
+    return run_inference_data(d, params, posterior, discard=discard, thin=thin, max_draws=max_draws)
+
+
+def run_inference_data(run_dir, params: Mapping, posterior, *, discard=None, thin=None,
+                       max_draws: int = DEFAULT_MAX_DRAWS):
+    """The :class:`arviz.InferenceData` of a run folder's ``chain.h5`` with its ``params.json`` and
+    the Posterior it sampled (what ``posterior.nc`` holds).
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    params : mapping
+        The folder's ``params.json`` (free names, discard, truth, ids).
+    posterior : Posterior or None
+        None leaves out the ``log_likelihood`` and ``observed_data`` groups.
+    discard, thin, max_draws :
+        As in :func:`inference_data` (default discard: the recorded one).
+
+    Returns
+    -------
+    arviz.InferenceData
+    """
+    import emcee
+
+    chain_file = Path(run_dir) / "chain.h5"
     if not chain_file.exists():
         raise FileNotFoundError(f"no chain at {chain_file}")
     be = emcee.backends.HDFBackend(str(chain_file), name="mcmc", read_only=True)
     chain, lp = be.get_chain(), be.get_log_prob()
-    if posterior is None:
-        posterior = _rebuild_posterior(d, params)
     disc = min(int(params["discard"]) if discard is None else int(discard), chain.shape[0] - 1)
     return inference_data(chain, lp, params["free_names"], posterior=posterior, discard=disc, thin=thin,
                           max_draws=max_draws, truth=params.get("truth"),
                           attrs=dict(sim_id=params.get("sim_id"), run_id=params.get("run_id"), seed=params.get("seed")))
 
 
-def _rebuild_posterior(d: Path, params: dict):
-    """The Posterior a run folder sampled, re-created from its params.json and tables."""
-    from sl_cy import pipeline
+def add_arviz_columns(table: pd.DataFrame, idata) -> pd.DataFrame:
+    """``table`` (one row per parameter) with ArviZ's ``ess_bulk``, ``ess_tail`` and ``r_hat`` joined.
 
-    return pipeline.run_posterior(d, params)
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> idata = inference_data(rng.normal(size=(100, 4, 1)), rng.normal(size=(100, 4)), ["mu_h"])
+    >>> list(add_arviz_columns(pd.DataFrame({"median": [0.0]}, index=["mu_h"]), idata).columns)
+    ['median', 'ess_bulk', 'ess_tail', 'r_hat']
+    """
+    az_t = arviz_summary(idata)[["ess_bulk", "ess_tail", "r_hat"]]
+    out = table.drop(columns=[c for c in az_t.columns if c in table.columns])
+    return out.join(az_t)
 
 
 def write_posterior_nc(run_dir, idata) -> Path:

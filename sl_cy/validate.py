@@ -547,9 +547,9 @@ def _summary_table(summary: dict):
 
 
 def _prior_spec(prior) -> dict:
-    from sl_cy.pipeline import _prior_to_dict
+    from sl_cy.pipeline.config import prior_to_dict
 
-    return dict(params=_prior_to_dict(prior), fixed=dict(prior.fixed))
+    return dict(params=prior_to_dict(prior), fixed=dict(prior.fixed))
 
 
 def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", quick: bool = False, prior=None,
@@ -624,7 +624,8 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
     from sl_cy.io import to_jsonable, write_json_atomic
     from sl_cy.mock import mock_config
     from sl_cy.parallel import available_cores, iter_chunks, resolve_n_jobs
-    from sl_cy.pipeline import _as_prior, _check_pos_int, check_writable
+    from sl_cy.pipeline import check_writable
+    from sl_cy.pipeline.config import as_prior as _as_prior, check_pos_int as _check_pos_int
     from sl_cy.runs import RunFolder, read_params, utc_now
     from sl_cy.selection import _check_seed
     from sl_cy.tables import mock_forward_model
@@ -730,7 +731,7 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
         folder.mark_complete(replicates=replicates, n_finished=len(rows), verdict=summary["verdict"],
                              wall_time_s=time.perf_counter() - t_start)
     except BaseException as exc:
-        from sl_cy.pipeline import _interrupt_reason
+        from sl_cy.pipeline.sampling import interrupt_reason as _interrupt_reason
 
         try:
             n_rows = len(_read_rows(csv_path, cols))
