@@ -208,7 +208,9 @@ def inference_data(chain, log_prob, names, *, posterior=None, discard: int = 0, 
         at.update({f"truth_{k}": v for k, v in tr.items()})
     for k, v in dict(attrs or {}).items():
         at[k] = v if isinstance(v, (str, int, float, np.integer, np.floating)) else json.dumps(v, default=str)
-    return az.from_dict(**groups, coords=coords, dims=dims, attrs=at)
+    with warnings.catch_warnings():          # "more chains than draws": the layout is (walker, draw) by construction
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        return az.from_dict(**groups, coords=coords, dims=dims, attrs=at)
 
 
 def to_arviz(source, *, posterior=None, discard=None, thin=None, max_draws: int = DEFAULT_MAX_DRAWS, truth=None,

@@ -190,7 +190,8 @@ def sbc_summary(ranks, n_draws: int, *, pit=None, pulls=None, names=None, levels
         L, the draws per replicate.
     pit : array (n_rep, k), optional
         Posterior quantile of the truth (probability integral transform) per replicate; coverage
-        uses it when given, else the rank's quantile (rank + 0.5) / (L + 1).
+        uses it when given, else the randomised rank quantile (rank + V) / (L + 1), V ~ U(0, 1)
+        drawn from a fixed seed (so the result is a function of the input).
     pulls : array (n_rep, k), optional
         (posterior mean - truth) / posterior sd.
     names : sequence of k str, optional
@@ -229,7 +230,10 @@ def sbc_summary(ranks, n_draws: int, *, pit=None, pulls=None, names=None, levels
         raise ValueError(f"ranks must lie in 0..{L}, got {r.min()}..{r.max()}")
     n, k = r.shape
     names = list(names) if names is not None else [f"p{j}" for j in range(k)]
-    u = (r + 0.5) / (L + 1) if pit is None else np.asarray(pit, dtype=float)
+    if pit is None:                  # the randomised PIT of a rank: exactly uniform for a calibrated posterior
+        u = (r + np.random.default_rng(0).uniform(size=r.shape)) / (L + 1)
+    else:
+        u = np.asarray(pit, dtype=float)
     B = _n_bins(L + 1, n) if n_bins is None else int(n_bins)
     if (L + 1) % B:
         raise ValueError(f"n_bins={B} must divide the {L + 1} rank values")
