@@ -585,7 +585,7 @@ def _cmd_rerun(args) -> int:
 
 
 def _add_validate(p: argparse.ArgumentParser) -> None:
-    from sl_cy.validate import FULL, QUICK
+    from sl_cy.sbc import FULL, QUICK
 
     p.add_argument("--replicates", type=int, default=None,
                    help=f"replicates (default {FULL['replicates']}, --quick {QUICK['replicates']}); a folder holding fewer "
@@ -616,7 +616,7 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
 
 def _cmd_validate(args) -> int:
     from sl_cy.runs import RunLockedError
-    from sl_cy.validate import validate
+    from sl_cy.sbc import validate
 
     client = None
     try:

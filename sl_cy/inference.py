@@ -152,7 +152,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         :class:`sl_cy.chainstore.JournaledHDFBackend` of the pipeline's run folders).
     initial_state : array (nwalkers, n_free), optional
         Starting positions of the walkers instead of the ball of :func:`initial_ball` (e.g. draws
-        from the prior, as :func:`sl_cy.validate.validate` does); each must have a finite log posterior.
+        from the prior, as :func:`sl_cy.sbc.validate` does); each must have a finite log posterior.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Simulation-based calibration (sl_cy.validate, `sl-cy validate`): the rank/coverage statistics on a
+"""Simulation-based calibration (sl_cy.sbc, `sl-cy validate`): the rank/coverage statistics on a
 toy problem with a known posterior, a small real validation, and resuming after an interruption."""
 import csv
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from sl_cy.validate import prior_draws, rank_of_truth, sbc_prior, sbc_summary, validate
+from sl_cy.sbc import prior_draws, rank_of_truth, sbc_prior, sbc_summary, validate
 
 
 def _toy_replicates(n_rep, L, rng, *, shift=0.0, scale=1.0, n_obs=5):
