@@ -72,7 +72,7 @@ DEFAULT_SBC_BOX = {
 #: Settings of ``--quick`` and of the full default: replicates, galaxies per mock, walkers, steps,
 #: burn-in and kept draws L per replicate.
 QUICK = dict(replicates=100, n_galaxy=50_000, nwalkers=12, nsteps=300, discard=100, n_draws=19)
-FULL = dict(replicates=500, n_galaxy=100_000, nwalkers=16, nsteps=1500, discard=500, n_draws=99)
+FULL = dict(replicates=500, n_galaxy=100_000, nwalkers=16, nsteps=1000, discard=300, n_draws=99)
 
 
 def sbc_prior(box: Mapping | None = None, fixed: Mapping | None = None):
@@ -613,8 +613,11 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
     Performance
     -----------
     Per replicate: mock and grids ~1-2 s, then nwalkers x nsteps posterior calls at
-    ~n_lens x 20 us + 5 ms (A(eta)) each on one core. ``quick`` (210 lenses, 16 x 300): ~40-60 s
-    of one core per replicate; see the README ("Is it calibrated?") for measured wall times.
+    ~n_lens x 20 us + ~5 ms (the A(eta) quadrature, most of the cost) each on one core.
+    Measured (``replicates.csv`` has ``cpu_s`` per replicate): ``quick`` (~225 lenses, 12 x 300)
+    ~30 s of one core per replicate, so 100 replicates ~25 min on two idle cores; the full
+    default (~430 lenses, 16 x 1000) ~3-4 min of one core per replicate, ~15 h for 500 on two
+    cores. See the README ("Is it calibrated?").
 
     Examples
     --------
