@@ -452,7 +452,9 @@ def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
     name = state.received[0] if state.received else (str(exc) if str(exc).startswith("SIG") else "SIGINT")
     code = 128 + int(getattr(signal, name, signal.SIGINT))
     run_dir = getattr(exc, "run_dir", None)
-    if run_dir is not None:
+    if getattr(exc, "continue_with", None):
+        print(f"{prog}: interrupted by {name}; {exc.continue_with}", file=sys.stderr, flush=True)
+    elif run_dir is not None:
         step = "?" if exc.step is None else exc.step
         print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
               f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)

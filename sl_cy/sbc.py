@@ -51,7 +51,7 @@ from sl_cy._version import __version__
 from sl_cy.population import DEFAULT_ETA, ETA_NAMES
 
 __all__ = ["DEFAULT_SBC_BOX", "QUICK", "FULL", "sbc_prior", "prior_draws", "rank_of_truth", "sbc_summary",
-           "ValidationResult", "validate", "plot_rank_histograms", "plot_coverage"]
+           "ValidationResult", "ValidationInterrupted", "validate", "plot_rank_histograms", "plot_coverage"]
 
 VALIDATE_KIND = "sl_cy.validate/1"
 REPLICATES_CSV = "replicates.csv"
@@ -506,6 +506,20 @@ def plot_coverage(summary: dict, path=None):
 # --------------------------------------------------------------------------------------------
 # the driver
 # --------------------------------------------------------------------------------------------
+class ValidationInterrupted(KeyboardInterrupt):
+    """:func:`validate` was interrupted (Ctrl-C, SIGTERM); its folder is kept, marked ``interrupted``.
+
+    Attributes
+    ----------
+    continue_with : str
+        How many replicates are saved and how to continue (the same call or command).
+    """
+
+    def __init__(self, message: str, *, continue_with: str):
+        super().__init__(message)
+        self.continue_with = continue_with
+
+
 @dataclass
 class ValidationResult:
     """What :func:`validate` returns.
@@ -609,6 +623,9 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
         differing entry).
     sl_cy.runs.RunLockedError
         Another process is writing the folder.
+    ValidationInterrupted
+        On Ctrl-C or SIGTERM (a KeyboardInterrupt): the finished replicates are in
+        ``replicates.csv`` and ``metadata.json`` says ``interrupted``; the same call continues.
 
     Performance
     -----------
@@ -745,8 +762,11 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
         except Exception:                                  # noqa: BLE001 - report the interruption, not this
             n_rows = None
         folder.mark_interrupted(step=n_rows, nsteps=replicates, reason=_interrupt_reason(exc))
+        hint = f"{n_rows} of {replicates} replicates are saved in {csv_path}; the same command continues from there"
+        if isinstance(exc, KeyboardInterrupt):
+            raise ValidationInterrupted(str(exc) or "KeyboardInterrupt", continue_with=hint) from exc
         if hasattr(exc, "add_note"):
-            exc.add_note(f"{n_rows} replicate(s) are saved in {csv_path}; the same command continues from there")
+            exc.add_note(hint)
         raise
     finally:
         folder.unlock()

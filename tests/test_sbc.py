@@ -127,3 +127,39 @@ def test_cli_validate_runs_and_continues(cli, tmp_path):
     assert r.returncode == 2 and "another validation configuration (forward_model" in r.stderr
     r = cli(*args[:-1], tmp_path / "v", cwd=tmp_path)
     assert r.returncode == 0 and "2 of 2 replicates already" in r.stdout
+
+
+def test_cli_validate_sigterm_between_replicates_then_the_same_command_continues(tmp_path):
+    import os
+    import pathlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import sl_cy
+
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(sl_cy.__file__).resolve().parents[1]))
+    args = [sys.executable, "-m", "sl_cy", "validate", "--replicates", 4, "--n-galaxy", 10_000, "--nwalkers", 12,
+            "--nsteps", 20, "--discard", 8, "--n-draws", 4, "--seed", 4, "--n-jobs", 1, "--no-progress", "--no-plots",
+            "--out", tmp_path / "v"]
+    args = [str(a) for a in args]
+    p = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    csv_path = tmp_path / "v" / "replicates.csv"
+    t0 = time.time()
+    while time.time() - t0 < 240 and p.poll() is None:
+        if csv_path.exists() and csv_path.read_text().count("\n") >= 2:      # header + one replicate
+            p.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.05)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted by SIGTERM" in err and "the same command continues" in err and "Traceback" not in err
+    meta = json.loads((tmp_path / "v" / "metadata.json").read_text())
+    n_done = csv_path.read_text().count("\n") - 1
+    assert meta["status"] == "interrupted" and 1 <= n_done < 4
+    r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"{n_done} of 4 replicates already" in r.stdout
+    assert sorted(int(row["index"]) for row in _rows(tmp_path / "v")) == list(range(4))
+    assert json.loads((tmp_path / "v" / "metadata.json").read_text())["status"] == "complete"
