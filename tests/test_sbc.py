@@ -76,7 +76,7 @@ def test_prior_draws_follow_the_prior():
     assert np.isfinite(box.logpdf(e)).all()
 
 
-TINY = dict(n_galaxy=10_000, nwalkers=12, nsteps=24, discard=8, n_draws=4, seed=5, save_plots=True, progress=False)
+TINY = dict(n_galaxy=10_000, nwalkers=12, nsteps=16, discard=6, n_draws=4, seed=5, save_plots=True, progress=False)
 
 
 def _rows(folder):
@@ -163,3 +163,13 @@ def test_cli_validate_sigterm_between_replicates_then_the_same_command_continues
     assert f"{n_done} of 4 replicates already" in r.stdout
     assert sorted(int(row["index"]) for row in _rows(tmp_path / "v")) == list(range(4))
     assert json.loads((tmp_path / "v" / "metadata.json").read_text())["status"] == "complete"
+
+
+def test_validate_on_a_dask_cluster_gives_the_serial_rows(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    kw = dict(TINY, save_plots=False)
+    serial = validate(1, out=tmp_path / "serial", n_jobs=1, **kw)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client:
+        validate(1, out=tmp_path / "dask", executor=client, **kw)
+    assert _rows(tmp_path / "dask") == _rows(serial.out)
