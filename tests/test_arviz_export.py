@@ -81,3 +81,17 @@ def test_run_folder_gets_posterior_nc_and_report_prints_arviz(sim, capsys):
     nc.unlink()                                       # a folder of an older sl_cy gets its export from report
     report(r.run_dir, save_plots=False)
     assert az.from_netcdf(str(nc)).log_likelihood["lenses"].equals(idata.log_likelihood["lenses"])
+
+
+def test_report_without_the_tables_still_gives_the_arviz_columns(tmp_path):
+    import shutil
+
+    from sl_cy.pipeline import infer, report
+
+    sid, _, _ = generate_and_save_mock_tabulate(20_000, seed=4, root=tmp_path, show_progress=False)
+    r = infer(sid, root=tmp_path, nwalkers=12, nsteps=12, seed=2, eta=False, n_jobs=1, progress=False,
+              save_plots=False)
+    (r.run_dir / POSTERIOR_NC).unlink()
+    shutil.rmtree(tmp_path / "data")
+    rep = report(r.run_dir, save_plots=False)
+    assert {"ess_bulk", "r_hat"} <= set(rep.summary.columns) and not (r.run_dir / POSTERIOR_NC).exists()

@@ -282,10 +282,18 @@ def report(run_path, save_plots: bool = True, verbose: bool = False) -> RunResul
     table, conv, files = summarise(d, params, save_plots)
     if (d / POSTERIOR_NC).exists():
         idata = to_arviz(d)
-    else:                                        # a folder of an older sl_cy: export it now
-        idata = run_inference_data(d, params, run_posterior(d))
-        write_posterior_nc(d, idata)
-    files[POSTERIOR_NC] = d / POSTERIOR_NC
+        files[POSTERIOR_NC] = d / POSTERIOR_NC
+    else:                                        # a folder of an older sl_cy (or an unfinished run): export it now
+        try:
+            post = run_posterior(d)
+        except (FileNotFoundError, ValueError) as exc:      # tables gone or changed: the chain alone
+            post = None
+            if verbose:
+                print(f"posterior.nc not written (the per-lens log-likelihood needs the run's posterior: "
+                      f"{' '.join(str(exc).split())})")
+        idata = run_inference_data(d, params, post)
+        if post is not None:
+            files[POSTERIOR_NC] = write_posterior_nc(d, idata)
     table = add_arviz_columns(table, idata)
     res = RunResult(run_dir=d, sim_id=params["sim_id"], run_id=params["run_id"], summary=table, convergence=conv,
                     files=files, wall_time_s=time.perf_counter() - t0)
