@@ -445,6 +445,7 @@ def _table(rows: list, names) -> dict:
     return dict(index=[int(r["index"]) for r in ok], ranks=get("rank", int), pit=get("pit"), truth=truth, mean=mean,
                 sd=sd, pulls=(mean - truth) / sd, failed=[r for r in rows if r["status"] != "ok"],
                 n_lenses=np.array([float(r["n_lenses"]) for r in ok if r["n_lenses"]]),
+                n_indep=np.array([int(r["n_indep"]) for r in ok]),
                 wall_s=np.array([float(r["wall_s"]) for r in rows if r.get("wall_s")]),
                 cpu_s=np.array([float(r["cpu_s"]) for r in rows if r.get("cpu_s")]))
 
@@ -743,6 +744,10 @@ def validate(replicates=None, *, n_galaxy=None, seed=None, out="validation", qui
                        replicate_wall_s_mean=float(np.mean(tab["wall_s"])) if len(tab["wall_s"]) else float("nan"),
                        replicate_cpu_s_mean=float(np.mean(tab["cpu_s"])) if len(tab["cpu_s"]) else float("nan"),
                        seed=seed)
+        summary["n_short_chains"] = int(np.sum(tab["n_indep"] < n_draws))
+        if summary["n_short_chains"]:
+            summary["verdict"] += (f" ({summary['n_short_chains']} replicate(s) had fewer than L = {n_draws} draws "
+                                   "spaced by the autocorrelation time: lengthen --nsteps)")
         if summary["n_failed"]:
             summary["verdict"] += f" ({summary['n_failed']} replicate(s) failed and are left out: see replicates.csv)"
         files = {"params.json": out / "params.json", "metadata.json": out / "metadata.json",
