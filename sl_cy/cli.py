@@ -476,7 +476,9 @@ def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
     name = state.received[0] if state.received else (str(exc) if str(exc).startswith("SIG") else "SIGINT")
     code = 128 + int(getattr(signal, name, signal.SIGINT))
     run_dir = getattr(exc, "run_dir", None)
-    if run_dir is not None:
+    if getattr(exc, "continue_with", None):
+        print(f"{prog}: interrupted by {name}; {exc.continue_with}", file=sys.stderr, flush=True)
+    elif run_dir is not None:
         step = "?" if exc.step is None else exc.step
         print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
               f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)
@@ -617,6 +619,59 @@ def _cmd_rerun(args) -> int:
     return 0
 
 
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    from sl_cy.sbc import FULL, QUICK
+
+    p.add_argument("--replicates", type=int, default=None,
+                   help=f"replicates (default {FULL['replicates']}, --quick {QUICK['replicates']}); a folder holding fewer "
+                        "is continued up to this number")
+    p.add_argument("--n-galaxy", type=int, default=None,
+                   help=f"galaxies per mock (default {FULL['n_galaxy']}, --quick {QUICK['n_galaxy']})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="root seed (default: the folder's recorded seed when continuing, else fresh entropy, recorded)")
+    p.add_argument("--out", default="validation",
+                   help="validation folder (default ./validation); rerunning the same command continues it")
+    p.add_argument("--quick", action="store_true",
+                   help=f"cheaper settings: {QUICK['replicates']} replicates of {QUICK['n_galaxy']} galaxies, "
+                        f"{QUICK['nwalkers']} walkers x {QUICK['nsteps']} steps, L = {QUICK['n_draws']}")
+    p.add_argument("--n-draws", type=int, default=None, help="posterior draws L ranked per replicate "
+                                                             f"(default {FULL['n_draws']}, --quick {QUICK['n_draws']})")
+    p.add_argument("--nwalkers", type=int, default=None, help="emcee walkers per replicate")
+    p.add_argument("--nsteps", type=int, default=None, help="emcee steps per replicate")
+    p.add_argument("--discard", type=int, default=None, help="burn-in steps per replicate")
+    p.add_argument("--fixed", default=None, help="name=value,... eta parameters held fixed (not drawn, not sampled)")
+    _add_forward_model_options(p, eta=False)
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="replicates run at once in worker processes, -1 = all cores (default; results do not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the replicates on the dask.distributed scheduler at ADDRESS instead (e.g. tcp://host:8786)")
+    p.add_argument("--no-plots", dest="save_plots", action="store_false", help="no ranks.png / coverage.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_validate(args) -> int:
+    from sl_cy.runs import RunLockedError
+    from sl_cy.sbc import validate
+
+    client = None
+    try:
+        mk = {k: v for k, v in _mock_kwargs(args).items() if k != "eta"}
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)
+        validate(args.replicates, n_galaxy=args.n_galaxy, seed=args.seed, out=args.out, quick=args.quick,
+                 fixed=_parse_fixed(args.fixed), n_draws=args.n_draws, nwalkers=args.nwalkers, nsteps=args.nsteps,
+                 discard=args.discard, mock_kwargs=mk, n_jobs=args.n_jobs, executor=client,
+                 progress=False if args.no_progress else None, save_plots=args.save_plots, verbose=True)
+    except _USER_ERRORS + (RunLockedError,) as exc:
+        return _fail("sl-cy validate", exc)
+    finally:
+        if client is not None:
+            client.close()
+    return 0
+
+
 # name -> (help, add_arguments, run)
 COMMANDS = {
     "info": ("print version, configuration and table cache location", _add_info, _cmd_info),
@@ -636,6 +691,8 @@ COMMANDS = {
               _add_rerun, _cmd_rerun),
     "resume": ("continue an interrupted or killed run to its total steps (identical chain) and finish it",
                _add_resume, _cmd_resume),
+    "validate": ("simulation-based calibration: replicates with eta drawn from a prior, rank histograms, coverage, "
+                 "verdict; resumable", _add_validate, _cmd_validate),
 }
 
 

@@ -108,6 +108,11 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
                        samples=prep.const["lenses"], observed=_observed(prep), grids_path=params["grids"]["relative"],
                        chain=sampler.get_chain(), log_prob=sampler.get_log_prob(),
                        acceptance=sampler.acceptance_fraction, exports=exports)
+        from sl_cy.arviz_export import POSTERIOR_NC, add_arviz_columns, run_inference_data, write_posterior_nc
+
+        idata = run_inference_data(d, params, post)                  # chain, per-lens log L, truth: ArviZ
+        files[POSTERIOR_NC] = write_posterior_nc(d, idata)
+        table = add_arviz_columns(table, idata)
         backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
         folder.mark_complete(step=nsteps, nsteps=nsteps, wall_time_s=time.perf_counter() - t_start,
                              mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
