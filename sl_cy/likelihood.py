@@ -375,9 +375,10 @@ class LikelihoodKernel:
         lw = logw0[ok]
         if self.selection:
             lens_of_point = np.repeat(np.arange(self.n_lenses), counts)
+            zl = np.asarray(obs["zl"], dtype=float)[lens_of_point] if "zl" in obs else None
             lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh,
                                                self.gamma_axis[self.kg] if self.use_gamma else
-                                               np.full(self.L.shape, float(self.gamma_axis[0])))
+                                               np.full(self.L.shape, float(self.gamma_axis[0])), zl)
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_points = int(self.offsets[-1])
@@ -427,12 +428,13 @@ def _no_valid_point_message(st: dict, bad) -> str:
             "the catalogue values, or widen the grid (logMh_grid, gamma_grid)")
 
 
-def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in) -> np.ndarray:
+def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl=None) -> np.ndarray:
     """log[(1 - exp(-T)) / T] per grid point, T from the forward model's selection table: the
-    probability that the recorded source is the one the catalogue keeps (one entry per galaxy)."""
+    probability that the recorded source is the one the catalogue keeps (one entry per galaxy).
+    With redshift distributions T is the zs-mixed rate at the lens's own ``zl`` (per point)."""
     from sl_cy.selection import selection_for
 
-    T = selection_for(fm).rate(logM_star, logRe, logM_halo, gamma_in)
+    T = selection_for(fm).rate(logM_star, logRe, logM_halo, gamma_in, zl=None if fm.fixed_redshifts else zl)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(T > 1e-12, -np.expm1(-T) / np.where(T > 1e-12, T, 1.0), 1.0 - 0.5 * T)
     return np.log(f)
@@ -686,15 +688,28 @@ class Posterior:
 
 
 def _check_redshifts(kernel: LikelihoodKernel) -> None:
-    """The selection term of a fixed-redshift forward model needs every lens at those redshifts."""
+    """The selection term of a fixed-redshift forward model needs every lens at those redshifts;
+    with distributions every lens's redshifts must lie in their supports."""
     fm = kernel.forward_model
     obs = kernel.observed
     for col, val in (("zl", fm.zl), ("zs", fm.zs)):
+        if not isinstance(val, float):
+            if col not in obs:
+                raise ValueError(f"the forward model has a distribution p({col}) but the grids carry no per-lens {col}")
+            z = np.asarray(obs[col], dtype=float)
+            lo, hi = val.support
+            bad = ~((z >= lo - 1e-9) & (z <= hi + 1e-9))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"lens {i} has {col} = {z[i]:g} outside the support [{lo:g}, {hi:g}] of the forward "
+                                 f"model's p({col}) ({val.spec}): it cannot belong to that population")
+            continue
         if col in obs:
             z = np.asarray(obs[col], dtype=float)
             if np.any(np.abs(z - val) > 1e-9 * max(1.0, val)):
                 raise ValueError(f"the lenses' {col} range over [{z.min():g}, {z.max():g}] but the forward model "
                                  f"has one {col} = {val:g}: A(eta) would be computed for the wrong redshifts. "
-                                 "Redshift distributions in the selection term are not supported yet: give the redshifts "
-                                 "of the sample (--zl/--zs, ForwardModel(zl=..., zs=...)), infer on a sample at one "
-                                 "redshift, or switch the selection term off (--no-eta, use_selection=False; biased)")
+                                 "Give the redshifts "
+                                 "of the sample (--zl/--zs, ForwardModel(zl=..., zs=...)) or their parent distributions "
+                                 "(--zl-dist/--zs-dist, ForwardModel(zl=UniformRedshift(...), ...)), or switch the "
+                                 "selection term off (--no-eta, use_selection=False; biased)")

@@ -229,6 +229,9 @@ def bank_config(n, seed, forward_model=None, proposal=None, n_beta: int = 1,
     if n < 1:
         raise ValueError("a selection bank needs n >= 1 galaxies")
     fm = as_forward_model(forward_model)
+    if not fm.fixed_redshifts:
+        raise ValueError("the selection bank supports fixed redshifts only; with redshift distributions use the "
+                         "deterministic quadrature (sl_cy.selection.selection_for)")
     proposal = BankProposal() if proposal is None else proposal
     if not isinstance(proposal, BankProposal):
         raise ValueError(f"proposal must be a BankProposal, got {type(proposal).__name__}")
