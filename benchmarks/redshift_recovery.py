@@ -1,0 +1,172 @@
+"""Redshift distributions end to end (issue 15): node convergence, cost of A(eta), recovery.
+
+Forward model: zl ~ U(0.2, 0.6), zs ~ U(1.0, 3.0), sources 0.008 per arcsec^2 (about the
+default 4e-4 per kpc^2 at zl = 0.3), everything else default. Parts (``--parts``):
+
+* ``convergence`` -- A(eta) at three eta against the number of p(zl) and p(zs) quadrature nodes,
+  on coarse table axes (the node convergence hardly depends on the table resolution);
+* ``cost`` -- A(eta) per eta with the distributions (default table, one thread) beside the
+  fixed-redshift engine, and the lens fraction of a mock against A(eta) at three eta;
+* ``recovery`` -- a mock of ``--n-galaxy`` galaxies, per-lens grids at each lens's (zl, zs), MAP +
+  Laplace (finite-difference Hessian) of the 6-D eta with A(eta) over the distributions, and the
+  same with A(eta) at the median redshifts (0.4, 2.0) as the old ``sl-cy infer --observed`` did
+  (numerator unchanged): pulls (estimate - truth) / sigma per parameter.
+
+    python benchmarks/redshift_recovery.py [--parts convergence,cost,recovery] [--n-galaxy 200000]
+"""
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+from scipy import optimize
+
+from sl_cy.config import SurveyConfig
+from sl_cy.forward import ForwardModel
+from sl_cy.population import DEFAULT_ETA, ETA_NAMES
+from sl_cy.redshifts import UniformRedshift
+from sl_cy.selection import build_selection_table, selection_for
+
+FM = ForwardModel(zl=UniformRedshift(0.2, 0.6), zs=UniformRedshift(1.0, 3.0),
+                  survey=SurveyConfig(nbkg_per_arcsec2=0.008))
+ETAS = {
+    "default": (0.0, 12.91, 2.04, 0.37, 1.0, 0.2),
+    "steep, massive": (-0.1, 13.2, 2.5, 0.5, 1.4, 0.15),
+    "shallow, light": (0.15, 12.5, 1.5, 0.25, 0.6, 0.3),
+}
+COARSE = dict(logM_star=(9.9, 13.0, 0.3), logRe=(-0.7, 2.3, 0.3), logM_halo=(10.0, 17.0, 0.3),
+              gamma_in=(0.0, 2.0, 0.25))
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def convergence(n_jobs):
+    eta = np.array(list(ETAS.values()))
+    print("\n## Node convergence of A(eta) (coarse table axes; relative change to the previous row)\n")
+    for which, fixed_other in (("zs", dict(n_zl=3)), ("zl", dict(n_zs=4))):
+        print(f"| n_{which} ({', '.join(f'{k}={v}' for k, v in fixed_other.items())}) | "
+              + " | ".join(ETAS) + " | max rel. change |")
+        print("|---|" + "---|" * (len(ETAS) + 1))
+        prev = None
+        for n in (1, 2, 3, 4, 5, 6):
+            sq = build_selection_table(forward_model=FM, axes=COARSE, cache=False, n_jobs=n_jobs,
+                                       **{f"n_{which}": n}, **fixed_other)
+            A = sq(eta)
+            ch = "" if prev is None else f"{np.max(np.abs(A / prev - 1)):.1e}"
+            print(f"| {n} | " + " | ".join(f"{a:.6f}" for a in A) + f" | {ch} |", flush=True)
+            prev = A
+
+
+def cost(n_jobs, n_mock, seed):
+    from _timing import best_of
+    from sl_cy.mock import simulate_mock
+
+    t0 = time.perf_counter()
+    sq = selection_for(FM, n_jobs=n_jobs)
+    print(f"\n## Cost of A(eta) (table {sq.T.shape}, nodes zl {sq.config['redshift_nodes']['zl']}, "
+          f"zs {sq.config['redshift_nodes']['zs']}; built/loaded in {time.perf_counter() - t0:.0f} s; "
+          f"load {load():.1f})\n")
+    sq0 = selection_for(ForwardModel())
+    e = np.tile(np.asarray(DEFAULT_ETA), (64, 1))
+    e[:, 1] += np.linspace(-0.3, 0.3, 64)
+    for name, s in (("zl ~ U(0.2, 0.6), zs ~ U(1, 3)", sq), ("fixed zl = 0.3, zs = 2.0", sq0)):
+        s.n_threads = 1
+        t = best_of(lambda: s(e), 3) / len(e)
+        t1 = best_of(lambda: s(e[0]), 5)
+        print(f"| {name} | {1e3 * t:.2f} ms per eta (batch of 64) | {1e3 * t1:.2f} ms (one eta) | 1 thread |")
+    print(f"\n## Mock lens fraction vs A(eta) with distributions ({n_mock:.0e} galaxies per eta; load {load():.1f})\n")
+    print("| eta | mock lens fraction | A(eta) | (A - mock) / sigma |")
+    print("|---|---|---|---|")
+    for i, (name, eta) in enumerate(ETAS.items()):
+        m = simulate_mock(n_mock, seed=seed + i, eta=eta, forward_model=FM, n_jobs=n_jobs, keep_galaxies=False,
+                          show_progress=False)
+        f = m.n_lenses / n_mock
+        err = math.sqrt(f * (1 - f) / n_mock)
+        A = sq(np.array(eta))
+        print(f"| {name} | {f:.5f} ± {err:.5f} | {A:.5f} | {(A - f) / err:+.1f} |", flush=True)
+
+
+def _map_laplace(logpost, x0, names, step=1e-3):
+    f = lambda x: -logpost(x)
+    r = optimize.minimize(f, x0, method="Nelder-Mead",
+                          options=dict(xatol=1e-5, fatol=1e-6, maxiter=20000, maxfev=20000, adaptive=True))
+    r = optimize.minimize(f, r.x, method="Powell", options=dict(xtol=1e-6, ftol=1e-9, maxfev=20000))
+    x = r.x
+    n = len(x)
+    H = np.zeros((n, n))
+    h = step * np.maximum(1.0, np.abs(x)) * np.array([1.0 if not nm.startswith("sigma") else 0.3 for nm in names])
+    f0 = f(x)
+    for i in range(n):
+        for j in range(i, n):
+            ei, ej = np.eye(n)[i] * h[i], np.eye(n)[j] * h[j]
+            if i == j:
+                H[i, i] = (f(x + ei) - 2 * f0 + f(x - ei)) / h[i] ** 2
+            else:
+                H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h[i] * h[j])
+    cov = np.linalg.inv(H)
+    return x, np.sqrt(np.diag(cov))
+
+
+def recovery(n_jobs, n_galaxy, seed):
+    from sl_cy.grids import tabulate_likelihood_grids
+    from sl_cy.likelihood import Posterior
+    from sl_cy.mock import simulate_mock
+
+    truth = np.asarray(DEFAULT_ETA)
+    t0 = time.perf_counter()
+    m = simulate_mock(n_galaxy, seed=seed, forward_model=FM, n_jobs=n_jobs, keep_galaxies=False, show_progress=False)
+    obs = m.observed
+    grids = tabulate_likelihood_grids(obs, forward_model=FM, n_jobs=n_jobs)
+    post = Posterior(grids)                    # A(eta) over the distributions (default engine)
+    zl_med, zs_med = FM.median_redshifts
+    A_med = selection_for(ForwardModel(zl=zl_med, zs=zs_med, survey=FM.survey), n_jobs=n_jobs)
+    n = post.n_lenses
+    print(f"\n## Recovery: {n} lenses from {n_galaxy:.0e} galaxies (zl {obs.zl.min():.2f}-{obs.zl.max():.2f}, "
+          f"zs {obs.zs.min():.2f}-{obs.zs.max():.2f}); setup {time.perf_counter() - t0:.0f} s, load {load():.1f}\n")
+
+    def lp_med(x):
+        e = np.atleast_2d(x)
+        if not post.in_support(e)[0]:
+            return -np.inf
+        return float(post.prior.logpdf(e[0]) + post.kernel(e)[0] - n * math.log(A_med(e[0])))
+
+    rows = {}
+    for label, lp in (("A(eta) over p(zl), p(zs)", lambda x: post(x)),
+                      (f"A(eta) at the median redshifts ({zl_med:g}, {zs_med:g})", lp_med)):
+        t1 = time.perf_counter()
+        x, sd = _map_laplace(lp, truth.copy(), ETA_NAMES)
+        rows[label] = (x, sd)
+        print(f"### {label} (MAP + Laplace, {time.perf_counter() - t1:.0f} s)\n")
+        print("| parameter | truth | MAP | sigma (Laplace) | pull |")
+        print("|---|---|---|---|---|")
+        for k, name in enumerate(ETA_NAMES):
+            print(f"| {name} | {truth[k]:g} | {x[k]:.3f} | {sd[k]:.3f} | {(x[k] - truth[k]) / sd[k]:+.1f} |")
+        pulls = (x - truth) / sd
+        print(f"\nmax |pull| = {np.max(np.abs(pulls)):.1f}; all within 3 sigma: {bool(np.all(np.abs(pulls) < 3))}\n",
+              flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="convergence,cost,recovery")
+    ap.add_argument("--n-galaxy", type=int, default=200_000)
+    ap.add_argument("--n-mock", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--n-jobs", type=int, default=-1)
+    a = ap.parse_args()
+    parts = a.parts.split(",")
+    print(f"# Redshift distributions: {FM.zl_dist.spec}, {FM.zs_dist.spec} (load at start {load():.1f})")
+    if "convergence" in parts:
+        convergence(a.n_jobs)
+    if "cost" in parts:
+        cost(a.n_jobs, a.n_mock, a.seed)
+    if "recovery" in parts:
+        recovery(a.n_jobs, a.n_galaxy, a.seed)
+
+
+if __name__ == "__main__":
+    main()
