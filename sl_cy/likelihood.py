@@ -302,6 +302,9 @@ class LikelihoodKernel:
         Checked against the grids' (:class:`sl_cy.forward.ForwardModelMismatch` if different).
     n_threads : int, optional
         OpenMP threads (default: all available cores).
+    rate_engine : SelectionQuadrature, optional
+        The selection table whose rate T gives the (1 - exp(-T)) / T factor (default the forward
+        model's, :func:`sl_cy.selection.selection_for`); :class:`Posterior` passes its ``A``.
 
     Attributes
     ----------
@@ -343,11 +346,13 @@ class LikelihoodKernel:
     """
 
     def __init__(self, grids, selection: bool = True, forward_model: ForwardModel | None = None, *,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, rate_engine=None):
         st = _stacked(grids)
         self.forward_model = grids_forward_model(st)
         if forward_model is not None:
             self.forward_model.check_same(forward_model, "the grids", "the given forward model")
+        if rate_engine is not None:
+            self.forward_model.check_same(rate_engine.forward_model, "the grids", "the selection table")
         fm = self.forward_model
         self.selection = bool(selection)
         self.logMh_axis = np.asarray(st["logMh_axis"], dtype=float)
@@ -378,7 +383,7 @@ class LikelihoodKernel:
             zl = np.asarray(obs["zl"], dtype=float)[lens_of_point] if "zl" in obs else None
             lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh,
                                                self.gamma_axis[self.kg] if self.use_gamma else
-                                               np.full(self.L.shape, float(self.gamma_axis[0])), zl)
+                                               np.full(self.L.shape, float(self.gamma_axis[0])), zl, rate_engine)
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_points = int(self.offsets[-1])
@@ -428,13 +433,15 @@ def _no_valid_point_message(st: dict, bad) -> str:
             "the catalogue values, or widen the grid (logMh_grid, gamma_grid)")
 
 
-def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl=None) -> np.ndarray:
+def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl=None,
+                             engine=None) -> np.ndarray:
     """log[(1 - exp(-T)) / T] per grid point, T from the forward model's selection table: the
     probability that the recorded source is the one the catalogue keeps (one entry per galaxy).
     With redshift distributions T is the zs-mixed rate at the lens's own ``zl`` (per point)."""
     from sl_cy.selection import selection_for
 
-    T = selection_for(fm).rate(logM_star, logRe, logM_halo, gamma_in, zl=None if fm.fixed_redshifts else zl)
+    T = (engine or selection_for(fm)).rate(logM_star, logRe, logM_halo, gamma_in,
+                                           zl=None if fm.fixed_redshifts else zl)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(T > 1e-12, -np.expm1(-T) / np.where(T > 1e-12, T, 1.0), 1.0 - 0.5 * T)
     return np.log(f)
@@ -570,7 +577,10 @@ class Posterior:
                 raise ValueError(f"the LikelihoodKernel was built with selection={self.kernel.selection}, "
                                  f"the Posterior asks for use_selection={use_selection}")
         else:
-            self.kernel = LikelihoodKernel(grids, selection=use_selection, n_threads=n_threads)
+            from sl_cy.selection import SelectionQuadrature
+
+            self.kernel = LikelihoodKernel(grids, selection=use_selection, n_threads=n_threads,
+                                           rate_engine=A if isinstance(A, SelectionQuadrature) else None)
         fm = self.kernel.forward_model
         if model is not None and model != fm.model:
             raise ForwardModelMismatch(f"model={model!r} but the grids were tabulated with the {fm.model!r} "

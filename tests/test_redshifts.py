@@ -236,12 +236,12 @@ def test_posterior_with_distributions(zmock, zsel):
     post = Posterior(grids, A=zsel)
     lp = post(ETAS)
     assert np.all(np.isfinite(lp))
-    ll = LikelihoodKernel(grids, selection=True)(ETAS) - 40 * np.log(zsel(ETAS))
+    ll = LikelihoodKernel(grids, selection=True, rate_engine=zsel)(ETAS) - 40 * np.log(zsel(ETAS))
     np.testing.assert_allclose(post.log_likelihood(ETAS), ll, rtol=1e-12)
     # the same lenses with a fixed-redshift forward model are refused (A would be at the wrong z)
     fixed = tabulate_likelihood_grids(zmock.observed.iloc[:40], forward_model=ForwardModel(zl=0.4, zs=2.0, survey=SURVEY))
     with pytest.raises(ValueError, match="range over.*--zl-dist"):
-        Posterior(fixed)
+        Posterior(fixed, A=build_selection_table(forward_model=fixed[0].config["forward_model"], axes=TINY, cache=False))
     # a lens outside the support of p(zl) cannot belong to the population
     obs = zmock.observed.iloc[:3].copy()
     obs.loc[obs.index[0], "zl"] = 0.7
