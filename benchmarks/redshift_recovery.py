@@ -5,8 +5,9 @@ default 4e-4 per kpc^2 at zl = 0.3), everything else default. Parts (``--parts``
 
 * ``convergence`` -- A(eta) at three eta against the number of p(zl) and p(zs) quadrature nodes,
   on coarse table axes (the node convergence hardly depends on the table resolution);
-* ``cost`` -- A(eta) per eta with the distributions (default table, one thread) beside the
-  fixed-redshift engine, and the lens fraction of a mock against A(eta) at three eta;
+* ``cost`` -- A(eta) per eta with the distributions (one thread) beside the fixed-redshift
+  engine (the same compiled quadrature: the distributions enter only the eta-independent
+  effective rate), and the lens fraction of a mock against A(eta) at three eta;
 * ``recovery`` -- a mock of ``--n-galaxy`` galaxies, per-lens grids at each lens's (zl, zs), MAP +
   Laplace (finite-difference Hessian) of the 6-D eta with A(eta) over the distributions, and the
   same with A(eta) at the median redshifts (0.4, 2.0) as the old ``sl-cy infer --observed`` did
@@ -35,6 +36,10 @@ ETAS = {
     "steep, massive": (-0.1, 13.2, 2.5, 0.5, 1.4, 0.15),
     "shallow, light": (0.15, 12.5, 1.5, 0.25, 0.6, 0.3),
 }
+#: table axes of the cost/recovery parts: the range the populations of ETAS occupy, 0.1 dex in
+#: logM* and gamma_in, 0.2 in logRe and logMh (the default axes need ~80 s per node pair on one core)
+BENCH_AXES = dict(logM_star=(10.2, 12.8, 0.1), logRe=(-0.3, 1.9, 0.2), logM_halo=(10.5, 16.5, 0.2),
+                  gamma_in=(0.0, 2.0, 0.1))
 COARSE = dict(logM_star=(9.9, 13.0, 0.3), logRe=(-0.7, 2.3, 0.3), logM_halo=(10.0, 17.0, 0.3),
               gamma_in=(0.0, 2.0, 0.25))
 
@@ -65,14 +70,15 @@ def cost(n_jobs, n_mock, seed):
     from sl_cy.mock import simulate_mock
 
     t0 = time.perf_counter()
-    sq = selection_for(FM, n_jobs=n_jobs)
-    print(f"\n## Cost of A(eta) (table {sq.T.shape}, nodes zl {sq.config['redshift_nodes']['zl']}, "
-          f"zs {sq.config['redshift_nodes']['zs']}; built/loaded in {time.perf_counter() - t0:.0f} s; "
+    sq = bench_table(n_jobs)
+    rn = sq.config["redshift_nodes"]
+    print(f"\n## Cost of A(eta) (table {sq.T.shape}, nodes zl {np.round(rn['zl'], 3).tolist()}, "
+          f"zs {np.round(rn['zs'], 3).tolist()}; built/loaded in {time.perf_counter() - t0:.0f} s; "
           f"load {load():.1f})\n")
     sq0 = selection_for(ForwardModel())
     e = np.tile(np.asarray(DEFAULT_ETA), (64, 1))
     e[:, 1] += np.linspace(-0.3, 0.3, 64)
-    for name, s in (("zl ~ U(0.2, 0.6), zs ~ U(1, 3)", sq), ("fixed zl = 0.3, zs = 2.0", sq0)):
+    for name, s in (("zl ~ U(0.2, 0.6), zs ~ U(1, 3), BENCH_AXES", sq), ("fixed zl = 0.3, zs = 2.0, default axes", sq0)):
         s.n_threads = 1
         t = best_of(lambda: s(e), 3) / len(e)
         t1 = best_of(lambda: s(e[0]), 5)
@@ -89,15 +95,22 @@ def cost(n_jobs, n_mock, seed):
         print(f"| {name} | {f:.5f} ± {err:.5f} | {A:.5f} | {(A - f) / err:+.1f} |", flush=True)
 
 
-def _map_laplace(logpost, x0, names, step=1e-3):
+def bench_table(n_jobs, forward_model=FM):
+    from sl_cy.cache import cache_dir
+
+    return build_selection_table(forward_model=forward_model, axes=BENCH_AXES, n_jobs=n_jobs, cache_dir=cache_dir())
+
+
+def _map_laplace(logpost, x0, step=3e-3):
+    from sl_cy.likelihood import DEFAULT_BOX
+
     f = lambda x: -logpost(x)
-    r = optimize.minimize(f, x0, method="Nelder-Mead",
-                          options=dict(xatol=1e-5, fatol=1e-6, maxiter=20000, maxfev=20000, adaptive=True))
-    r = optimize.minimize(f, r.x, method="Powell", options=dict(xtol=1e-6, ftol=1e-9, maxfev=20000))
+    r = optimize.minimize(f, x0, method="L-BFGS-B", bounds=[DEFAULT_BOX[k] for k in ETA_NAMES],
+                          options=dict(maxiter=500, ftol=1e-12, gtol=1e-6))
     x = r.x
     n = len(x)
     H = np.zeros((n, n))
-    h = step * np.maximum(1.0, np.abs(x)) * np.array([1.0 if not nm.startswith("sigma") else 0.3 for nm in names])
+    h = np.full(n, step)
     f0 = f(x)
     for i in range(n):
         for j in range(i, n):
@@ -120,9 +133,9 @@ def recovery(n_jobs, n_galaxy, seed):
     m = simulate_mock(n_galaxy, seed=seed, forward_model=FM, n_jobs=n_jobs, keep_galaxies=False, show_progress=False)
     obs = m.observed
     grids = tabulate_likelihood_grids(obs, forward_model=FM, n_jobs=n_jobs)
-    post = Posterior(grids)                    # A(eta) over the distributions (default engine)
+    post = Posterior(grids, A=bench_table(n_jobs))         # A(eta) over the distributions
     zl_med, zs_med = FM.median_redshifts
-    A_med = selection_for(ForwardModel(zl=zl_med, zs=zs_med, survey=FM.survey), n_jobs=n_jobs)
+    A_med = bench_table(n_jobs, ForwardModel(zl=zl_med, zs=zs_med, survey=FM.survey))
     n = post.n_lenses
     print(f"\n## Recovery: {n} lenses from {n_galaxy:.0e} galaxies (zl {obs.zl.min():.2f}-{obs.zl.max():.2f}, "
           f"zs {obs.zs.min():.2f}-{obs.zs.max():.2f}); setup {time.perf_counter() - t0:.0f} s, load {load():.1f}\n")
@@ -137,7 +150,7 @@ def recovery(n_jobs, n_galaxy, seed):
     for label, lp in (("A(eta) over p(zl), p(zs)", lambda x: post(x)),
                       (f"A(eta) at the median redshifts ({zl_med:g}, {zs_med:g})", lp_med)):
         t1 = time.perf_counter()
-        x, sd = _map_laplace(lp, truth.copy(), ETA_NAMES)
+        x, sd = _map_laplace(lp, truth.copy())
         rows[label] = (x, sd)
         print(f"### {label} (MAP + Laplace, {time.perf_counter() - t1:.0f} s)\n")
         print("| parameter | truth | MAP | sigma (Laplace) | pull |")

@@ -84,7 +84,9 @@ def _mock_kwargs(args) -> dict:
             raise ValueError(f"--eta must be 6 comma-separated numbers, got {args.eta!r}") from None
         if len(eta) != 6:
             raise ValueError(f"--eta must be 6 comma-separated numbers, got {len(eta)}")
-    zl, zs = _redshifts(args)
+    from sl_cy.redshifts import redshift_to_json
+
+    zl, zs = (redshift_to_json(z) for z in _redshifts(args))       # a distribution as its dict
     return dict(maximum_magnitude=args.m_lim, zl=zl, zs=zs, model=args.model, nbkg=args.nbkg, eta=eta,
                 detection=args.detection, nbkg_per_arcsec2=args.nbkg_per_arcsec2, sigma_m=args.sigma_m,
                 sigma_star=args.sigma_star)
@@ -196,15 +198,13 @@ def _cmd_grid(args) -> int:
 
 
 def _axis(spec: str):
-    import numpy as np
+    from sl_cy._validate import axis_range
 
     try:
-        start, stop, step = (float(v) for v in spec.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected start:stop:step, got {spec!r}") from None
-    if not step > 0 or stop < start:
-        raise argparse.ArgumentTypeError(f"need step > 0 and stop >= start in {spec!r}")
-    return np.round(start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1), 10)
+        return axis_range(*spec.split(":"), name=spec) if spec.count(":") == 2 else axis_range(0, -1, 0, name=spec)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected start:stop:step with step > 0 and stop >= start, "
+                                         f"got {spec!r}") from None
 
 
 def _add_tabulate(p: argparse.ArgumentParser) -> None:
@@ -277,8 +277,8 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-bank", type=int, default=200_000, help="galaxies in the Monte-Carlo bank (default 200000)")
     p.add_argument("--seed", type=int, default=None, help="root random seed of the bank (default: fresh, recorded)")
     p.add_argument("--axes", required=True,
-                   help="comma-separated name:lo:hi:n eta axes (n points incl. ends), names alpha_sps, mu_h, "
-                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:11,mu_h:12:14:11)")
+                   help="comma-separated name:start:stop:step eta axes (stop included), names alpha_sps, mu_h, "
+                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:0.1,mu_h:12:14:0.2)")
     p.add_argument("--fixed", default=None,
                    help="name=value,... values of the non-tabulated eta components (default the mock truth "
                         "0,12.91,2.04,0.37,1.0,0.2)")
@@ -363,6 +363,15 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
                    help="write corner.png, traces.png, log_prob.png (default)")
     g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_config(args):
+    """The :class:`sl_cy.pipeline.RunConfig` of the MCMC options (validated: a bad value is a user error)."""
+    from sl_cy.pipeline import RunConfig
+
+    return RunConfig(nwalkers=args.nwalkers, nsteps=args.nsteps, seed=args.seed, discard=args.discard,
+                     use_selection=not args.no_eta, selection=args.selection, bank_size=args.bank_size,
+                     fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, save_plots=args.save_plots)
 
 
 def _parse_fixed(spec):
@@ -509,11 +518,9 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
 
     try:
         mock_kwargs = _mock_kwargs(args)
-        run_pipeline(args.n_galaxy, seed=args.seed, sim_id=args.sim_id, root=args.out, nwalkers=args.nwalkers,
-                     nsteps=args.nsteps, n_jobs=args.n_jobs, eta=not args.no_eta, save_plots=args.save_plots,
-                     bank_size=args.bank_size, progress=not args.no_progress, overwrite=args.overwrite,
-                     confirm=_ask if args.interact else None, run_id=args.run_id, fixed=_parse_fixed(args.fixed),
-                     discard=args.discard, selection=args.selection, mock_kwargs=mock_kwargs, verbose=True)
+        run_pipeline(args.n_galaxy, config=_run_config(args), sim_id=args.sim_id, root=args.out,
+                     progress=not args.no_progress, overwrite=args.overwrite, confirm=_ask if args.interact else None,
+                     run_id=args.run_id, mock_kwargs=mock_kwargs, verbose=True)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     return 0
@@ -542,11 +549,9 @@ def _cmd_infer(args) -> int:
         if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
             raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
                              "simulation's grids carry the forward model of its mock")
-        infer(args.sim_id, observed=args.observed, unit=args.unit, root=args.out, nwalkers=args.nwalkers,
-              nsteps=args.nsteps, seed=args.seed, eta=not args.no_eta, bank_size=args.bank_size,
-              fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, progress=not args.no_progress,
-              save_plots=args.save_plots, run_id=args.run_id, discard=args.discard, zl=args.zl, zs=args.zs,
-              selection=args.selection, forward_model=_forward_model(args) if args.observed else None, verbose=True)
+        infer(args.sim_id, config=_run_config(args), observed=args.observed, unit=args.unit, root=args.out,
+              progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
+              forward_model=_forward_model(args) if args.observed else None, verbose=True)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     return 0

@@ -75,7 +75,7 @@ def _upper_gamma(s: float, x):
     return (_upper_gamma(s + 1.0, x) - x ** s * np.exp(-x)) / s
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceLaw:
     """Source-magnitude law p(m_s) ∝ L^(alpha_s + 1) exp(-L), L = 10^(-0.4 (m_s - m_star)).
 

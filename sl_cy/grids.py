@@ -527,7 +527,7 @@ def _tabulate_task(task: dict) -> dict:
     if finite.any():
         mA = np.broadcast_to(col["magnitude_observedA"], shape)[finite]
         mB = np.broadcast_to(col["magnitude_observedB"], shape)[finite]
-        fph[finite] = phot.fphot(mA, mB, r["mu_A"][finite], r["mu_B"][finite])
+        fph[finite] = phot.fphot(mA, mB, mu_A=r["mu_A"][finite], mu_B=r["mu_B"][finite])
     return dict(index=task["index"], logM_star=r["logM_star"], beta=r["beta"], ycaustic=r["y_caustic"],
                 muA=r["mu_A"], muB=r["mu_B"], detJ=r["detJ"], F_phot=fph, valid=status,
                 logMh=np.where(pad, np.nan, mh), wq=np.where(pad, 0.0, wq),

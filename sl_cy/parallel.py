@@ -99,7 +99,7 @@ def _progress_bar(show: bool, total: int, desc: str | None):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
 
 
-def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=None, progress=None,
+def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, *, n_jobs=1, executor=None, progress=None,
                 desc: str | None = None, max_in_flight: int | None = None) -> Iterator[tuple[int, Any]]:
     """Run ``func(task)`` for every task and yield ``(index, result)`` as tasks complete.
 
@@ -368,7 +368,7 @@ def _iter_dask(client, func, tasks, window: int, show: bool, desc):
                 client.cancel([f for f, _ in pending.values()])
 
 
-def map_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=None, progress=None,
+def map_chunks(func: Callable[[Any], Any], tasks: Iterable, *, n_jobs=1, executor=None, progress=None,
                desc: str | None = None) -> list:
     """Run ``func(task)`` for every task (serially, on a process pool or on dask); results in task order.
 

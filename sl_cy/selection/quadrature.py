@@ -450,18 +450,25 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
     fm = as_forward_model(forward_model, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmology=cosmo)
     cfg = selection_table_config(fm, axes, n_beta, n_zl=n_zl, n_zs=n_zs)
     h = config_hash(cfg)
-    path = None
-    if cache:
-        from sl_cy._profiles import cache_dir as default_cache_dir
+    from sl_cy.cache import cache_path, load_or_build
 
-        path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"selection_table_{h[:16]}.h5"
-        if path.exists():
-            try:
-                sq = SelectionQuadrature.load(path, expected_hash=h)
-                sq.path = path
-                return sq
-            except (OSError, KeyError, ValueError):
-                pass             # a torn or foreign file: rebuild and replace it
+    path = cache_path("selection_table", h, folder=cache_dir) if cache else None
+
+    def load(p):
+        sq = SelectionQuadrature.load(p, expected_hash=h)
+        sq.path = p
+        return sq
+
+    def save(sq, p):
+        sq.save(p)
+        sq.path = p
+
+    return load_or_build(path, load=load, build=lambda: _build_table(cfg, fm, n_beta, n_jobs, executor, progress),
+                         save=save, what="selection table")[0]
+
+
+def _build_table(cfg, fm, n_beta, n_jobs, executor, progress) -> SelectionQuadrature:
+    """Tabulate the selection rate T on the table's axes (see :func:`build_selection_table`)."""
     ax = {k: _axis(cfg["axes"][k]) for k in AXIS_NAMES}
     # area average over u = (beta / y_c)^2 in [0, 1): K varies fastest at both ends (mu -> inf on
     # the Einstein ring, u -> 0, and at the radial caustic, u -> 1), so substitute
@@ -494,20 +501,11 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
         T_zl[a, r["index"] % n_m] += wb * (math.pi * r["y_caustic"] ** 2 * nbkg[a] * (K @ (0.5 * w)))
     axes_ = {k: cfg["axes"][k] for k in AXIS_NAMES}
     if rn is None:
-        sq = SelectionQuadrature(T_zl[0], axes_, cfg)
-    else:
-        # T_eff = -log(sum_a w_a exp(-T_a)) = -log1p(sum_a w_a expm1(-T_a)) (exact for small T)
-        s = np.tensordot(np.asarray(rn["zl_weights"]), np.expm1(-T_zl), axes=1)
-        T_eff = -np.log1p(np.maximum(s, -1.0 + 2.0 ** -52))        # <= 36: 1 - exp(-T_eff) = 1 to 1e-16
-        sq = SelectionQuadrature(T_eff, axes_, cfg, T_zl=T_zl)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sq.save(path)
-            sq.path = path
-        except OSError as err:
-            warnings.warn(f"could not cache the selection table at {path}: {err}", RuntimeWarning, stacklevel=2)
-    return sq
+        return SelectionQuadrature(T_zl[0], axes_, cfg)
+    # T_eff = -log(sum_a w_a exp(-T_a)) = -log1p(sum_a w_a expm1(-T_a)) (exact for small T)
+    s = np.tensordot(np.asarray(rn["zl_weights"]), np.expm1(-T_zl), axes=1)
+    T_eff = -np.log1p(np.maximum(s, -1.0 + 2.0 ** -52))        # <= 36: 1 - exp(-T_eff) = 1 to 1e-16
+    return SelectionQuadrature(T_eff, axes_, cfg, T_zl=T_zl)
 
 
 def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=None, n_zl=None,
