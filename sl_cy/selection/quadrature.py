@@ -295,7 +295,7 @@ class SelectionQuadrature(Selection):
         out, scalar = self._quad(eta, mean=True)
         return float(out[0, 0]) if scalar else out[:, 0]
 
-    def rate(self, logM_star, logRe, logM_halo, gamma_in, zl=None) -> np.ndarray:
+    def rate(self, logM_star, logRe, logM_halo, gamma_in, *, zl=None) -> np.ndarray:
         """The tabulated selection rate T at arbitrary galaxies (same interpolation as A; clamped to
         the table's range in logM*, logRe and gamma_in, 0 outside the halo support).
 
