@@ -157,7 +157,8 @@ def test_each_lens_is_tabulated_at_its_own_redshifts(zmock):
 # --- the selection term ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def zsel(tmp_path_factory):
-    return build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=3, n_jobs=1,
+    # 2 x 2 redshift nodes (A changes by 2e-3 from 2 to 3 nodes) and 4 source positions per galaxy
+    return build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=2, n_beta=4, n_jobs=1,
                                  cache_dir=tmp_path_factory.mktemp("zsel"))
 
 
@@ -179,7 +180,7 @@ def test_A_with_distributions_equals_the_mock_lens_fraction(zsel):
 def test_selection_table_cache_and_file_round_trip(zsel):
     from sl_cy.selection import SelectionQuadrature
 
-    again = build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=3, cache_dir=zsel.path.parent)
+    again = build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=2, n_beta=4, cache_dir=zsel.path.parent)
     assert again.path == zsel.path and np.array_equal(again.T_zl, zsel.T_zl)
     loaded = SelectionQuadrature.load(zsel.path, expected_hash=zsel.config_hash)
     assert np.array_equal(loaded(ETAS), zsel(ETAS))
@@ -254,3 +255,28 @@ def test_bank_refuses_distributions():
 
     with pytest.raises(ValueError, match="fixed redshifts only"):
         build_selection_bank(1000, seed=1, forward_model=FM)
+
+
+# --- command line ---------------------------------------------------------------------------------
+def test_cli_simulate_with_distributions_and_infer_checks(cli, tmp_path):
+    from sl_cy.mock import load_mock
+
+    r = cli("simulate", "--n-galaxy", 30_000, "--seed", 3, "--sim-id", "zdist", "--zl-dist", "uniform:0.2:0.6",
+            "--zs-dist", "uniform:1:3", "--nbkg-per-arcsec2", 0.008, "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = load_mock(tmp_path / "data/tables/zdist/mock.h5")
+    assert m.forward_model == FM and m.lenses.zs.std() > 0.2
+    r = cli("simulate", "--n-galaxy", 100, "--zl", 0.3, "--zl-dist", "uniform:0.2:0.6", cwd=tmp_path)
+    assert r.returncode != 0 and "either --zl or --zl-dist" in r.stderr
+    r = cli("simulate", "--n-galaxy", 100, "--zl-dist", "uniform:0.2:0.6", cwd=tmp_path)
+    assert r.returncode != 0 and "per arcsec" in r.stderr and "Traceback" not in r.stderr
+    # infer --observed: varying catalogue redshifts need the parent distributions ...
+    cat = tmp_path / "cat.csv"
+    m.observed.iloc[:6].to_csv(cat, index=False)
+    r = cli("infer", "--observed", cat, "--nwalkers", 14, "--nsteps", 5, "--no-progress", cwd=tmp_path)
+    assert r.returncode != 0 and "--zl-dist" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "inference").exists()
+    # ... and a catalogue without redshift columns needs --zl/--zs (no silent 0.3/2.0)
+    m.observed.iloc[:6].drop(columns=["zl", "zs"]).to_csv(cat, index=False)
+    r = cli("infer", "--observed", cat, "--nwalkers", 14, "--nsteps", 5, "--no-progress", cwd=tmp_path)
+    assert r.returncode != 0 and "no 'zl' column" in r.stderr and "Traceback" not in r.stderr, r.stderr
