@@ -23,6 +23,14 @@ Examples
 True
 >>> ForwardModel(survey=SurveyConfig(m_lim=25.0)).diff(fm)
 ['survey.m_lim: 25.0 != 26.5']
+
+Redshifts are one number each (stored as floats: the default model's hash is that of earlier
+versions) or the parent distributions of the sample (:mod:`sl_cy.redshifts`), which the mock
+draws from and A(eta) integrates over:
+
+>>> fz = ForwardModel(zl="uniform:0.2:0.6", zs="uniform:1:3", survey=SurveyConfig(nbkg_per_arcsec2=0.008))
+>>> fz.fixed_redshifts, fz.to_dict()["zs"], fz.median_redshifts
+(False, {'kind': 'uniform', 'lo': 1.0, 'hi': 3.0}, (0.4, 2.0))
 """
 from __future__ import annotations
 

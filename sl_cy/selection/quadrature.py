@@ -185,7 +185,9 @@ class SelectionQuadrature(Selection):
     Performance
     -----------
     About 3 ms per eta on one core (~160 000 interpolations of the table); eta batches are spread
-    over OpenMP threads (``benchmarks/bench_selection.py``).
+    over OpenMP threads (``benchmarks/bench_selection.py``). The same with redshift distributions
+    (one quadrature of the effective rate; ``benchmarks/redshift_recovery.py``); building their
+    table costs one fixed-redshift table per (zl, zs) node pair (9 with the default 3 x 3 nodes).
 
     Precision
     ---------
