@@ -126,7 +126,18 @@ def _map_laplace(logpost, x0, step=3e-3):
     return x, np.sqrt(np.diag(cov))
 
 
-def recovery(n_jobs, n_galaxy, seed):
+def _emcee(logpost, truth, nsteps, nwalkers=24):
+    import emcee
+
+    lp = lambda X: np.array([logpost(x) for x in np.atleast_2d(X)])
+    p0 = truth + 0.01 * np.random.default_rng(1).standard_normal((nwalkers, len(truth)))
+    s = emcee.EnsembleSampler(nwalkers, len(truth), lp, vectorize=True)
+    s.run_mcmc(p0, nsteps, progress=False)
+    ch = s.get_chain(discard=nsteps // 2, flat=True)
+    return np.median(ch, axis=0), ch.std(axis=0)
+
+
+def recovery(n_jobs, n_galaxy, seed, nsteps=0):
     from sl_cy.grids import tabulate_likelihood_grids
     from sl_cy.likelihood import Posterior
     from sl_cy.mock import simulate_mock
@@ -153,10 +164,11 @@ def recovery(n_jobs, n_galaxy, seed):
     for label, lp in (("A(eta) over p(zl), p(zs)", lambda x: post(x)),
                       (f"A(eta) at the median redshifts ({zl_med:g}, {zs_med:g})", lp_med)):
         t1 = time.perf_counter()
-        x, sd = _map_laplace(lp, truth.copy())
+        x, sd = _emcee(lp, truth, nsteps) if nsteps else _map_laplace(lp, truth.copy())
         rows[label] = (x, sd)
-        print(f"### {label} (MAP + Laplace, {time.perf_counter() - t1:.0f} s)\n")
-        print("| parameter | truth | MAP | sigma (Laplace) | pull |")
+        how = f"emcee 24 x {nsteps}, median and std of the second half" if nsteps else "MAP + Laplace"
+        print(f"### {label} ({how}, {time.perf_counter() - t1:.0f} s)\n")
+        print("| parameter | truth | " + ("median | std" if nsteps else "MAP | sigma (Laplace)") + " | pull |")
         print("|---|---|---|---|---|")
         for k, name in enumerate(ETA_NAMES):
             print(f"| {name} | {truth[k]:g} | {x[k]:.3f} | {sd[k]:.3f} | {(x[k] - truth[k]) / sd[k]:+.1f} |")
@@ -173,6 +185,7 @@ def main():
     ap.add_argument("--n-mock", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--n-jobs", type=int, default=-1)
+    ap.add_argument("--nsteps", type=int, default=0, help="emcee steps (24 walkers) instead of MAP + Laplace")
     a = ap.parse_args()
     parts = a.parts.split(",")
     print(f"# Redshift distributions: {FM.zl_dist.spec}, {FM.zs_dist.spec} (load at start {load():.1f})")
@@ -181,7 +194,7 @@ def main():
     if "cost" in parts:
         cost(a.n_jobs, a.n_mock, a.seed)
     if "recovery" in parts:
-        recovery(a.n_jobs, a.n_galaxy, a.seed)
+        recovery(a.n_jobs, a.n_galaxy, a.seed, a.nsteps)
 
 
 if __name__ == "__main__":
