@@ -225,7 +225,7 @@ def test_rate_at_the_lens_redshift_matches_a_table_built_there():
     # at a node the interpolation returns that node's table
     from sl_cy import _selection
 
-    node = _selection.interp_rate(sq.T_zl[1], np.log(sq.T_zl[1]), sq._start, sq._step, *pts)
+    node = _selection.interp_rate(sq.T_zl[1], sq._logT_zl[1], sq._start, sq._step, *pts)
     np.testing.assert_allclose(sq.rate(*pts, zl=sq.config["redshift_nodes"]["zl"][1]), node, rtol=1e-12)
 
 
