@@ -287,7 +287,7 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank-out", default=None, help="also save the bank to this HDF5 file")
     p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
-    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
+    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1; -1: all cores)")
     p.add_argument("--engine", choices=["quadrature", "bank"], default="quadrature",
                    help="A(eta) engine: the deterministic quadrature (default) or a Monte-Carlo bank of --n-bank")
     _add_forward_model_options(p, eta=False)
@@ -363,6 +363,30 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
                    help="write corner.png, traces.png, log_prob.png (default)")
     g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on this dask cluster (tcp://host:8786, or a scheduler file *.json): each worker reads its "
+                        "shard of the lenses' grids itself (sl_cy.distributed)")
+    d.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a dask LocalCluster of N worker processes for this command (closed at the end)")
+
+
+def _dask(args):
+    """The dask client of --scheduler / --dask-workers (a context manager; yields None without them)."""
+    import contextlib
+
+    if args.scheduler is None and args.dask_workers is None:
+        return contextlib.nullcontext()
+    try:
+        from sl_cy.distributed import dask_client
+    except ImportError as exc:
+        raise ValueError(f"--scheduler / --dask-workers need dask.distributed ({exc}): pip install 'sl_cy[dask]'") \
+            from None
+    return dask_client(args.scheduler, args.dask_workers)
 
 
 def _run_config(args):
@@ -476,7 +500,9 @@ def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
     name = state.received[0] if state.received else (str(exc) if str(exc).startswith("SIG") else "SIGINT")
     code = 128 + int(getattr(signal, name, signal.SIGINT))
     run_dir = getattr(exc, "run_dir", None)
-    if run_dir is not None:
+    if getattr(exc, "continue_with", None):
+        print(f"{prog}: interrupted by {name}; {exc.continue_with}", file=sys.stderr, flush=True)
+    elif run_dir is not None:
         step = "?" if exc.step is None else exc.step
         print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
               f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)
@@ -518,9 +544,11 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
 
     try:
         mock_kwargs = _mock_kwargs(args)
-        run_pipeline(args.n_galaxy, config=_run_config(args), sim_id=args.sim_id, root=args.out,
-                     progress=not args.no_progress, overwrite=args.overwrite, confirm=_ask if args.interact else None,
-                     run_id=args.run_id, mock_kwargs=mock_kwargs, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            run_pipeline(args.n_galaxy, config=config, sim_id=args.sim_id, root=args.out, progress=not args.no_progress,
+                         overwrite=args.overwrite, confirm=_ask if args.interact else None, run_id=args.run_id,
+                         mock_kwargs=mock_kwargs, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     return 0
@@ -549,9 +577,11 @@ def _cmd_infer(args) -> int:
         if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
             raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
                              "simulation's grids carry the forward model of its mock")
-        infer(args.sim_id, config=_run_config(args), observed=args.observed, unit=args.unit, root=args.out,
-              progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
-              forward_model=_forward_model(args) if args.observed else None, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            infer(args.sim_id, config=config, observed=args.observed, unit=args.unit, root=args.out,
+                  progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
+                  forward_model=_forward_model(args) if args.observed else None, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     return 0
@@ -578,6 +608,7 @@ def _add_rerun(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default=None, help="name of the new run folder (default run_<UTC time>)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
@@ -586,6 +617,7 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
                    help="new total number of MCMC steps (default the recorded one; larger extends the run)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _cmd_resume(args) -> int:
@@ -593,7 +625,9 @@ def _cmd_resume(args) -> int:
     from sl_cy.runs import RunLockedError
 
     try:
-        resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True)
+        with _dask(args) as client:
+            resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True,
+                   client=client)
     except _USER_ERRORS + (RunLockedError,) as exc:
         return _fail("sl-cy resume", exc)
     return 0
@@ -603,10 +637,64 @@ def _cmd_rerun(args) -> int:
     from sl_cy.pipeline import rerun
 
     try:
-        rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
-              verbose=True)
+        with _dask(args) as client:
+            rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
+                  verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy rerun", exc)
+    return 0
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    from sl_cy.sbc import FULL, QUICK
+
+    p.add_argument("--replicates", type=int, default=None,
+                   help=f"replicates (default {FULL['replicates']}, --quick {QUICK['replicates']}); a folder holding fewer "
+                        "is continued up to this number")
+    p.add_argument("--n-galaxy", type=int, default=None,
+                   help=f"galaxies per mock (default {FULL['n_galaxy']}, --quick {QUICK['n_galaxy']})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="root seed (default: the folder's recorded seed when continuing, else fresh entropy, recorded)")
+    p.add_argument("--out", default="validation",
+                   help="validation folder (default ./validation); rerunning the same command continues it")
+    p.add_argument("--quick", action="store_true",
+                   help=f"cheaper settings: {QUICK['replicates']} replicates of {QUICK['n_galaxy']} galaxies, "
+                        f"{QUICK['nwalkers']} walkers x {QUICK['nsteps']} steps, L = {QUICK['n_draws']}")
+    p.add_argument("--n-draws", type=int, default=None, help="posterior draws L ranked per replicate "
+                                                             f"(default {FULL['n_draws']}, --quick {QUICK['n_draws']})")
+    p.add_argument("--nwalkers", type=int, default=None, help="emcee walkers per replicate")
+    p.add_argument("--nsteps", type=int, default=None, help="emcee steps per replicate")
+    p.add_argument("--discard", type=int, default=None, help="burn-in steps per replicate")
+    p.add_argument("--fixed", default=None, help="name=value,... eta parameters held fixed (not drawn, not sampled)")
+    _add_forward_model_options(p, eta=False)
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="replicates run at once in worker processes, -1 = all cores (default; results do not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the replicates on the dask.distributed scheduler at ADDRESS instead (e.g. tcp://host:8786)")
+    p.add_argument("--no-plots", dest="save_plots", action="store_false", help="no ranks.png / coverage.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_validate(args) -> int:
+    from sl_cy.runs import RunLockedError
+    from sl_cy.sbc import validate
+
+    client = None
+    try:
+        mk = {k: v for k, v in _mock_kwargs(args).items() if k != "eta"}
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)
+        validate(args.replicates, n_galaxy=args.n_galaxy, seed=args.seed, out=args.out, quick=args.quick,
+                 fixed=_parse_fixed(args.fixed), n_draws=args.n_draws, nwalkers=args.nwalkers, nsteps=args.nsteps,
+                 discard=args.discard, mock_kwargs=mk, n_jobs=args.n_jobs, executor=client,
+                 progress=False if args.no_progress else None, save_plots=args.save_plots, verbose=True)
+    except _USER_ERRORS + (RunLockedError,) as exc:
+        return _fail("sl-cy validate", exc)
+    finally:
+        if client is not None:
+            client.close()
     return 0
 
 
@@ -629,6 +717,8 @@ COMMANDS = {
               _add_rerun, _cmd_rerun),
     "resume": ("continue an interrupted or killed run to its total steps (identical chain) and finish it",
                _add_resume, _cmd_resume),
+    "validate": ("simulation-based calibration: replicates with eta drawn from a prior, rank histograms, coverage, "
+                 "verdict; resumable", _add_validate, _cmd_validate),
 }
 
 

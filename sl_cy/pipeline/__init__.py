@@ -63,7 +63,7 @@ bank, the chain is bit-for-bit identical (:func:`rerun`).
 from sl_cy.pipeline.config import (DEFAULT_BANK_SIZE, DEFAULT_N_GALAXY, DEFAULT_NSTEPS, DEFAULT_NWALKERS,
                                    DEFAULT_SELECTION, RunConfig, derived_seed)
 from sl_cy.pipeline.inputs import check_writable, file_sha256
-from sl_cy.pipeline.jobs import infer, report, rerun, resume
+from sl_cy.pipeline.jobs import infer, report, rerun, resume, run_posterior
 from sl_cy.pipeline.main_job import run_pipeline
 from sl_cy.pipeline.normaliser import selection_bank_for
 from sl_cy.pipeline.streaming import compute_posterior_from_file
@@ -72,5 +72,5 @@ from sl_cy.pipeline.summaries import RunResult
 __all__ = [
     "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE", "DEFAULT_N_GALAXY", "DEFAULT_SELECTION", "RunConfig",
     "RunResult", "derived_seed", "file_sha256", "check_writable", "selection_bank_for", "infer", "report", "rerun",
-    "resume", "run_pipeline", "compute_posterior_from_file",
+    "resume", "run_posterior", "run_pipeline", "compute_posterior_from_file",
 ]

@@ -30,7 +30,8 @@ class RunResult:
         ``<root>/inference/<sim_id>/<run_id>``.
     sim_id, run_id : str
     summary : pandas.DataFrame
-        One row per free parameter (median, mean, std, lo68/hi68, lo95/hi95, truth, tau).
+        One row per free parameter (median, mean, std, lo68/hi68, lo95/hi95, truth, tau; ArviZ's
+        ess_bulk, ess_tail and r_hat from ``posterior.nc`` when it was written or read).
     convergence : dict
         :func:`sl_cy.inference.convergence_report` of the stored chain (``verdict``, ``converged``...).
     files : dict name -> Path
@@ -48,7 +49,8 @@ class RunResult:
 
     def print(self, prog: str = "sl-cy") -> None:
         """Print the summary table, the verdict and where each artefact went."""
-        cols = [c for c in ("truth", "median", "lo68", "hi68", "lo95", "hi95", "tau") if c in self.summary]
+        cols = [c for c in ("truth", "median", "lo68", "hi68", "lo95", "hi95", "tau", "ess_bulk", "ess_tail", "r_hat")
+                if c in self.summary]
         print(self.summary[cols].to_string(float_format=lambda v: f"{v:.3f}"))
         print(f"convergence: {self.convergence['verdict']}")
         for name, p in self.files.items():
