@@ -9,7 +9,8 @@ Columns (case-sensitive; aliases accepted, see :data:`ALIASES`):
                                        log10 of Re in arcsec, converted per lens)
 ``logM_star_sps_observed``             log10 SPS stellar mass (Msun)
 ``magnitude_observedA``, ``...B``      image magnitudes
-``zl``, ``zs`` (optional)              per-lens redshifts (else the ``zl``/``zs`` arguments)
+``zl``, ``zs``                         per-lens redshifts (or the ``zl``/``zs`` arguments: required
+                                       when a column is missing; there is no default)
 ====================================  ========================================================
 
 Everything is checked before any work starts: a missing or misnamed column, a non-numeric or
@@ -35,7 +36,7 @@ ALIASES = {
 UNITS = ("kpc", "arcsec")
 
 
-def read_catalogue(path_or_table, unit="kpc", *, zl=0.3, zs=2.0, cosmo=None, key=None) -> pd.DataFrame:
+def read_catalogue(path_or_table, unit="kpc", *, zl=None, zs=None, cosmo=None, key=None) -> pd.DataFrame:
     """Read and validate a lens catalogue; return the observed table in kpc.
 
     Parameters
@@ -46,8 +47,9 @@ def read_catalogue(path_or_table, unit="kpc", *, zl=0.3, zs=2.0, cosmo=None, key
     unit : {"kpc", "arcsec"}
         Unit of ``xA``/``xB``; arcsec are converted with the angular-diameter distance of each
         lens's zl.
-    zl, zs : float
-        Redshifts for catalogues without ``zl``/``zs`` columns.
+    zl, zs : float, optional
+        Redshifts for catalogues without ``zl``/``zs`` columns (required then: there is no
+        default redshift).
     cosmo : optional
         Cosmology for the arcsec conversion.
     key : str, optional
@@ -69,7 +71,7 @@ def read_catalogue(path_or_table, unit="kpc", *, zl=0.3, zs=2.0, cosmo=None, key
     --------
     >>> cat = pd.DataFrame(dict(xA=[1.5], xB=[-0.7], logRe=[0.9], logM_star_sps_observed=[11.5],
     ...                         mA=[24.0], mB=[24.8]))
-    >>> df = read_catalogue(cat, unit="arcsec")
+    >>> df = read_catalogue(cat, unit="arcsec", zl=0.3, zs=2.0)
     >>> round(float(df.xA.iloc[0]), 3)
     6.681
     """
@@ -89,6 +91,8 @@ def read_catalogue(path_or_table, unit="kpc", *, zl=0.3, zs=2.0, cosmo=None, key
         raise ValueError(f"catalogue is missing column(s) {unknown_required}{hint}; required: "
                          f"{list(REQUIRED_COLUMNS)} (optional: zl, zs; aliases: {ALIASES})")
     if re_arcsec:
+        if "zl" not in df.columns and zl is None:
+            raise ValueError("catalogue has no 'zl' column and no zl was given: logRe_arcsec needs the lens redshift")
         z = pd.to_numeric(df["zl"], errors="coerce").to_numpy(float) if "zl" in df.columns else np.full(len(df), zl)
         v = pd.to_numeric(df["logRe_arcsec"], errors="coerce").to_numpy(float)
         _check_numeric("logRe_arcsec", v, df)

@@ -46,12 +46,32 @@ def _add_forward_model_options(p: argparse.ArgumentParser, eta: bool = True, red
     p.add_argument("--m-lim", type=float, default=26.5, help="limiting magnitude of both images (26.5)")
     p.add_argument("--sigma-m", type=float, default=0.1, help="photometric scatter of each image, mag (0.1)")
     p.add_argument("--sigma-star", type=float, default=0.1, help="scatter of the observed SPS mass, dex (0.1)")
-    p.add_argument("--zl", type=float, default=0.3, help=f"lens redshift (0.3){redshift_help}")
-    p.add_argument("--zs", type=float, default=2.0, help=f"source redshift (2.0){redshift_help}")
+    p.add_argument("--zl", type=float, default=None, help=f"lens redshift (0.3){redshift_help}")
+    p.add_argument("--zs", type=float, default=None, help=f"source redshift (2.0){redshift_help}")
+    p.add_argument("--zl-dist", default=None, metavar="SPEC",
+                   help="lens-redshift distribution p(zl) instead of --zl: uniform:lo:hi, normal:mu:sigma[:lo:hi] or "
+                        "a CSV histogram (columns z_lo,z_hi,weight); needs --nbkg-per-arcsec2")
+    p.add_argument("--zs-dist", default=None, metavar="SPEC",
+                   help="source-redshift distribution p(zs) instead of --zs (same forms); each source gets its zs")
     if eta:
         p.add_argument("--eta", default=None,
                        help="the truth: 6 comma-separated values alpha_sps,mu_h,beta_h,sigma_h,mu_gamma,sigma_gamma "
                             "(default: the model's, 0,12.91,2.04,0.37,1,0.2 for deVauc)")
+
+
+def _redshifts(args) -> tuple:
+    """(zl, zs) of the forward-model options: a number (--zl/--zs, default 0.3/2.0) or a
+    distribution (--zl-dist/--zs-dist)."""
+    from sl_cy.config import DEFAULT_ZL, DEFAULT_ZS
+    from sl_cy.redshifts import parse_redshift
+
+    out = []
+    for k, default in (("zl", DEFAULT_ZL), ("zs", DEFAULT_ZS)):
+        fixed, dist = getattr(args, k, None), getattr(args, f"{k}_dist", None)
+        if fixed is not None and dist is not None:
+            raise ValueError(f"give either --{k} or --{k}-dist, not both")
+        out.append(parse_redshift(dist, f"--{k}-dist") if dist is not None else (default if fixed is None else fixed))
+    return tuple(out)
 
 
 def _mock_kwargs(args) -> dict:
@@ -64,7 +84,10 @@ def _mock_kwargs(args) -> dict:
             raise ValueError(f"--eta must be 6 comma-separated numbers, got {args.eta!r}") from None
         if len(eta) != 6:
             raise ValueError(f"--eta must be 6 comma-separated numbers, got {len(eta)}")
-    return dict(maximum_magnitude=args.m_lim, zl=args.zl, zs=args.zs, model=args.model, nbkg=args.nbkg, eta=eta,
+    from sl_cy.redshifts import redshift_to_json
+
+    zl, zs = (redshift_to_json(z) for z in _redshifts(args))       # a distribution as its dict
+    return dict(maximum_magnitude=args.m_lim, zl=zl, zs=zs, model=args.model, nbkg=args.nbkg, eta=eta,
                 detection=args.detection, nbkg_per_arcsec2=args.nbkg_per_arcsec2, sigma_m=args.sigma_m,
                 sigma_star=args.sigma_star)
 
@@ -76,7 +99,8 @@ def _forward_model(args):
 
     survey = SurveyConfig(nbkg=args.nbkg, nbkg_per_arcsec2=args.nbkg_per_arcsec2, m_lim=args.m_lim,
                           sigma_m=args.sigma_m, sigma_star=args.sigma_star, detection=args.detection)
-    return ForwardModel(model=args.model, survey=survey, zl=args.zl, zs=args.zs)
+    zl, zs = _redshifts(args)
+    return ForwardModel(model=args.model, survey=survey, zl=zl, zs=zs)
 
 
 def _add_simulate(p: argparse.ArgumentParser) -> None:
@@ -536,12 +560,14 @@ def _add_infer(p: argparse.ArgumentParser) -> None:
                         "magnitude_observedA, magnitude_observedB, optional zl, zs); its grids are tabulated first")
     p.add_argument("--unit", default="kpc", help="unit of xA, xB in the catalogue: kpc (default) or arcsec")
     _add_mcmc_options(p)
-    _add_forward_model_options(p, eta=False, redshift_help="; with --observed, of every lens (a catalogue's zl/zs "
-                                                           "columns must equal them)")
+    _add_forward_model_options(p, eta=False, redshift_help="; with --observed, of every lens of a catalogue without "
+                                                           "zl/zs columns (required then); a catalogue whose redshifts "
+                                                           "vary needs --zl-dist/--zs-dist, the parent distributions "
+                                                           "of the selection term")
 
 
 _FM_DEFAULTS = dict(model="deVauc", detection="observed", nbkg=None, nbkg_per_arcsec2=None, m_lim=26.5, sigma_m=0.1,
-                    sigma_star=0.1, zl=0.3, zs=2.0)
+                    sigma_star=0.1, zl=None, zs=None, zl_dist=None, zs_dist=None)
 
 
 def _cmd_infer(args) -> int:

@@ -23,6 +23,14 @@ Examples
 True
 >>> ForwardModel(survey=SurveyConfig(m_lim=25.0)).diff(fm)
 ['survey.m_lim: 25.0 != 26.5']
+
+Redshifts are one number each (stored as floats: the default model's hash is that of earlier
+versions) or the parent distributions of the sample (:mod:`sl_cy.redshifts`), which the mock
+draws from and A(eta) integrates over:
+
+>>> fz = ForwardModel(zl="uniform:0.2:0.6", zs="uniform:1:3", survey=SurveyConfig(nbkg_per_arcsec2=0.008))
+>>> fz.fixed_redshifts, fz.to_dict()["zs"], fz.median_redshifts
+(False, {'kind': 'uniform', 'lo': 1.0, 'hi': 3.0}, (0.4, 2.0))
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ from sl_cy.config import DEFAULT_C_HALO, DEFAULT_ZL, DEFAULT_ZS, SurveyConfig
 from sl_cy.cosmology import Cosmology, get_cosmology
 from sl_cy.io import config_hash
 from sl_cy.population import GAMMA_HI, GAMMA_LO, model_params
+from sl_cy.redshifts import RedshiftDistribution, as_distribution, as_redshift, redshift_from_json, redshift_to_json
 
 __all__ = ["ForwardModel", "ForwardModelMismatch", "HALO_SUPPORT", "as_forward_model"]
 
@@ -67,8 +76,12 @@ class ForwardModel:
     survey : SurveyConfig
         Source density, magnitude limit, scatters (``sigma_m``, ``sigma_star``), source law and
         detection rule.
-    zl, zs : float
-        Lens and source redshift of every lens (fixed values).
+    zl, zs : float or RedshiftDistribution
+        Lens and source redshift: one number for every lens (stored as a float, the default
+        0.3 and 2.0), or the parent distributions p(zl), p(zs) of the sample
+        (:mod:`sl_cy.redshifts`; a spec string such as ``"uniform:0.2:0.6"`` is parsed). Then
+        the observed lenses carry their own zl, zs and A(eta) integrates over the distributions;
+        a varying zl needs the source density per arcsec^2 (``SurveyConfig(nbkg_per_arcsec2=...)``).
     c_halo : float
         Halo concentration.
     cosmology : Cosmology, astropy cosmology or None
@@ -90,8 +103,8 @@ class ForwardModel:
     model: str = "deVauc"
     _: KW_ONLY
     survey: SurveyConfig = field(default_factory=SurveyConfig)
-    zl: float = DEFAULT_ZL
-    zs: float = DEFAULT_ZS
+    zl: float | RedshiftDistribution = DEFAULT_ZL
+    zs: float | RedshiftDistribution = DEFAULT_ZS
     c_halo: float = DEFAULT_C_HALO
     cosmology: Cosmology = None
     halo_support: tuple = HALO_SUPPORT
@@ -101,18 +114,30 @@ class ForwardModel:
         if not isinstance(self.survey, SurveyConfig):
             raise ValueError(f"survey must be a SurveyConfig, got {type(self.survey).__name__}")
         object.__setattr__(self, "cosmology", get_cosmology(self.cosmology))
-        for name in ("zl", "zs", "c_halo"):
-            v = getattr(self, name)
+        for name in ("zl", "zs"):
             try:
-                fv = float(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"ForwardModel.{name} must be one number, got {v!r} (per-lens redshifts "
-                                 "go in the catalogue's zl/zs columns)") from None
-            if not (math.isfinite(fv) and fv > 0):
-                raise ValueError(f"ForwardModel.{name} must be finite and > 0, got {v!r}")
-            object.__setattr__(self, name, fv)
-        if not self.zs > self.zl:
+                object.__setattr__(self, name, as_redshift(getattr(self, name), f"ForwardModel.{name}"))
+            except ValueError as err:
+                raise ValueError(f"{err} (per-lens redshifts go in the catalogue's zl/zs columns; a distribution "
+                                 "is a sl_cy.redshifts object or a spec such as 'uniform:0.2:0.6')") from None
+        v = self.c_halo
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"ForwardModel.c_halo must be one number, got {v!r}") from None
+        if not (math.isfinite(fv) and fv > 0):
+            raise ValueError(f"ForwardModel.c_halo must be finite and > 0, got {v!r}")
+        object.__setattr__(self, "c_halo", fv)
+        (zl_lo, zl_hi), (zs_lo, zs_hi) = self.zl_dist.support, self.zs_dist.support
+        if self.fixed_redshifts and not self.zs > self.zl:
             raise ValueError(f"the source redshift zs={self.zs} must exceed the lens redshift zl={self.zl}")
+        if not zs_hi > zl_lo:
+            raise ValueError(f"no source can lie behind a lens: p(zs) ends at {zs_hi:g}, at or below the start of "
+                             f"p(zl) at {zl_lo:g}")
+        if not self.zl_dist.is_fixed and not self.survey.per_arcsec2:
+            raise ValueError("zl varies (a distribution): give the source density per arcsec^2 "
+                             "(SurveyConfig(nbkg_per_arcsec2=...), --nbkg-arcsec2), converted per lens with its zl; "
+                             "nbkg per kpc^2 holds at one fixed lens redshift only")
         lo, hi = (float(v) for v in self.halo_support)
         if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
             raise ValueError(f"halo_support must be finite (lo, hi) with lo < hi, got {self.halo_support!r}")
@@ -130,8 +155,36 @@ class ForwardModel:
 
     @property
     def nbkg_kpc2(self) -> float:
-        """Source density per kpc^2 of the lens plane at ``zl``."""
+        """Source density per kpc^2 of the lens plane at the fixed ``zl`` (ValueError when zl is a
+        distribution: use :meth:`nbkg_at`)."""
+        if not self.zl_dist.is_fixed:
+            raise ValueError("zl is a distribution: the source density per kpc^2 depends on each lens's zl "
+                             "(ForwardModel.nbkg_at(zl))")
         return float(self.survey.nbkg_kpc2(self.zl, self.cosmology))
+
+    def nbkg_at(self, zl):
+        """Source density per kpc^2 of the lens plane at lens redshift(s) ``zl``."""
+        return self.survey.nbkg_kpc2(zl, self.cosmology)
+
+    @property
+    def zl_dist(self) -> RedshiftDistribution:
+        """p(zl) as a distribution (a :class:`sl_cy.redshifts.FixedRedshift` for a fixed zl)."""
+        return as_distribution(self.zl)
+
+    @property
+    def zs_dist(self) -> RedshiftDistribution:
+        """p(zs) as a distribution (a :class:`sl_cy.redshifts.FixedRedshift` for a fixed zs)."""
+        return as_distribution(self.zs)
+
+    @property
+    def fixed_redshifts(self) -> bool:
+        """True when both zl and zs are single numbers (the default)."""
+        return not isinstance(self.zl, RedshiftDistribution) and not isinstance(self.zs, RedshiftDistribution)
+
+    @property
+    def median_redshifts(self) -> tuple:
+        """(median of p(zl), median of p(zs)): the redshifts of a fixed-redshift approximation."""
+        return float(self.zl_dist.median()), float(self.zs_dist.median())
 
     @property
     def gamma_support(self) -> tuple:
@@ -141,15 +194,15 @@ class ForwardModel:
     def to_dict(self) -> dict:
         """Plain JSON (written into every file that depends on the forward model)."""
         c = self.cosmology
-        return dict(model=self.model, model_params=self.params, survey=self.survey.to_dict(), zl=self.zl,
-                    zs=self.zs, c_halo=self.c_halo, cosmology=dict(H0=float(c.H0), Om=float(c.Om), Ode=float(c.Ode)),
+        return dict(model=self.model, model_params=self.params, survey=self.survey.to_dict(),
+                    zl=redshift_to_json(self.zl), zs=redshift_to_json(self.zs), c_halo=self.c_halo, cosmology=dict(H0=float(c.H0), Om=float(c.Om), Ode=float(c.Ode)),
                     halo_support=list(self.halo_support), gamma_support=list(self.gamma_support))
 
     @classmethod
     def from_dict(cls, d: dict) -> "ForwardModel":
         """Inverse of :meth:`to_dict` (``model_params`` and ``gamma_support`` are checked, not read)."""
-        fm = cls(model=d["model"], survey=SurveyConfig.from_dict(d["survey"]), zl=d["zl"], zs=d["zs"],
-                 c_halo=d["c_halo"], cosmology=Cosmology(**d["cosmology"]),
+        fm = cls(model=d["model"], survey=SurveyConfig.from_dict(d["survey"]), zl=redshift_from_json(d["zl"]),
+                 zs=redshift_from_json(d["zs"]), c_halo=d["c_halo"], cosmology=Cosmology(**d["cosmology"]),
                  halo_support=tuple(d.get("halo_support", HALO_SUPPORT)))
         stored = d.get("model_params")
         if stored is not None and dict(stored) != fm.params:

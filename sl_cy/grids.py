@@ -226,16 +226,17 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def check_observed_table(table, zl=DEFAULT_ZL, zs=DEFAULT_ZS) -> dict:
+def check_observed_table(table, zl=None, zs=None) -> dict:
     """Validate an observed-lens table and return its columns as float arrays.
 
     Parameters
     ----------
     table : pandas.DataFrame or mapping of column -> array
-        Must hold ``REQUIRED_COLUMNS`` (x in kpc); optional ``zl`` and ``zs`` columns override
-        the scalar defaults per lens.
-    zl, zs : float
-        Redshifts used when the table has no such column.
+        Must hold ``REQUIRED_COLUMNS`` (x in kpc) and per-lens ``zl``, ``zs`` columns unless the
+        redshifts are given.
+    zl, zs : float, optional
+        Redshifts used when the table has no such column (no silent default: a table without a
+        column and without its value is an error).
 
     Returns
     -------
@@ -261,7 +262,11 @@ def check_observed_table(table, zl=DEFAULT_ZL, zs=DEFAULT_ZS) -> dict:
         if c in df.columns:
             a = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
         else:
-            a = np.full(len(df), float(as_float_array(c, zl if c == "zl" else zs)))
+            z = zl if c == "zl" else zs
+            if z is None:
+                raise ValueError(f"observed table has no {c!r} column and no {c} was given: give the lens and source "
+                                 f"redshifts per lens (columns zl, zs) or one value for all ({c}=..., --{c})")
+            a = np.full(len(df), float(as_float_array(c, z)))
         bad = ~np.isfinite(a)
         if bad.any():
             i = int(np.argmax(bad))
@@ -598,7 +603,10 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
         Inner-slope axis in [0, 2.4]; default :data:`DEFAULT_GAMMA_GRID` ([0, 2] by 0.1). A
         one-node axis (e.g. ``[1.0]``) fixes gamma_in (a 1-D logMh grid).
     zl, zs : float, optional
-        Redshifts of lenses without zl/zs columns (overrides of the forward model's).
+        Redshifts of a table without zl/zs columns (overrides of a fixed-redshift forward model's).
+        Without them such a table is tabulated at the fixed redshifts of an explicitly given
+        ``forward_model``, and is an error otherwise (no silent default). Every lens is tabulated
+        at its own (zl, zs).
     forward_model : ForwardModel, optional
         Population, survey, redshifts, halo concentration, cosmology and halo support (default
         ``ForwardModel()``); the grids carry it, and the likelihood and A(eta) are built from it.
@@ -644,7 +652,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     --------
     >>> import pandas as pd
     >>> obs = pd.DataFrame(dict(xA=[6.62], xB=[-3.07], logRe=[0.9], logM_star_sps_observed=[11.5],
-    ...                         magnitude_observedA=[24.0], magnitude_observedB=[24.8]))
+    ...                         magnitude_observedA=[24.0], magnitude_observedB=[24.8], zl=[0.3], zs=[2.0]))
     >>> g = tabulate_likelihood_grids(obs, gamma_grid=np.linspace(0.8, 1.2, 5))[0]      # adaptive (default)
     >>> g.config["quadrature"], g.shape[1], bool(g.is_valid.any())
     ('adaptive', 5, True)
@@ -654,14 +662,19 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     >>> r.shape, bool(r.is_valid.any())
     ((71, 1), True)
     """
+    explicit = forward_model is not None
     forward_model = as_forward_model(forward_model)          # a ForwardModel, its dict or None
     survey = survey or forward_model.survey
     over = {k: v for k, v in dict(sigma_m=sigma_m, m_lim=m_lim, detection=detection).items() if v is not None}
     if over:
         survey = SurveyConfig.from_dict({**survey.to_dict(), **over})
-    fm = as_forward_model(forward_model, survey=survey, c_halo=c_halo, cosmology=cosmo, zl=zl, zs=zs)
+    # a value given for a fixed-redshift model replaces it; for a distribution it only fills a column
+    z_over = {k: v for k, v in (("zl", zl), ("zs", zs)) if isinstance(getattr(forward_model, k), float)}
+    fm = as_forward_model(forward_model, survey=survey, c_halo=c_halo, cosmology=cosmo, **z_over)
     survey, c_halo, cos = fm.survey, fm.c_halo, fm.cosmology
-    obs = check_observed_table(mock_observed_data, fm.zl, fm.zs)
+    fill = [zl if zl is not None else (getattr(fm, k) if explicit and isinstance(getattr(fm, k), float) else None)
+            for k, zl in (("zl", zl), ("zs", zs))]
+    obs = check_observed_table(mock_observed_data, *fill)
     rows = obs.pop("row")
     mh = as_float_array("logMh_grid", DEFAULT_LOGMH_GRID if logMh_grid is None else logMh_grid).ravel()
     gam = as_float_array("gamma_grid", DEFAULT_GAMMA_GRID if gamma_grid is None else gamma_grid, lo=0.0,

@@ -303,6 +303,9 @@ class LikelihoodKernel:
     n_threads : int, optional
         OpenMP threads (default None: all available cores; -1 the same; see
         :func:`sl_cy.parallel.resolve_n_threads`).
+    rate_engine : SelectionQuadrature, optional
+        The selection table whose rate T gives the (1 - exp(-T)) / T factor (default the forward
+        model's, :func:`sl_cy.selection.selection_for`); :class:`Posterior` passes its ``A``.
 
     Attributes
     ----------
@@ -344,11 +347,13 @@ class LikelihoodKernel:
     """
 
     def __init__(self, grids, selection: bool = True, forward_model: ForwardModel | None = None, *,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, rate_engine=None):
         st = _stacked(grids)
         self.forward_model = grids_forward_model(st)
         if forward_model is not None:
             self.forward_model.check_same(forward_model, "the grids", "the given forward model")
+        if rate_engine is not None:
+            self.forward_model.check_same(rate_engine.forward_model, "the grids", "the selection table")
         fm = self.forward_model
         self.selection = bool(selection)
         self.logMh_axis = np.asarray(st["logMh_axis"], dtype=float)
@@ -376,9 +381,10 @@ class LikelihoodKernel:
         lw = logw0[ok]
         if self.selection:
             lens_of_point = np.repeat(np.arange(self.n_lenses), counts)
+            zl = np.asarray(obs["zl"], dtype=float)[lens_of_point] if "zl" in obs else None
             lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh,
                                                self.gamma_axis[self.kg] if self.use_gamma else
-                                               np.full(self.L.shape, float(self.gamma_axis[0])))
+                                               np.full(self.L.shape, float(self.gamma_axis[0])), zl, rate_engine)
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_points = int(self.offsets[-1])
@@ -428,12 +434,15 @@ def _no_valid_point_message(st: dict, bad) -> str:
             "the catalogue values, or widen the grid (logMh_grid, gamma_grid)")
 
 
-def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in) -> np.ndarray:
+def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl=None,
+                             engine=None) -> np.ndarray:
     """log[(1 - exp(-T)) / T] per grid point, T from the forward model's selection table: the
-    probability that the recorded source is the one the catalogue keeps (one entry per galaxy)."""
+    probability that the recorded source is the one the catalogue keeps (one entry per galaxy).
+    With redshift distributions T is the zs-mixed rate at the lens's own ``zl`` (per point)."""
     from sl_cy.selection import selection_for
 
-    T = selection_for(fm).rate(logM_star, logRe, logM_halo, gamma_in)
+    T = (engine or selection_for(fm)).rate(logM_star, logRe, logM_halo, gamma_in,
+                                           zl=None if fm.fixed_redshifts else zl)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(T > 1e-12, -np.expm1(-T) / np.where(T > 1e-12, T, 1.0), 1.0 - 0.5 * T)
     return np.log(f)
@@ -569,7 +578,10 @@ class Posterior:
                 raise ValueError(f"the LikelihoodKernel was built with selection={self.kernel.selection}, "
                                  f"the Posterior asks for use_selection={use_selection}")
         else:
-            self.kernel = LikelihoodKernel(grids, selection=use_selection, n_threads=n_threads)
+            from sl_cy.selection import SelectionQuadrature
+
+            self.kernel = LikelihoodKernel(grids, selection=use_selection, n_threads=n_threads,
+                                           rate_engine=A if isinstance(A, SelectionQuadrature) else None)
         fm = self.kernel.forward_model
         if model is not None and model != fm.model:
             raise ForwardModelMismatch(f"model={model!r} but the grids were tabulated with the {fm.model!r} "
@@ -687,15 +699,28 @@ class Posterior:
 
 
 def _check_redshifts(kernel: LikelihoodKernel) -> None:
-    """The selection term of a fixed-redshift forward model needs every lens at those redshifts."""
+    """The selection term of a fixed-redshift forward model needs every lens at those redshifts;
+    with distributions every lens's redshifts must lie in their supports."""
     fm = kernel.forward_model
     obs = kernel.observed
     for col, val in (("zl", fm.zl), ("zs", fm.zs)):
+        if not isinstance(val, float):
+            if col not in obs:
+                raise ValueError(f"the forward model has a distribution p({col}) but the grids carry no per-lens {col}")
+            z = np.asarray(obs[col], dtype=float)
+            lo, hi = val.support
+            bad = ~((z >= lo - 1e-9) & (z <= hi + 1e-9))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"lens {i} has {col} = {z[i]:g} outside the support [{lo:g}, {hi:g}] of the forward "
+                                 f"model's p({col}) ({val.spec}): it cannot belong to that population")
+            continue
         if col in obs:
             z = np.asarray(obs[col], dtype=float)
             if np.any(np.abs(z - val) > 1e-9 * max(1.0, val)):
                 raise ValueError(f"the lenses' {col} range over [{z.min():g}, {z.max():g}] but the forward model "
                                  f"has one {col} = {val:g}: A(eta) would be computed for the wrong redshifts. "
-                                 "Redshift distributions in the selection term are not supported yet: give the redshifts "
-                                 "of the sample (--zl/--zs, ForwardModel(zl=..., zs=...)), infer on a sample at one "
-                                 "redshift, or switch the selection term off (--no-eta, use_selection=False; biased)")
+                                 "Give the redshifts "
+                                 "of the sample (--zl/--zs, ForwardModel(zl=..., zs=...)) or their parent distributions "
+                                 "(--zl-dist/--zs-dist, ForwardModel(zl=UniformRedshift(...), ...)), or switch the "
+                                 "selection term off (--no-eta, use_selection=False; biased)")

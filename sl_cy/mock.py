@@ -17,11 +17,27 @@ tables for any ``n_jobs``, executor or cache setting. Chunks run through
 ``cache_every`` the results are flushed to atomically written HDF5 block files keyed by the
 configuration hash; an interrupted run resumes from the completed blocks.
 
-Redshift distributions: ``zl`` and ``zs`` may be numbers, arrays with one value per galaxy, or
+Redshifts: ``zl`` and ``zs`` may be numbers, redshift distributions (:mod:`sl_cy.redshifts`,
+or their spec strings such as ``"uniform:0.2:0.6"``), arrays with one value per galaxy, or
 callables ``f(rng, n) -> array`` called once per chunk with the chunk's Generator (top-level
-functions when ``n_jobs > 1``). Galaxies with zs <= zl cannot lens. When zl is not a single
-number the background density must be given per arcsec^2 (``nbkg_per_arcsec2``): each lens
-uses n_kpc2 = nbkg_per_arcsec2 * (kpc_to_arcsec(1 kpc, zl))^2 (column ``nbkg_kpc2``).
+functions when ``n_jobs > 1``). When zl is not a single number the background density must be
+given per arcsec^2 (``nbkg_per_arcsec2``): each lens uses n_kpc2 = nbkg_per_arcsec2 *
+(kpc_to_arcsec(1 kpc, zl))^2 (column ``nbkg_kpc2``).
+
+* A distribution p(zl) gives each galaxy its zl ~ p(zl) (drawn after gamma_in).
+* A distribution p(zs) gives each *source* its own zs ~ p(zs) (the Poisson process of
+  :mod:`sl_cy.redshifts` with intensity n_bkg p(zs) phi(m_s); phi does not depend on zs). The
+  radial caustic grows with zs (Sigma_cr falls; y_c = max_x (alpha(x) Sigma_cr,ref / Sigma_cr - x)
+  increases with 1/Sigma_cr), so sources are drawn uniformly in the disc of radius y_c(zl, zs_hi)
+  (zs_hi: upper end of p(zs)); each source gets its zs after its other draws, and counts only when
+  zs > zl and it lies inside its own caustic y_c(zl, zs) (thinning: exact). Every kept lens has
+  its own Sigma_cr, caustic and magnifications from its (zl, zs) pair. In the galaxy table the
+  columns ``zs``, ``einstein_radius_kpc``, ``ycaustic_kpc`` then describe the kept source (NaN
+  for a galaxy that is not a lens) and ``lens_status`` the caustic at zs_hi.
+* Per-galaxy arrays or callables for zs (one zs for all sources of a galaxy) are kept for
+  compatibility; their mocks have no single forward model.
+
+A fixed redshift draws no random number, so fixed-redshift mocks are those of earlier versions.
 """
 from __future__ import annotations
 
@@ -47,6 +63,7 @@ from sl_cy.io import (array_digest, atomic_h5, config_hash, git_commit, read_att
 from sl_cy.lensing import Status, forward_solve
 from sl_cy.parallel import iter_chunks, resolve_n_jobs, show_progress_default
 from sl_cy.population import ETA_NAMES, GAMMA_HI, GAMMA_LO, _check_n, as_eta, draw_population, model_params
+from sl_cy.redshifts import RedshiftDistribution, as_redshift
 
 #: Galaxies per chunk. Part of the random stream: changing it changes the mock of a given seed.
 DEFAULT_CHUNK_SIZE = 25_000
@@ -117,7 +134,10 @@ def simulate_chunk(task: ChunkTask) -> dict:
     rng = np.random.default_rng(task.seed)
     n = task.n
     survey = task.survey
-    pop = draw_population(n, task.model, task.eta, rng, task.zl, task.zs, task.c_halo)
+    zs_dist = task.zs if isinstance(task.zs, RedshiftDistribution) else None
+    # with p(zs): critical curves at its upper end zs_hi, whose caustic contains every source's
+    pop = draw_population(n, task.model, task.eta, rng, task.zl, zs_dist.support[1] if zs_dist else task.zs,
+                          task.c_halo)
     ms, ms_star, re, mh, g, c, zl, zs = (pop[k] for k in ("logM_star_sps", "logM_star", "logRe", "logM_halo",
                                                             "gamma_in", "c_halo", "zl", "zs"))
     ms_obs = ms + survey.sigma_star * rng.standard_normal(n)
@@ -149,14 +169,37 @@ def simulate_chunk(task: ChunkTask) -> dict:
     m_s = survey.source.ppf(rng.random(n_tot)) if n_tot else np.empty(0)
     noise_rep = survey.sigma_m * rng.standard_normal((n_tot, 2))
     noise_det = survey.sigma_m * rng.standard_normal((n_tot, 2))
+    src_zs, src_bu, inside = zs[gal], beta_unit, np.ones(n_tot, dtype=bool)
+    src_te, src_xr, src_yc = theta_e[gal], x_rad[gal], y_c[gal]
+    if zs_dist is not None and n_tot:
+        src_zs = zs_dist.sample(n_tot, rng)                 # drawn last: the other draws keep their order
+        src_te, src_xr, src_yc = np.full(n_tot, np.nan), np.full(n_tot, np.nan), np.full(n_tot, np.nan)
+        behind = src_zs > zl[gal]
+        if behind.any():
+            gb = gal[behind]
+            crit = forward_solve(ms_star[gb], mh[gb], re[gb], gamma_in=g[gb], c_halo=c[gb], zl=zl[gb], zs=src_zs[behind],
+                                 cosmo=task.cosmo)
+            okc = crit["status"] == Status.OK
+            src_te[behind] = np.where(okc, crit["theta_e"], np.nan)
+            src_xr[behind] = np.where(okc, crit["x_rad"], np.nan)
+            src_yc[behind] = np.where(okc, crit["y_caustic"], np.nan)
+        with np.errstate(invalid="ignore"):
+            too_big = src_yc > y_c[gal] * (1.0 + 1e-9)
+        if too_big.any():          # cannot happen: the caustic grows with zs (module notes)
+            raise RuntimeError(f"{int(too_big.sum())} source(s) have a caustic larger than at the upper end of p(zs)")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            src_bu = beta_unit * y_c[gal] / src_yc
+            inside = np.isfinite(src_bu) & (src_bu < 1.0)
+        src_bu = np.where(inside, src_bu, np.nan)
 
     n_fail = 0
     chosen = np.empty(0, dtype=np.intp)
     if n_tot:
-        img = forward_solve(ms_star[gal], mh[gal], re[gal], gamma_in=g[gal], c_halo=c[gal], zl=zl[gal], zs=zs[gal],
-                            beta_unit=beta_unit, cosmo=task.cosmo)
-        good = img["status"] == Status.OK
-        n_fail = int((~good).sum())
+        img = forward_solve(ms_star[gal], mh[gal], re[gal], gamma_in=g[gal], c_halo=c[gal], zl=zl[gal],
+                            zs=np.where(inside, src_zs, zs[gal]), beta_unit=np.where(inside, src_bu, 0.5),
+                            cosmo=task.cosmo)
+        good = (img["status"] == Status.OK) & inside
+        n_fail = int((~good & inside).sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             dmA = -2.5 * np.log10(np.abs(img["mu_A"]))
             dmB = -2.5 * np.log10(np.abs(img["mu_B"]))
@@ -178,7 +221,12 @@ def simulate_chunk(task: ChunkTask) -> dict:
     g_bu = np.full(n, np.nan)
     g_rank[lensed_gal] = rank[chosen]
     g_ms[lensed_gal] = m_s[chosen]
-    g_bu[lensed_gal] = beta_unit[chosen]
+    g_bu[lensed_gal] = src_bu[chosen]
+    if zs_dist is not None:          # per-source redshifts: the galaxy row describes its kept source
+        zs, theta_e, y_c = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+        zs[lensed_gal], theta_e[lensed_gal], y_c[lensed_gal] = src_zs[chosen], src_te[chosen], src_yc[chosen]
+        x_rad = np.full(n, np.nan)
+        x_rad[lensed_gal] = src_xr[chosen]
     gid = task.start + np.arange(n, dtype=np.int64)
 
     galaxies = pd.DataFrame({
@@ -196,7 +244,7 @@ def simulate_chunk(task: ChunkTask) -> dict:
         lenses = pd.DataFrame({
             "galaxy_id": gid[L], "logM_star_sps": ms[L], "logM_star": ms_star[L], "logM_halo": mh[L],
             "logRe": re[L], "gamma_in": g[L], "c_halo": c[L], "zl": zl_L, "zs": zs[L],
-            "beta_unit": beta_unit[chosen], "beta_kpc": img["beta"][chosen], "m_s": m_s[chosen],
+            "beta_unit": src_bu[chosen], "beta_kpc": img["beta"][chosen], "m_s": m_s[chosen],
             "xA": xA, "xB": xB, "magnificationA": img["mu_A"][chosen], "magnificationB": img["mu_B"][chosen],
             "ycaustic_kpc": y_c[L], "einstein_radius_kpc": theta_e[L], "xradcrit_kpc": x_rad[L],
             "logM_star_sps_observed": ms_obs[L], "magnitude_observedA": mA[chosen],
@@ -243,6 +291,8 @@ def _callable_fingerprint(f) -> dict:
 
 def _spec_for_config(name: str, spec, n: int):
     """JSON description of a number / per-galaxy array / callable input (for the cache key)."""
+    if isinstance(spec, RedshiftDistribution):
+        return spec.to_dict()
     if callable(spec):
         return _callable_fingerprint(spec)
     arr = as_float_array(name, spec, lo=0.0, lo_open=True)
@@ -408,6 +458,8 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
         survey, zl, zs, model, c_halo, cosmo = fm.survey, fm.zl, fm.zs, fm.model, fm.c_halo, fm.cosmology
         halo_support = fm.halo_support
     model_params(model)                                      # validates the name
+    zl, zs = (as_redshift(v, k) if isinstance(v, (str, dict, RedshiftDistribution)) else v
+              for k, v in (("zl", zl), ("zs", zs)))
     e = as_eta(eta, model)
     if np.ndim(e.alpha_sps) != 0:
         raise ValueError("simulate_mock needs one eta, not a batch")
@@ -431,6 +483,9 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
     if zl_single and np.ndim(zs) == 0 and not callable(zs):
         if not float(as_float_array("zs", zs)) > float(as_float_array("zl", zl)):
             raise ValueError(f"the source redshift zs={zs!r} must exceed the lens redshift zl={zl!r}")
+    if isinstance(zs, RedshiftDistribution) and not (callable(zl) or np.ndim(zl)) \
+            and not zs.support[1] > float(as_float_array("zl", zl)):
+        raise ValueError(f"p(zs) ends at {zs.support[1]:g}, not behind the lens redshift zl={zl!r}")
     if cache_every is not None:
         if isinstance(cache_every, (bool, np.bool_)) or not isinstance(cache_every, (int, np.integer)) \
                 or cache_every < 1:
@@ -445,9 +500,11 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
         c_halo=_spec_for_config("c_halo", c_halo, n),
         cosmology=dict(H0=cosmo_.H0, Om=cosmo_.Om, Ode=cosmo_.Ode), halo_support=list(halo_support),
     )
-    fixed_z = all(not callable(v) and np.ndim(v) == 0 for v in (zl, zs, c_halo))
-    config["forward_model"] = ForwardModel(model, survey=survey, zl=float(zl), zs=float(zs), c_halo=float(c_halo),
-                                           cosmology=cosmo_, halo_support=halo_support).to_dict() if fixed_z else None
+    one_model = all(isinstance(v, RedshiftDistribution) or (not callable(v) and np.ndim(v) == 0) for v in (zl, zs)) \
+        and not callable(c_halo) and np.ndim(c_halo) == 0
+    config["forward_model"] = ForwardModel(model, survey=survey, zl=zl if callable(zl) else float(zl),
+                                           zs=zs if callable(zs) else float(zs), c_halo=float(c_halo),
+                                           cosmology=cosmo_, halo_support=halo_support).to_dict() if one_model else None
     chash = config_hash(config)
 
     return dict(n=n, eta=e, survey=survey, cosmo=cosmo_, chunk_size=chunk_size, config=config, config_hash=chash,

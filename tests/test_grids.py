@@ -208,9 +208,16 @@ def test_bad_tables_are_reported_by_column_and_row(mock, mutate, match):
 
 def test_bad_axes():
     obs = pd.DataFrame(dict(xA=[6.6], xB=[-3.0], logRe=[0.9], logM_star_sps_observed=[11.5],
-                            magnitude_observedA=[24.0], magnitude_observedB=[24.8]))
+                            magnitude_observedA=[24.0], magnitude_observedB=[24.8], zl=[0.3], zs=[2.0]))
     with pytest.raises(ValueError, match="strictly increasing"):
         tabulate_likelihood_grids(obs, [13.0, 12.0])
     with pytest.raises(ValueError, match="gamma_grid"):
         tabulate_likelihood_grids(obs, MH, [0.5, 2.6])
     assert check_observed_table(obs)["zl"][0] == 0.3
+    # no silent default redshifts: a table without zl/zs columns needs explicit values
+    no_z = obs.drop(columns=["zl", "zs"])
+    with pytest.raises(ValueError, match="no 'zl' column and no zl was given"):
+        check_observed_table(no_z)
+    with pytest.raises(ValueError, match="no 'zl' column"):
+        tabulate_likelihood_grids(no_z)
+    assert check_observed_table(no_z, 0.4, 1.5)["zs"][0] == 1.5

@@ -102,11 +102,16 @@ def catalogue_tables(observed, *, unit, zl, zs, root, sim_id, logMh_grid, gamma_
     from sl_cy.io import config_hash
     from sl_cy.tables import GRIDS_FILE, sim_dir
 
-    fm = as_forward_model(forward_model, zl=zl, zs=zs)
+    fm = as_forward_model(forward_model)
+    # zl, zs (--zl/--zs): the redshifts of every lens of a catalogue without zl/zs columns (no silent
+    # default), which are then those of a fixed-redshift model; a catalogue whose redshifts vary needs
+    # the model's parent distributions p(zl), p(zs) (checked with the selection term)
+    z_over = {k: v for k, v in (("zl", zl), ("zs", zs)) if v is not None and isinstance(getattr(fm, k), float)}
+    fm = fm.replace(**z_over) if z_over else fm
     cat_path = Path(observed).resolve()
-    table = read_catalogue(cat_path, unit=unit, zl=fm.zl, zs=fm.zs)      # all validation, no file written
+    table = read_catalogue(cat_path, unit=unit, zl=zl, zs=zs)      # all validation, no file written
     sha = file_sha256(cat_path)
-    cat = dict(path=str(cat_path), sha256=sha, unit=unit, zl=fm.zl, zs=fm.zs, n_lenses=len(table),
+    cat = dict(path=str(cat_path), sha256=sha, unit=unit, zl=zl, zs=zs, n_lenses=len(table),
                forward_model=fm.to_dict())
     sim_id = sim_id or f"obs_{config_hash(dict(sha256=sha, unit=unit, forward_model=fm.hash))[:8]}"
     gpath = sim_dir(sim_id, root) / GRIDS_FILE

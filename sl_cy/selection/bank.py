@@ -1,6 +1,8 @@
 """Monte-Carlo bank of A(eta) (validation engine): proposal, bank, importance-sampling estimator."""
 from __future__ import annotations
 
+import functools
+
 import math
 import os
 import warnings
@@ -206,7 +208,9 @@ _BANK_FIELDS = ("logM_star", "logRe", "logM_halo", "gamma_in", "y_caustic", "bet
                 "status", "log_q", "K", "T")
 
 
+@functools.lru_cache(maxsize=8)
 def _ktable_for(survey: SurveyConfig, n_mu: int = 601):
+    """The K(mu1, mu2) table of a survey (built once per process: ~1 s; read-only)."""
     from sl_cy.ktable import build_K_table
 
     src = survey.source
@@ -229,6 +233,9 @@ def bank_config(n, seed, forward_model=None, proposal=None, n_beta: int = 1,
     if n < 1:
         raise ValueError("a selection bank needs n >= 1 galaxies")
     fm = as_forward_model(forward_model)
+    if not fm.fixed_redshifts:
+        raise ValueError("the selection bank supports fixed redshifts only; with redshift distributions use the "
+                         "deterministic quadrature (sl_cy.selection.selection_for)")
     proposal = BankProposal() if proposal is None else proposal
     if not isinstance(proposal, BankProposal):
         raise ValueError(f"proposal must be a BankProposal, got {type(proposal).__name__}")

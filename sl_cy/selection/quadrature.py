@@ -28,8 +28,19 @@ from sl_cy.selection.bank import _ktable_for
 # deterministic A(eta): product quadrature over a tabulated selection rate
 # --------------------------------------------------------------------------------------------
 #: Table version (part of the cache key): 3 = axes from the forward model, halo support, log-rate
-#: interpolation, one entry per lens galaxy.
+#: interpolation, one entry per lens galaxy. The format of a fixed-redshift table is unchanged
+#: since, so its cached files stay valid.
 SELECTION_TABLE_VERSION = 3
+#: Version of a table of a forward model with redshift distributions: the zs-mixed rate per
+#: p(zl) node (dataset ``T_zl``) beside the effective rate ``T`` that A(eta) integrates.
+SELECTION_TABLE_VERSION_Z = 4
+
+#: Default quadrature nodes of p(zl) and p(zs) (Gauss-Legendre in the quantile,
+#: :meth:`sl_cy.redshifts.RedshiftDistribution.nodes`): the node-count convergence test of
+#: ``benchmarks/redshift_recovery.py`` (zl ~ U(0.2, 0.6), zs ~ U(1, 3), three eta): going from 2 to
+#: 3 nodes changes A(eta) by 2e-3 (zl and zs alike), from 3 to 4 by 1e-4 (zs), nearly uniformly in
+#: eta; each node pair costs one fixed-redshift table to build.
+REDSHIFT_NODES = dict(zl=3, zs=3)
 
 #: Table steps (dex) of logM*, logRe, logMh and of gamma_in.
 TABLE_STEPS = dict(logM_star=0.1, logRe=0.1, logM_halo=0.1, gamma_in=0.1)
@@ -137,6 +148,19 @@ class SelectionQuadrature(Selection):
     over the truncated gamma law (16 nodes on its +-7 sigma within [0, 2]). T is interpolated
     multilinearly in log T (linear in T in cells at the edge of the lensing region).
 
+    **Redshift distributions** (:mod:`sl_cy.redshifts`). With p(zl), p(zs) in the forward model
+    the table is built on quadrature nodes zl_a, zs_b (weights w_a, v_b): per zl node the
+    zs-mixed rate T_a(g) = sum_b v_b [zs_b > zl_a] T(g; zl_a, zs_b) (``T_zl``, with n_bkg
+    converted at zl_a), and since the galaxy properties g do not depend on zl,
+
+        A(eta) = sum_a w_a E_g[1 - exp(-T_a(g))] = E_g[1 - exp(-T_eff(g))],
+        T_eff = -log(sum_a w_a exp(-T_a)),
+
+    an eta-independent effective rate: A(eta) costs one quadrature, as with fixed redshifts.
+    :meth:`rate` gives the zs-mixed rate at a galaxy's own zl (Lagrange interpolation of log T_a
+    across the zl nodes: at fixed galaxy properties the rate -- sources per arcsec^2 times the
+    caustic's solid angle -- changes slowly and smoothly with zl).
+
     Unlike the Monte-Carlo bank (:class:`SelectionBank`), the result is a smooth deterministic
     function of eta: no importance-sampling noise, which for N lenses enters log L as
     N x (relative error of A) and biased 6-D posteriors of ~500 lenses by 3-4 sigma with a 2e5
@@ -163,7 +187,9 @@ class SelectionQuadrature(Selection):
     Performance
     -----------
     About 3 ms per eta on one core (~160 000 interpolations of the table); eta batches are spread
-    over OpenMP threads (``benchmarks/bench_selection.py``).
+    over OpenMP threads (``benchmarks/bench_selection.py``). The same with redshift distributions
+    (one quadrature of the effective rate; ``benchmarks/redshift_recovery.py``); building their
+    table costs one fixed-redshift table per (zl, zs) node pair (9 with the default 3 x 3 nodes).
 
     Precision
     ---------
@@ -180,7 +206,7 @@ class SelectionQuadrature(Selection):
     True
     """
 
-    def __init__(self, T, axes: dict, config: dict, *, n_threads: int | None = None):
+    def __init__(self, T, axes: dict, config: dict, *, T_zl=None, n_threads: int | None = None):
         self.T = np.ascontiguousarray(T, dtype=float)
         self.axes = {k: tuple(float(v) for v in axes[k]) for k in AXIS_NAMES}
         self.config = dict(config)
@@ -192,8 +218,22 @@ class SelectionQuadrature(Selection):
             raise ValueError(f"selection table has shape {self.T.shape}, its axes need {shape}")
         if not np.all(np.isfinite(self.T) & (self.T >= 0)):
             raise ValueError("selection table has negative or non-finite rates")
-        with np.errstate(divide="ignore"):
-            self._logT = np.ascontiguousarray(np.where(self.T > 0, np.log(np.where(self.T > 0, self.T, 1.0)), -np.inf))
+        self._logT = _log_table(self.T)
+        rn = self.config.get("redshift_nodes")
+        self.T_zl = None
+        if rn is not None:
+            if T_zl is None:
+                raise ValueError("a selection table with redshift distributions needs its per-zl-node rates T_zl")
+            self.T_zl = np.ascontiguousarray(T_zl, dtype=float)
+            if self.T_zl.shape != (len(rn["zl"]),) + shape:
+                raise ValueError(f"T_zl has shape {self.T_zl.shape}, expected {(len(rn['zl']),) + shape}")
+            if not np.all(np.isfinite(self.T_zl) & (self.T_zl >= 0)):
+                raise ValueError("selection table T_zl has negative or non-finite rates")
+            self._logT_zl = [_log_table(t) for t in self.T_zl]
+            self._zl_nodes = np.asarray(rn["zl"], dtype=float)
+            self._zl_weights = np.asarray(rn["zl_weights"], dtype=float)
+            self._zl_nbkg = np.asarray(rn["nbkg_kpc2"], dtype=float)
+        self._mean_table = None
         self._start = np.array([self.axes[k][0] for k in AXIS_NAMES])
         self._step = np.array([self.axes[k][2] for k in AXIS_NAMES])
         fm = self.forward_model
@@ -228,12 +268,19 @@ class SelectionQuadrature(Selection):
         w = 0.5 * (hi - lo) * self._wg[None, :] * np.exp(lp)
         return np.ascontiguousarray(g), np.ascontiguousarray(np.where(np.isfinite(w), w, 0.0))
 
-    def _quad(self, eta):
-        """(n, 2): E[T] and E[1 - exp(-T)] per eta row; and the "one eta" flag."""
+    def _quad(self, eta, mean: bool = False):
+        """(n, 2): E[T] and E[1 - exp(-T)] per eta row; and the "one eta" flag. ``mean``: integrate
+        the zl-averaged rate sum_a w_a T_a instead of T_eff (for E[T] with redshift distributions)."""
         e, scalar = eta_batch(eta)
         g, wg = self._gamma_nodes(e)
         lo, hi = self.forward_model.halo_support
-        out = _selection.quad_selection(self.kernel, self.T, self._logT, self._start, self._step, self._M, self._wM,
+        T, LT = self.T, self._logT
+        if mean and self.T_zl is not None:
+            if self._mean_table is None:
+                tm = np.ascontiguousarray(np.tensordot(self._zl_weights, self.T_zl, axes=1))
+                self._mean_table = (tm, _log_table(tm))
+            T, LT = self._mean_table
+        out = _selection.quad_selection(self.kernel, T, LT, self._start, self._step, self._M, self._wM,
                                         self._tR, self._wR, self._tH, self._wH, lo, hi, g, wg, e, self.n_threads)
         if np.isnan(out).any():                  # a nan table coordinate (inf - inf of a huge eta)
             i = int(np.argmax(np.isnan(out).any(axis=1)))
@@ -248,13 +295,16 @@ class SelectionQuadrature(Selection):
         return float(out[0, 1]) if scalar else out[:, 1]
 
     def expected_sources(self, eta):
-        """E[T]: the expected number of detected sources per galaxy."""
-        out, scalar = self._quad(eta)
+        """E[T]: the expected number of detected sources per galaxy (averaged over p(zl), p(zs))."""
+        out, scalar = self._quad(eta, mean=True)
         return float(out[0, 0]) if scalar else out[:, 0]
 
-    def rate(self, logM_star, logRe, logM_halo, gamma_in) -> np.ndarray:
+    def rate(self, logM_star, logRe, logM_halo, gamma_in, *, zl=None) -> np.ndarray:
         """The tabulated selection rate T at arbitrary galaxies (same interpolation as A; clamped to
         the table's range in logM*, logRe and gamma_in, 0 outside the halo support).
+
+        With redshift distributions it is the zs-mixed rate at the galaxies' own lens redshift
+        ``zl`` (required then): the per-node rates interpolated across the zl nodes (class notes).
 
         Examples
         --------
@@ -263,16 +313,46 @@ class SelectionQuadrature(Selection):
         >>> sq.rate([11.5], [0.9], [18.0], [1.0])
         array([0.])
         """
-        a = [np.ascontiguousarray(np.ravel(v), dtype=float) for v in np.broadcast_arrays(logM_star, logRe,
-                                                                                        logM_halo, gamma_in)]
-        out = _selection.interp_rate(self.T, self._logT, self._start, self._step, *a)
+        shape = np.broadcast_shapes(*(np.shape(v) for v in (logM_star, logRe, logM_halo, gamma_in)))
+        a = [np.ascontiguousarray(np.ravel(np.broadcast_to(v, shape)), dtype=float)
+             for v in (logM_star, logRe, logM_halo, gamma_in)]
+        if self.T_zl is None:
+            out = _selection.interp_rate(self.T, self._logT, self._start, self._step, *a)
+        else:
+            if zl is None and not isinstance(self.forward_model.zl, float):
+                raise ValueError("this selection table integrates over p(zl): rate() needs the lens redshift zl")
+            z = as_float_array("zl", self.forward_model.zl if zl is None else zl, lo=0.0, lo_open=True)
+            z = np.ravel(np.broadcast_to(z, shape))
+            r = np.stack([_selection.interp_rate(t, lt, self._start, self._step, *a)
+                          for t, lt in zip(self.T_zl, self._logT_zl)])
+            out = self._interp_zl(r, z)
         lo, hi = self.forward_model.halo_support
         out[~((a[2] >= lo) & (a[2] <= hi))] = 0.0
-        return out.reshape(np.shape(np.broadcast_arrays(logM_star, logRe, logM_halo, gamma_in)[0]))
+        return out.reshape(shape)
+
+    def _interp_zl(self, r: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Rates r (n_zl, n) at the zl nodes -> rates at lens redshifts z (n,): Lagrange
+        interpolation in zl of log r where every node rate is > 0, of r elsewhere (at the edge of
+        the lensing region). In angular units (sources per arcsec^2 over the caustic's solid
+        angle) the rate of a galaxy changes slowly with zl; see :meth:`rate` for the accuracy."""
+        zn = self._zl_nodes
+        if len(zn) == 1:
+            return r[0].copy()
+        L = np.ones((len(zn), len(z)))
+        for a in range(len(zn)):
+            for b in range(len(zn)):
+                if b != a:
+                    L[a] *= (z - zn[b]) / (zn[a] - zn[b])
+        pos = np.all(r > 0, axis=0)
+        with np.errstate(divide="ignore"):
+            lr = np.log(np.where(pos[None, :], r, 1.0))
+        return np.where(pos, np.exp(np.sum(L * lr, axis=0)), np.maximum(np.sum(L * r, axis=0), 0.0))
 
     def save(self, path) -> Path:
         with atomic_h5(path) as f:
             f.create_dataset("T", data=self.T, compression="gzip")
+            if self.T_zl is not None:
+                f.create_dataset("T_zl", data=self.T_zl, compression="gzip")
             write_attrs(f, dict(kind="sl_cy.selection_table", axes=self.axes, config=self.config,
                                 config_hash=self.config_hash))
         return Path(path)
@@ -287,11 +367,22 @@ class SelectionQuadrature(Selection):
                 raise ValueError(f"{path} is not an sl_cy selection table")
             if expected_hash is not None and a.get("config_hash") != expected_hash:
                 raise ValueError(f"{path} was built for another configuration")
-            return cls(f["T"][()], a["axes"], a["config"])
+            return cls(f["T"][()], a["axes"], a["config"], T_zl=f["T_zl"][()] if "T_zl" in f else None)
 
 
-def selection_table_config(forward_model: ForwardModel | None = None, axes=None, n_beta=8, k_n_mu=601) -> dict:
-    """The configuration (and cache key) of the selection-rate table of a forward model."""
+def _log_table(T: np.ndarray) -> np.ndarray:
+    """log T, -inf where T = 0 (C-contiguous, for the compiled interpolation)."""
+    with np.errstate(divide="ignore"):
+        return np.ascontiguousarray(np.where(T > 0, np.log(np.where(T > 0, T, 1.0)), -np.inf))
+
+
+def selection_table_config(forward_model: ForwardModel | None = None, axes=None, n_beta=8, k_n_mu=601, *,
+                           n_zl: int | None = None, n_zs: int | None = None) -> dict:
+    """The configuration (and cache key) of the selection-rate table of a forward model.
+
+    ``n_zl``, ``n_zs``: quadrature nodes of p(zl), p(zs) (default :data:`REDSHIFT_NODES`; one
+    node for a fixed redshift). A fixed-redshift forward model gives the configuration of earlier
+    versions (same hash, so cached tables stay valid)."""
     fm = as_forward_model(forward_model)
     axes = dict(selection_table_axes(fm) if axes is None else axes)
     if set(axes) != set(AXIS_NAMES):
@@ -299,16 +390,27 @@ def selection_table_config(forward_model: ForwardModel | None = None, axes=None,
     for k, (lo, hi, st) in axes.items():
         if not (st > 0 and hi > lo):
             raise ValueError(f"axis {k}: need start < stop and step > 0, got {(lo, hi, st)}")
-    return dict(schema=SELECTION_TABLE_VERSION, forward_model=fm.to_dict(), nbkg_kpc2=fm.nbkg_kpc2,
-                axes={k: [float(v) for v in axes[k]] for k in AXIS_NAMES}, n_beta=int(n_beta),
-                k_table=dict(n_mu=int(k_n_mu)))
+    ax = {k: [float(v) for v in axes[k]] for k in AXIS_NAMES}
+    if fm.fixed_redshifts:
+        return dict(schema=SELECTION_TABLE_VERSION, forward_model=fm.to_dict(), nbkg_kpc2=fm.nbkg_kpc2, axes=ax,
+                    n_beta=int(n_beta), k_table=dict(n_mu=int(k_n_mu)))
+    nodes = {}
+    for name, dist, n in (("zl", fm.zl_dist, n_zl), ("zs", fm.zs_dist, n_zs)):
+        n = REDSHIFT_NODES[name] if n is None else n
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n_{name} must be a positive integer, got {n!r}")
+        z, w = dist.nodes(int(n))
+        nodes[name], nodes[f"{name}_weights"] = [float(v) for v in z], [float(v) for v in w]
+    nodes["nbkg_kpc2"] = [float(v) for v in np.atleast_1d(fm.nbkg_at(np.array(nodes["zl"])))]
+    return dict(schema=SELECTION_TABLE_VERSION_Z, forward_model=fm.to_dict(), axes=ax, n_beta=int(n_beta),
+                k_table=dict(n_mu=int(k_n_mu)), redshift_nodes=nodes)
 
 
 def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | None = None, zs: float | None = None,
                           c_halo: float | None = None, model: str | None = None, axes: dict | None = None,
                           n_beta: int = 8, n_jobs=1, executor=None, cosmo=None, cache: bool = True,
-                          cache_dir=None, progress=False, forward_model: ForwardModel | None = None
-                          ) -> SelectionQuadrature:
+                          cache_dir=None, progress=False, forward_model: ForwardModel | None = None,
+                          n_zl: int | None = None, n_zs: int | None = None) -> SelectionQuadrature:
     """Tabulate the selection rate T and return the deterministic A(eta) (:class:`SelectionQuadrature`).
 
     Parameters
@@ -322,6 +424,10 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
         (start, stop, step) per axis (default :func:`selection_table_axes`).
     n_beta : int
         Gauss-Legendre nodes of the area average over source positions.
+    n_zl, n_zs : int, optional
+        Quadrature nodes of p(zl), p(zs) of a forward model with redshift distributions
+        (default :data:`REDSHIFT_NODES`; the build costs one fixed-redshift table per (zl, zs)
+        node pair with zs > zl).
     n_jobs, executor :
         Parallelism over logM* slices (:func:`sl_cy.parallel.map_chunks`).
     cache : bool
@@ -346,7 +452,7 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
     True
     """
     fm = as_forward_model(forward_model, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmology=cosmo)
-    cfg = selection_table_config(fm, axes, n_beta)
+    cfg = selection_table_config(fm, axes, n_beta, n_zl=n_zl, n_zs=n_zs)
     h = config_hash(cfg)
     from sl_cy.cache import cache_path, load_or_build
 
@@ -376,21 +482,38 @@ def _build_table(cfg, fm, n_beta, n_jobs, executor, progress) -> SelectionQuadra
     u = 0.5 * (1.0 - np.cos(np.pi * v))
     w = wv * 0.5 * np.pi * np.sin(np.pi * v)     # du = (pi / 2) sin(pi v) dv; (0.5 * w) sums to 1
     bu = np.sqrt(u)
-    tasks = [_TableTask(i, float(x), (ax["logRe"], ax["logM_halo"], ax["gamma_in"]), bu, fm.zl, fm.zs,
-                        fm.c_halo, fm.cosmology) for i, x in enumerate(ax["logM_star"])]
+    rn = cfg.get("redshift_nodes")
+    if rn is None:         # fixed redshifts: one node pair of weight 1 (the table of earlier versions)
+        pairs, nbkg = [(0, fm.zl, fm.zs, 1.0)], [cfg["nbkg_kpc2"]]
+    else:                  # (zl node, zs node) pairs with the source behind the lens, weighted by p(zs)
+        pairs = [(a, za, zb, wb) for a, za in enumerate(rn["zl"]) for zb, wb in zip(rn["zs"], rn["zs_weights"])
+                 if zb > za]
+        nbkg = rn["nbkg_kpc2"]
+    n_m = len(ax["logM_star"])
+    tasks = [_TableTask(p * n_m + i, float(x), (ax["logRe"], ax["logM_halo"], ax["gamma_in"]), bu, zl_, zs_,
+                        fm.c_halo, fm.cosmology) for p, (_, zl_, zs_, _) in enumerate(pairs)
+             for i, x in enumerate(ax["logM_star"])]
     kt = _ktable_for(fm.survey, cfg["k_table"]["n_mu"])
-    T = np.zeros(tuple(len(a) for a in ax.values()))
+    T_zl = np.zeros((1 if rn is None else len(rn["zl"]),) + tuple(len(a) for a in ax.values()))
     for r in map_chunks(_table_row, tasks, n_jobs=n_jobs, executor=executor, progress=progress,
                         desc="selection table"):
         K = np.zeros(r["mu_A"].shape)
         ok = r["ok"]
         if ok.any():
             K[ok] = kt(r["mu_A"][ok], r["mu_B"][ok])
-        T[r["index"]] = math.pi * r["y_caustic"] ** 2 * cfg["nbkg_kpc2"] * (K @ (0.5 * w))
-    return SelectionQuadrature(T, {k: cfg["axes"][k] for k in AXIS_NAMES}, cfg)
+        a, _, _, wb = pairs[r["index"] // n_m]
+        T_zl[a, r["index"] % n_m] += wb * (math.pi * r["y_caustic"] ** 2 * nbkg[a] * (K @ (0.5 * w)))
+    axes_ = {k: cfg["axes"][k] for k in AXIS_NAMES}
+    if rn is None:
+        return SelectionQuadrature(T_zl[0], axes_, cfg)
+    # T_eff = -log(sum_a w_a exp(-T_a)) = -log1p(sum_a w_a expm1(-T_a)) (exact for small T)
+    s = np.tensordot(np.asarray(rn["zl_weights"]), np.expm1(-T_zl), axes=1)
+    T_eff = -np.log1p(np.maximum(s, -1.0 + 2.0 ** -52))        # <= 36: 1 - exp(-T_eff) = 1 to 1e-16
+    return SelectionQuadrature(T_eff, axes_, cfg, T_zl=T_zl)
 
 
-def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=None) -> SelectionQuadrature:
+def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=None, n_zl=None,
+                  n_zs=None) -> SelectionQuadrature:
     """The default A(eta) engine of a forward model: its :class:`SelectionQuadrature`, built once
     (~25 s on two cores) and then loaded from the cache (``$SL_CY_CACHE_DIR`` or ``~/.cache/sl_cy``).
 
@@ -399,6 +522,8 @@ def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=Non
     forward_model : ForwardModel or its dict, optional (default ``ForwardModel()``)
     n_jobs : int
         Processes for a first build (-1: all cores).
+    n_zl, n_zs : int, optional
+        Redshift quadrature nodes (:func:`build_selection_table`).
     progress : bool, optional
         Progress bar of a first build (default: when attached to a terminal).
 
@@ -411,4 +536,4 @@ def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=Non
     if progress is None:
         progress = sys.stderr.isatty()
     return build_selection_table(forward_model=as_forward_model(forward_model), n_jobs=n_jobs, progress=progress,
-                                 cache_dir=cache_dir)
+                                 cache_dir=cache_dir, n_zl=n_zl, n_zs=n_zs)
