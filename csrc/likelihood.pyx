@@ -32,7 +32,7 @@ cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, isfinite, INFINITY
 from scipy.special.cython_special cimport log_ndtr
-from sl_cy._numerics cimport SQRT2, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h
+from sl_cy._numerics cimport SQRT2, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h, resolve_threads
 from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z,
                                 gamma_log_pdf, gamma_log_norm as _gamma_log_norm)
 
@@ -144,7 +144,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                    const int[::1] kg, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
-                   int n_threads=1):
+                   n_threads=1):
     """Per-lens log p(d_i | eta) for a batch of eta.
 
     Parameters
@@ -166,8 +166,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         (mu_star, sigma_star, a_skew, mu_R0, beta_R, sigma_R, xi_h, sigma_obs, pivot).
     gamma_lo, gamma_hi : float
         Support of the truncated gamma law.
-    n_threads : int
-        OpenMP threads.
+    n_threads : int or None
+        OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
 
     Returns
     -------
@@ -188,6 +188,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef PopModel pm
     cdef EtaC* ec
     cdef double lnorm
+    cdef int nt = resolve_threads(n_threads)
     if eta.shape[1] != 6:
         raise ValueError(f"eta must have 6 columns, got {eta.shape[1]}")
     if logRe.shape[0] != nl or m_obs.shape[0] != nl:
@@ -236,7 +237,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                 lnorm = _gamma_log_norm(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi)
                 for k in range(ng):
                     lg[r, k] = gamma_log_pdf(&pm, <EtaC*>&eta[r, 0], gamma_axis[k], lnorm)
-        for t in prange(ne * nl, schedule="guided", num_threads=max(n_threads, 1)):
+        for t in prange(ne * nl, schedule="guided", num_threads=nt):
             r = t // nl
             i = t - r * nl
             if not ok[r]:

@@ -260,7 +260,7 @@ cdef void _build_row(double g, double u0, double du, int nx,
         lnm3[i] = log(m3)
 
 
-def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, int n_threads=0, int j0=0):
+def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, n_threads=None, int j0=0):
     """Build the gNFW tables ln sigma, ln m2, ln m3 on a (g, ln x) grid by quadrature.
 
     Parameters
@@ -269,8 +269,8 @@ def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx,
         gamma_in grid ``g0 + j dg``, ``j0 <= j < j0 + ng``.
     u0, du, nx : float, float, int
         ln x grid ``u0 + i du``, i < nx.
-    n_threads : int
-        OpenMP threads (0: all cores).
+    n_threads : int or None
+        OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
     j0 : int
         First row: a block of rows equals the same rows of the whole table bit for bit (so the
         table can be built block by block, answering Ctrl-C between blocks).
@@ -484,7 +484,7 @@ def ensure_gnfw_table(bint use_cache=True):
 
     def build():
         # built in blocks of rows (~0.1 s each on one core) so that a Ctrl-C is answered between them
-        blocks = [build_gnfw_table(g0, dg, min(8, ng - j), u0, du, nx, 0, j) for j in range(0, ng, 8)]
+        blocks = [build_gnfw_table(g0, dg, min(8, ng - j), u0, du, nx, None, j) for j in range(0, ng, 8)]
         return tuple(np.ascontiguousarray(np.concatenate([b[k] for b in blocks])) for k in range(3))
 
     def save(arrs, path):

@@ -263,7 +263,7 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank-out", default=None, help="also save the bank to this HDF5 file")
     p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
-    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
+    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1; -1: all cores)")
     p.add_argument("--engine", choices=["quadrature", "bank"], default="quadrature",
                    help="A(eta) engine: the deterministic quadrature (default) or a Monte-Carlo bank of --n-bank")
     _add_forward_model_options(p, eta=False)
@@ -339,6 +339,30 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
                    help="write corner.png, traces.png, log_prob.png (default)")
     g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on this dask cluster (tcp://host:8786, or a scheduler file *.json): each worker reads its "
+                        "shard of the lenses' grids itself (sl_cy.distributed)")
+    d.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a dask LocalCluster of N worker processes for this command (closed at the end)")
+
+
+def _dask(args):
+    """The dask client of --scheduler / --dask-workers (a context manager; yields None without them)."""
+    import contextlib
+
+    if args.scheduler is None and args.dask_workers is None:
+        return contextlib.nullcontext()
+    try:
+        from sl_cy.distributed import dask_client
+    except ImportError as exc:
+        raise ValueError(f"--scheduler / --dask-workers need dask.distributed ({exc}): pip install 'sl_cy[dask]'") \
+            from None
+    return dask_client(args.scheduler, args.dask_workers)
 
 
 def _run_config(args):
@@ -496,9 +520,11 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
 
     try:
         mock_kwargs = _mock_kwargs(args)
-        run_pipeline(args.n_galaxy, config=_run_config(args), sim_id=args.sim_id, root=args.out,
-                     progress=not args.no_progress, overwrite=args.overwrite, confirm=_ask if args.interact else None,
-                     run_id=args.run_id, mock_kwargs=mock_kwargs, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            run_pipeline(args.n_galaxy, config=config, sim_id=args.sim_id, root=args.out, progress=not args.no_progress,
+                         overwrite=args.overwrite, confirm=_ask if args.interact else None, run_id=args.run_id,
+                         mock_kwargs=mock_kwargs, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     return 0
@@ -525,9 +551,11 @@ def _cmd_infer(args) -> int:
         if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
             raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
                              "simulation's grids carry the forward model of its mock")
-        infer(args.sim_id, config=_run_config(args), observed=args.observed, unit=args.unit, root=args.out,
-              progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
-              forward_model=_forward_model(args) if args.observed else None, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            infer(args.sim_id, config=config, observed=args.observed, unit=args.unit, root=args.out,
+                  progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
+                  forward_model=_forward_model(args) if args.observed else None, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     return 0
@@ -554,6 +582,7 @@ def _add_rerun(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default=None, help="name of the new run folder (default run_<UTC time>)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
@@ -562,6 +591,7 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
                    help="new total number of MCMC steps (default the recorded one; larger extends the run)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _cmd_resume(args) -> int:
@@ -569,7 +599,9 @@ def _cmd_resume(args) -> int:
     from sl_cy.runs import RunLockedError
 
     try:
-        resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True)
+        with _dask(args) as client:
+            resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True,
+                   client=client)
     except _USER_ERRORS + (RunLockedError,) as exc:
         return _fail("sl-cy resume", exc)
     return 0
@@ -579,8 +611,9 @@ def _cmd_rerun(args) -> int:
     from sl_cy.pipeline import rerun
 
     try:
-        rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
-              verbose=True)
+        with _dask(args) as client:
+            rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
+                  verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy rerun", exc)
     return 0

@@ -301,7 +301,8 @@ class LikelihoodKernel:
     forward_model : ForwardModel, optional
         Checked against the grids' (:class:`sl_cy.forward.ForwardModelMismatch` if different).
     n_threads : int, optional
-        OpenMP threads (default: all available cores).
+        OpenMP threads (default None: all available cores; -1 the same; see
+        :func:`sl_cy.parallel.resolve_n_threads`).
 
     Attributes
     ----------
@@ -383,9 +384,9 @@ class LikelihoodKernel:
         self.n_points = int(self.offsets[-1])
         self.grid_shape = (n_mh, n_g)
         self._model = _model_tuple(fm)
-        from sl_cy.parallel import available_cores
+        from sl_cy.parallel import resolve_n_threads
 
-        self.n_threads = int(n_threads or available_cores())
+        self.n_threads = resolve_n_threads(n_threads)
 
     def per_lens(self, eta) -> np.ndarray:
         """log p(d_i | eta) per lens: eta (6,) -> (n_lens,), (n, 6) -> (n, n_lens)."""

@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from sl_cy import _photometry
 from sl_cy.photometry import (PhotometryModel, fphot, get_photometry_model, mag_likelihood,
                               selection_function, source_mag_pdf)
+from sl_cy.testing import source_law_log_norm_quadrature
 
 DATA = Path(__file__).parent / "data" / "physics_cases.json"
 M_LIM, SIGMA_M, M_STAR, ALPHA_S, M_MIN, M_MAX = 26.5, 0.1, 24.5, -1.3, 20.0, 30.0
@@ -102,6 +106,69 @@ def test_source_law_normalised_and_matches_formula():
     assert np.allclose(source_mag_pdf(m), np.exp(_log_law_unnorm(m) - LOG_Z), rtol=1e-12, atol=0)
     assert source_mag_pdf(19.99) == 0.0 and source_mag_pdf(30.01) == 0.0
     assert source_mag_pdf(35.0, log=True) == -np.inf
+
+
+# --------------------------------------------------------------------------------------------
+# the analytic normalisation (incomplete gamma functions in log space) against quadrature
+# --------------------------------------------------------------------------------------------
+_LAW = dict(alpha_s=st.floats(-10.0, 10.0), m_min=st.floats(10.0, 30.0),
+            log_width=st.floats(-3.0, 2.0),              # m_max - m_min in [1e-3, 100] mag
+            integer_alpha=st.booleans())
+
+
+def _law_case(alpha_s, m_min, log_width, integer_alpha):
+    # integer shapes s = alpha_s + 1 <= 0 are where Gamma(s) has its poles
+    return (float(round(alpha_s)) if integer_alpha else alpha_s), m_min, m_min + 10.0 ** log_width
+
+
+@settings(max_examples=300, deadline=None)
+@given(offset=st.floats(-60.0, 5.0), **_LAW)
+def test_source_law_log_norm_vs_quadrature(offset, alpha_s, m_min, log_width, integer_alpha):
+    """The analytic normalisation equals the former composite Gauss-Legendre quadrature wherever
+    the latter resolves the law (m_star <= m_min + 5, L(m_min) <= 100), to its own error."""
+    a, lo, hi = _law_case(alpha_s, m_min, log_width, integer_alpha)
+    m_star = lo + offset
+    got = _photometry.source_law_log_norm(m_star, a, lo, hi)
+    want = source_law_log_norm_quadrature(m_star, a, lo, hi)
+    assert abs(got - want) <= 5e-14 * max(1.0, abs(want)), (got, want)
+
+
+@settings(max_examples=150, deadline=None)
+@given(offset=st.floats(-60.0, 40.0), **_LAW)
+def test_source_law_log_norm_vs_mpmath(offset, alpha_s, m_min, log_width, integer_alpha):
+    """Over the whole validated range (|alpha_s| <= 10, m_max - m_min <= 100, also a law that is a
+    narrow spike at a bright m_min, where quadrature on fixed panels fails), against mpmath's
+    generalised incomplete gamma function at 60 digits."""
+    mp = pytest.importorskip("mpmath")
+    a, lo, hi = _law_case(alpha_s, m_min, log_width, integer_alpha)
+    m_star = lo + offset
+    got = _photometry.source_law_log_norm(m_star, a, lo, hi)
+    with mp.workdps(60):
+        k = 2 * mp.log(10) / 5
+        s = mp.mpf(a) + 1
+        if s <= 0 and s == int(s):
+            s += mp.mpf(10) ** -45          # mpmath has no limit at the poles; 1e-45 is far below 1e-16
+        xa, xb = mp.exp(-k * (mp.mpf(hi) - m_star)), mp.exp(-k * (mp.mpf(lo) - m_star))
+        want = float(mp.log(mp.gammainc(s, xa, xb)) - mp.log(k))
+    assert abs(got - want) <= 5e-14 * max(1.0, abs(want)), (got, want)
+
+
+def test_source_law_log_norm_limits():
+    # (log of the normalisation: an absolute error is a relative one of the normalisation)
+    # exponent 1: int_a^b e^-x dx = e^-a - e^-b exactly; alpha_s = -1: int x^-1 e^-x dx = E1(a) - E1(b)
+    k = 0.4 * np.log(10.0)
+    La, Lb = 10 ** (-0.4 * (30.0 - 24.5)), 10 ** (-0.4 * (20.0 - 24.5))
+    assert _photometry.source_law_log_norm(24.5, 0.0, 20.0, 30.0) == pytest.approx(
+        np.log((np.exp(-La) - np.exp(-Lb)) / k), rel=0, abs=1e-14)
+    assert _photometry.source_law_log_norm(24.5, -1.0, 20.0, 30.0) == pytest.approx(
+        np.log((special.exp1(La) - special.exp1(Lb)) / k), rel=0, abs=1e-14)
+    # log space far into the tails: a law 820 mag brighter than its support (L > 1e308 on it)
+    # underflows to -inf (the photometry refuses it), one 30 mag brighter is still exact in log space
+    assert _photometry.source_law_log_norm(850.0, -1.3, 20.0, 30.0) == -np.inf
+    with pytest.raises(ValueError, match="cannot be normalised"):
+        PhotometryModel(m_star=850.0)
+    want = -10 ** (-0.4 * (30.0 - 54.5)) + (-0.3) * (-0.4 * np.log(10) * (30.0 - 54.5)) - np.log(k * 10 ** (-0.4 * (30.0 - 54.5)))
+    assert _photometry.source_law_log_norm(54.5, -1.3, 20.0, 30.0) == pytest.approx(want, rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def _config(config, settings: dict) -> RunConfig:
 
 def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, config=None, A=None, forward_model=None,
           zl=None, zs=None, logMh_grid=None, gamma_grid=None, run_id=None, progress=True, verbose=False, expect=None,
-          extra_params=None, **settings) -> RunResult:
+          extra_params=None, client=None, **settings) -> RunResult:
     """Infer eta from the grids of a simulation (or a user catalogue) into a reproducible run folder.
 
     Parameters
@@ -97,6 +97,9 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, config=
         Stored in ``params.json`` (e.g. the pipeline's mock settings).
     verbose : bool
         Print progress messages and where the artefacts went.
+    client : distributed.Client, optional
+        Evaluate the likelihood in lens shards on this dask cluster (:mod:`sl_cy.distributed`;
+        each worker reads its shard of ``grids.h5`` itself); the shards are released at the end.
 
     Returns
     -------
@@ -133,10 +136,14 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, config=
     cfg = _config(config, settings)
     prep = prepare(sim_id, cfg, observed=observed, unit=unit, root=root, out=out, A=A, forward_model=forward_model,
                    zl=zl, zs=zs, logMh_grid=logMh_grid, gamma_grid=gamma_grid, run_id=run_id, progress=progress,
-                   verbose=verbose, expect=expect, extra_params=extra_params)
-    folder = RunFolder.create(prep.d, prep.params, sim_id=prep.sim_id, started_utc=prep.started, tables=prep.tables,
-                              run_id=prep.run_id, step=0, nsteps=cfg.nsteps)
-    return sample_and_finish(prep, folder, resumed_from=None, t_start=t_start, progress=progress, verbose=verbose)
+                   verbose=verbose, expect=expect, extra_params=extra_params, client=client)
+    try:
+        folder = RunFolder.create(prep.d, prep.params, sim_id=prep.sim_id, started_utc=prep.started,
+                                  tables=prep.tables, run_id=prep.run_id, step=0, nsteps=cfg.nsteps)
+        return sample_and_finish(prep, folder, resumed_from=None, t_start=t_start, progress=progress, verbose=verbose)
+    finally:
+        if client is not None:
+            prep.post.kernel.close()              # free the workers' shards
 
 
 def _locate_grids(sim_id, *, observed, unit, zl, zs, root, mh_axis, g_axis, n_jobs, progress, forward_model):
@@ -165,10 +172,12 @@ def _check_walkers(cfg: RunConfig, kernel) -> None:
 
 def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=None, A=None, forward_model=None,
             zl=None, zs=None, logMh_grid=None, gamma_grid=None, run_id=None, progress=True, verbose=False,
-            expect=None, extra_params=None, resume_dir=None) -> Prepared:
+            expect=None, extra_params=None, resume_dir=None, client=None) -> Prepared:
     """Validate the inputs, load or build the tables and A(eta), and compose params.json (nothing of
-    the run folder is written; a catalogue's grids are, after every check). See :func:`infer`."""
-    from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, load_grids_hdf5, save_grids_hdf5
+    the run folder is written; a catalogue's grids are, after every check). See :func:`infer`; with a
+    dask ``client`` the grids stay on the workers (:class:`sl_cy.distributed.ShardedKernel`)."""
+    from sl_cy.distributed import LensShard, ShardedKernel
+    from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, save_grids_hdf5
     from sl_cy.likelihood import LikelihoodKernel, Posterior, _check_redshifts
     from sl_cy.runs import RunFolder, new_run_id, run_dir, utc_now
 
@@ -192,8 +201,13 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
         raise ValueError(f"the recorded sim_id/run_id give {d}, not the folder {resume_dir} being resumed")
     if expect and catalogue and expect.get("catalogue_sha256") not in (None, catalogue["sha256"]):
         raise ValueError(f"catalogue {catalogue['path']} changed since the run (sha256 differs)")
-    grids = new_grids if new_grids is not None else load_grids_hdf5(gpath)
-    kernel = LikelihoodKernel(grids, selection=cfg.use_selection, n_threads=cfg.n_jobs)   # validates the lenses
+    grids = new_grids                             # a catalogue's, in memory; a simulation's stay in grids.h5:
+    if grids is not None:
+        kernel = LikelihoodKernel(grids, selection=cfg.use_selection, n_threads=cfg.n_jobs)   # validates the lenses
+    elif client is not None:                      # each dask worker reads its shard (the client loads no grid)
+        kernel = ShardedKernel(gpath, client, selection=cfg.use_selection)
+    else:                                         # read and compacted block by block (~32 kB per lens held)
+        kernel = LensShard(gpath, selection=cfg.use_selection, n_threads=cfg.n_jobs)
     if cfg.use_selection:
         _check_redshifts(kernel)                  # before any file is written
     _check_walkers(cfg, kernel)
@@ -201,6 +215,8 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
     if new_grids is not None:
         gpath.parent.mkdir(parents=True, exist_ok=True)
         save_grids_hdf5(gpath, new_grids, attrs=new_attrs)
+        if client is not None:
+            kernel = ShardedKernel(gpath, client, selection=cfg.use_selection)
     gattrs = grids_attrs(gpath)
     if expect and expect.get("grids_key") not in (None, gattrs.get("config", {}).get("key")):
         raise ValueError(f"{gpath} was re-tabulated since the run (grids key differs); cannot reproduce it")
@@ -218,7 +234,7 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
         selection=selection, prior=prior_to_dict(post.prior), fixed=dict(post.prior.fixed),
         free_names=list(post.free_names), model=fm.model, forward_model=fm.to_dict(),
         grids=dict(file=str(gpath.resolve()), relative=str(Path("data", "tables", sim_id, gpath.name)),
-                   sha256=grids_sha, key=gcfg.get("key"), n_lenses=len(grids), logMh_axis=gattrs["_logMh_axis"],
+                   sha256=grids_sha, key=gcfg.get("key"), n_lenses=kernel.n_lenses, logMh_axis=gattrs["_logMh_axis"],
                    gamma_axis=gattrs["_gamma_axis"], quadrature=gcfg.get("quadrature"),
                    adaptive_step=gcfg.get("adaptive_step")),
         truth=const["truth"], package_version=__version__, **dict(extra_params or {}))
@@ -335,7 +351,8 @@ def run_posterior(run_path):
     return prep.post
 
 
-def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False) -> RunResult:
+def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None, verbose: bool = False,
+          client=None) -> RunResult:
     """Run an inference again from its ``params.json``; the same seed gives the identical chain.
 
     Parameters
@@ -351,6 +368,8 @@ def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     verbose : bool
+    client : distributed.Client, optional
+        As in :func:`infer`.
 
     Returns
     -------
@@ -377,7 +396,7 @@ def rerun(run_path, *, out=None, run_id=None, progress: bool = True, n_jobs=None
     kw = _tables_kwargs(p, _tables_root(d, p))
     kw["extra_params"]["rerun_of"] = str(d.resolve())
     return infer(p["sim_id"], config=cfg, out=out if out is not None else d.resolve().parents[2], run_id=run_id,
-                 progress=progress, verbose=verbose, **kw)
+                 progress=progress, verbose=verbose, client=client, **kw)
 
 
 def _tables_root(d: Path, p: dict) -> Path:
@@ -422,7 +441,8 @@ def _chain_mismatch(old: dict, new: dict) -> str | None:
     return None
 
 
-def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose: bool = False) -> RunResult:
+def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose: bool = False,
+           client=None) -> RunResult:
     """Continue an interrupted or killed run to its requested total of steps and finish it.
 
     The chain is continued from its last finished step with the sampler's recorded random state,
@@ -442,6 +462,8 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     progress, verbose : bool
+    client : distributed.Client, optional
+        As in :func:`infer` (the chain continues identically: the sums only change order).
 
     Returns
     -------
@@ -496,7 +518,7 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
             print(f"resuming {d} ({before}, {rec.steps} of {total} steps in the chain"
                   + (f"; to repair: {'; '.join(fix)}" if fix else "") + ")", flush=True)
         prep = prepare(p["sim_id"], cfg, out=d.parents[2], run_id=d.name, progress=progress, verbose=verbose,
-                       resume_dir=d, **_tables_kwargs(p, _tables_root(d, p)))
+                       resume_dir=d, client=client, **_tables_kwargs(p, _tables_root(d, p)))
         why = _chain_mismatch(p, prep.params)
         if why is not None:
             raise ValueError(f"cannot resume {d}: {why} changed since the run, so the continued chain would not be "
@@ -511,7 +533,11 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
     except BaseException:
         folder.unlock()
         raise
-    return sample_and_finish(prep, folder, resumed_from=rec.steps, t_start=t_start, progress=progress,
-                              verbose=verbose)
+    try:
+        return sample_and_finish(prep, folder, resumed_from=rec.steps, t_start=t_start, progress=progress,
+                                 verbose=verbose)
+    finally:
+        if client is not None:
+            prep.post.kernel.close()              # free the workers' shards
 
 

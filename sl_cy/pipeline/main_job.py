@@ -15,7 +15,7 @@ __all__ = ["run_pipeline"]
 
 def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".", config=None, overwrite=False,
                  confirm: Callable[[str], bool] | None = None, run_id=None, mock_kwargs: Mapping | None = None,
-                 progress=True, verbose=True, **settings) -> RunResult:
+                 progress=True, verbose=True, client=None, **settings) -> RunResult:
     """Simulate -> tabulate -> A(eta) -> MCMC -> summaries, plots and run file (``sl-cy run``).
 
     Parameters
@@ -44,6 +44,9 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
         Passed to :func:`sl_cy.mock.simulate_mock` (eta, detection, nbkg, zl, zs, model, ...).
     verbose : bool
         Print each stage and where each artefact went.
+    client : distributed.Client, optional
+        Run the mock and the tabulation on this dask cluster, and the likelihood in lens shards
+        on its workers (:func:`infer`).
 
     Returns
     -------
@@ -82,18 +85,19 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
     say = print if verbose else (lambda *a, **k: None)
     if _regenerate(mock_path, chash, overwrite, confirm):
         say(f"[1-2/4] simulate {n_galaxy} galaxies (seed {seed}) and tabulate -> {d}", flush=True)
-        generate_and_save_mock_tabulate(n_galaxy, seed, sim_id, root=root, n_jobs=n_jobs, show_progress=bool(progress),
-                                        **mk)
+        generate_and_save_mock_tabulate(n_galaxy, seed, sim_id, root=root, n_jobs=n_jobs, executor=client,
+                                        show_progress=bool(progress), **mk)
     else:
         say(f"[1/4] re-using mock {mock_path}", flush=True)
         if grids_up_to_date(grids_path, chash, logMh_grid=DEFAULT_LOGMH_GRID, gamma_grid=DEFAULT_GAMMA_GRID):
             say(f"[2/4] re-using grids {grids_path}", flush=True)
         else:
             say(f"[2/4] tabulate -> {grids_path}", flush=True)
-            tabulate_sim(sim_id, root, n_jobs=n_jobs, show_progress=bool(progress), overwrite=True)
+            tabulate_sim(sim_id, root, n_jobs=n_jobs, executor=client, show_progress=bool(progress), overwrite=True)
     say("[3/4] A(eta) and [4/4] MCMC", flush=True)
     pipe = dict(pipeline=dict(n_galaxy=n_galaxy, mock_seed=seed, mock_config_hash=chash, mock_kwargs=mk))
-    res = infer(sim_id, root=root, config=cfg, progress=progress, run_id=run_id, extra_params=pipe, verbose=verbose)
+    res = infer(sim_id, root=root, config=cfg, progress=progress, run_id=run_id, extra_params=pipe, verbose=verbose,
+                client=client)
     res.files = {"mock.h5": mock_path, **res.files}
     res.wall_time_s = time.perf_counter() - t0
     if verbose:

@@ -41,12 +41,24 @@ class Prepared:
     params: dict
     tables: dict
     post: object
-    grids: list
+    grids: list | None                 # None when the grids stay on dask workers (sl_cy.distributed)
     gpath: Path
     const: dict
     selection: dict
     A_call: object
     eta: bool
+
+
+def _observed(prep: Prepared) -> pd.DataFrame:
+    """The lenses' observed table: from the grids in memory, else read alone from ``grids.h5``."""
+    if prep.grids is not None:
+        return pd.DataFrame([g.observed for g in prep.grids])
+    import h5py
+
+    from sl_cy.io import read_dataframe
+
+    with h5py.File(prep.gpath, "r") as f:
+        return read_dataframe(f["observed"])
 
 
 def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress, verbose) -> RunResult:
@@ -67,7 +79,7 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
         backend = JournaledHDFBackend(d / CHAIN_FILE, name="mcmc")
         if verbose:
             what = f"resuming at step {resumed_from} of {nsteps}" if resumed_from is not None else f"{nsteps} steps"
-            print(f"MCMC: {nwalkers} walkers, {what}, over {post.free_names}, {len(prep.grids)} lenses, "
+            print(f"MCMC: {nwalkers} walkers, {what}, over {post.free_names}, {post.n_lenses} lenses, "
                   f"selection {'on' if prep.eta else 'off'} -> {d / CHAIN_FILE}", flush=True)
         t0 = time.perf_counter()
         ig = params.get("initial_guess")
@@ -93,7 +105,7 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
         meta = dict(sim_id=prep.sim_id, run_id=prep.run_id, package_version=__version__, tables=prep.tables,
                     started_utc=folder.metadata.get("started_utc", prep.started))
         write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=prep.const["truth"],
-                       samples=prep.const["lenses"], observed=pd.DataFrame([g.observed for g in prep.grids]), grids_path=params["grids"]["relative"],
+                       samples=prep.const["lenses"], observed=_observed(prep), grids_path=params["grids"]["relative"],
                        chain=sampler.get_chain(), log_prob=sampler.get_log_prob(),
                        acceptance=sampler.acceptance_fraction, exports=exports)
         from sl_cy.arviz_export import POSTERIOR_NC, add_arviz_columns, run_inference_data, write_posterior_nc

@@ -151,6 +151,8 @@ class SelectionQuadrature(Selection):
     config : dict
         What the table was built with (incl. ``forward_model``).
     n_threads : int, optional
+        OpenMP threads (default None: all available cores; -1 the same;
+        :func:`sl_cy.parallel.resolve_n_threads`).
 
     Attributes
     ----------
@@ -206,9 +208,9 @@ class SelectionQuadrature(Selection):
         self._wR = wR / math.sqrt(2 * math.pi)
         self._tH, self._wH = np.polynomial.legendre.leggauss(N_NODES["logM_halo"])
         self._tg, self._wg = np.polynomial.legendre.leggauss(N_NODES["gamma"])
-        from sl_cy.parallel import available_cores
+        from sl_cy.parallel import resolve_n_threads
 
-        self.n_threads = int(n_threads or available_cores())
+        self.n_threads = resolve_n_threads(n_threads)
 
     def __repr__(self) -> str:
         return f"SelectionQuadrature(table {self.T.shape}, hash {self.config_hash[:10]})"

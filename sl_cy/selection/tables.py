@@ -216,8 +216,8 @@ def compute_Aeta_grid(engine, axes: dict, fixed=None, *, n_threads: int = 1, blo
         Any subset of :data:`ETA_NAMES` (stored in eta order).
     fixed : Eta, dict or (6,), optional
         Values of the other components (default :data:`DEFAULT_ETA`; a dict updates it).
-    n_threads : int
-        OpenMP threads of a bank engine (values identical for any number).
+    n_threads : int or None
+        OpenMP threads of a bank engine (-1 or None: all cores; values identical for any number).
     block : int
         Grid points per engine call.
 
