@@ -315,6 +315,14 @@ def run_inference_data(run_dir, params: Mapping, posterior, *, discard=None, thi
     be = emcee.backends.HDFBackend(str(chain_file), name="mcmc", read_only=True)
     chain, lp = be.get_chain(), be.get_log_prob()
     disc = min(int(params["discard"]) if discard is None else int(discard), chain.shape[0] - 1)
+    observed = None
+    if posterior is not None and len(getattr(posterior.kernel, "observed", ())) != posterior.n_lenses:
+        import h5py                              # a sharded kernel (dask) keeps the lens table on the workers
+
+        from sl_cy.io import read_dataframe
+
+        with h5py.File(params["grids"]["file"], "r") as f:
+            observed = read_dataframe(f["observed"])
     return inference_data(chain, lp, params["free_names"], posterior=posterior, discard=disc, thin=thin,
                           max_draws=max_draws, truth=params.get("truth"), observed=observed,
                           attrs=dict(sim_id=params.get("sim_id"), run_id=params.get("run_id"), seed=params.get("seed")))

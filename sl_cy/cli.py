@@ -669,8 +669,7 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
     _add_forward_model_options(p, eta=False)
     p.add_argument("--n-jobs", type=int, default=-1,
                    help="replicates run at once in worker processes, -1 = all cores (default; results do not depend on it)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run the replicates on the dask.distributed scheduler at ADDRESS instead (e.g. tcp://host:8786)")
+    _add_dask_options(p)
     p.add_argument("--no-plots", dest="save_plots", action="store_false", help="no ranks.png / coverage.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -679,22 +678,15 @@ def _cmd_validate(args) -> int:
     from sl_cy.runs import RunLockedError
     from sl_cy.sbc import validate
 
-    client = None
     try:
         mk = {k: v for k, v in _mock_kwargs(args).items() if k != "eta"}
-        if args.scheduler:
-            from distributed import Client
-
-            client = Client(args.scheduler)
-        validate(args.replicates, n_galaxy=args.n_galaxy, seed=args.seed, out=args.out, quick=args.quick,
-                 fixed=_parse_fixed(args.fixed), n_draws=args.n_draws, nwalkers=args.nwalkers, nsteps=args.nsteps,
-                 discard=args.discard, mock_kwargs=mk, n_jobs=args.n_jobs, executor=client,
-                 progress=False if args.no_progress else None, save_plots=args.save_plots, verbose=True)
+        with _dask(args) as client:          # --scheduler / --dask-workers: the replicates run on dask
+            validate(args.replicates, n_galaxy=args.n_galaxy, seed=args.seed, out=args.out, quick=args.quick,
+                     fixed=_parse_fixed(args.fixed), n_draws=args.n_draws, nwalkers=args.nwalkers, nsteps=args.nsteps,
+                     discard=args.discard, mock_kwargs=mk, n_jobs=args.n_jobs, executor=client,
+                     progress=False if args.no_progress else None, save_plots=args.save_plots, verbose=True)
     except _USER_ERRORS + (RunLockedError,) as exc:
         return _fail("sl-cy validate", exc)
-    finally:
-        if client is not None:
-            client.close()
     return 0
 
 
