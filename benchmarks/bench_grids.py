@@ -79,8 +79,8 @@ def _adaptive(obs, n_ref_lenses):
     n = len(xa)
 
     def compiled(n_threads):
-        return adaptive_columns_batch(xa, xb, o["logRe"], o["logM_star_sps_observed"], DEFAULT_GAMMA_GRID,
-                                      DEFAULT_LOGMH_GRID, zl=o["zl"], zs=o["zs"], n_threads=n_threads, info=True)
+        return adaptive_columns_batch(xa, xb, o["logRe"], m_obs=o["logM_star_sps_observed"], gamma_axis=DEFAULT_GAMMA_GRID,
+                                      logMh_axis=DEFAULT_LOGMH_GRID, zl=o["zl"], zs=o["zs"], n_threads=n_threads, info=True)
 
     def timed(fn, repeat=3):
         """(best wall, mean CPU) seconds of fn()."""

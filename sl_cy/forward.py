@@ -128,7 +128,7 @@ class ForwardModel:
         if not (math.isfinite(fv) and fv > 0):
             raise ValueError(f"ForwardModel.c_halo must be finite and > 0, got {v!r}")
         object.__setattr__(self, "c_halo", fv)
-        (zl_lo, zl_hi), (zs_lo, zs_hi) = self.zl_dist.support, self.zs_dist.support
+        zl_lo, zs_hi = self.zl_dist.support[0], self.zs_dist.support[1]
         if self.fixed_redshifts and not self.zs > self.zl:
             raise ValueError(f"the source redshift zs={self.zs} must exceed the lens redshift zl={self.zl}")
         if not zs_hi > zl_lo:

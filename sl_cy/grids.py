@@ -301,14 +301,14 @@ def photometry_for(survey: SurveyConfig):
                                 alpha_s=s.alpha_s, m_min=s.m_min, m_max=s.m_max)
 
 
-def adaptive_n_nodes(logMh_range, step=1.0, scales=ADAPTIVE_SCALES, window=ADAPTIVE_MSTAR_WINDOW) -> int:
+def adaptive_n_nodes(logMh_range, step=1.0, *, scales=ADAPTIVE_SCALES, window=ADAPTIVE_MSTAR_WINDOW) -> int:
     """Node slots per gamma column of an adaptive grid: the arc length of a monotone column
     through the whole (logMh, logM*) window divided by the step, plus 3."""
     lo, hi = float(np.min(logMh_range)), float(np.max(logMh_range))
     return int(np.ceil(((hi - lo) / scales[0] + (window[1] - window[0]) / scales[1]) / step)) + 3
 
 
-def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEFAULT_C_HALO, zl=DEFAULT_ZL,
+def adaptive_columns_batch(xA, xB, logRe, *, m_obs, gamma_axis, logMh_axis, c_halo=DEFAULT_C_HALO, zl=DEFAULT_ZL,
                            zs=DEFAULT_ZS, cosmo=None, step=1.0, scales=ADAPTIVE_SCALES, window=ADAPTIVE_MSTAR_WINDOW,
                            n_nodes=None, max_rounds=30, n_threads=1, info=False):
     """:func:`adaptive_columns` for many lenses in one compiled call (``prange`` over lenses).
@@ -349,8 +349,8 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
 
     Examples
     --------
-    >>> mh, w = adaptive_columns_batch([6.62, 5.0], [-3.07, -2.5], 0.9, [11.5, 11.3], np.array([0.8, 1.0]),
-    ...                                np.arange(11.0, 15.0, 0.05))
+    >>> mh, w = adaptive_columns_batch([6.62, 5.0], [-3.07, -2.5], 0.9, m_obs=[11.5, 11.3],
+    ...                                gamma_axis=np.array([0.8, 1.0]), logMh_axis=np.arange(11.0, 15.0, 0.05))
     >>> mh.shape[0], mh.shape[2], bool((w.sum(axis=(1, 2)) > 0).all())
     (2, 2, True)
     """
@@ -368,7 +368,7 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
     w_lo, w_hi = (float(v) for v in as_float_array("window", window))
     if not w_lo < w_hi:
         raise ValueError(f"window must be (lo, hi) with lo < hi, got {window!r}")
-    n_nodes = int(n_nodes or adaptive_n_nodes(m0, step, scales, window))
+    n_nodes = int(n_nodes or adaptive_n_nodes(m0, step, scales=scales, window=window))
     per_lens = [np.ascontiguousarray(v, dtype=float).ravel() for v in np.broadcast_arrays(xa, xb, re, mo, zlv, zsv)]
     nodes, wq, flags, n_points, n_pieces = _tabulate.adaptive_columns_batch(
         *per_lens, np.ascontiguousarray(gam), trapezoid_weights(gam), np.ascontiguousarray(m0), float(c),
@@ -382,7 +382,7 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
     return nodes, wq
 
 
-def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEFAULT_C_HALO, zl=DEFAULT_ZL,
+def adaptive_columns(xA, xB, logRe, *, m_obs, gamma_axis, logMh_axis, c_halo=DEFAULT_C_HALO, zl=DEFAULT_ZL,
                      zs=DEFAULT_ZS, cosmo=None, step=1.0, scales=ADAPTIVE_SCALES, window=ADAPTIVE_MSTAR_WINDOW,
                      n_nodes=None, max_rounds=30):
     """Halo-mass nodes and quadrature weights of one lens, column by column in gamma.
@@ -456,14 +456,15 @@ def adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo=DEF
 
     Examples
     --------
-    >>> mh, w = adaptive_columns(6.62, -3.07, 0.9, 11.5, np.array([1.0]), np.arange(11.0, 15.0, 0.05))
+    >>> mh, w = adaptive_columns(6.62, -3.07, 0.9, m_obs=11.5, gamma_axis=np.array([1.0]),
+    ...                          logMh_axis=np.arange(11.0, 15.0, 0.05))
     >>> mh.shape[1], bool(np.nansum(w) > 0)
     (1, True)
     """
     for name, v in (("xA", xA), ("xB", xB), ("logRe", logRe), ("m_obs", m_obs), ("zl", zl), ("zs", zs)):
         if np.ndim(v) != 0:
             raise ValueError(f"{name} must be a scalar (one lens; see adaptive_columns_batch)")
-    nodes, wq = adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, c_halo=c_halo, zl=zl, zs=zs,
+    nodes, wq = adaptive_columns_batch(xA, xB, logRe, m_obs=m_obs, gamma_axis=gamma_axis, logMh_axis=logMh_axis, c_halo=c_halo, zl=zl, zs=zs,
                                        cosmo=cosmo, step=step, scales=scales, window=window, n_nodes=n_nodes,
                                        max_rounds=max_rounds)
     return nodes[0], wq[0]
@@ -494,8 +495,8 @@ def _tabulate_task(task: dict) -> dict:
     col = {k: v[:, None, None] for k, v in o.items()}
     ad = task.get("adaptive")
     if ad:   # the whole chunk in one compiled call
-        nodes_mh, wq = adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], o["logM_star_sps_observed"], task["gamma"],
-                                              task["logMh"], c_halo=task["c_halo"], zl=o["zl"], zs=o["zs"],
+        nodes_mh, wq = adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], m_obs=o["logM_star_sps_observed"], gamma_axis=task["gamma"],
+                                              logMh_axis=task["logMh"], c_halo=task["c_halo"], zl=o["zl"], zs=o["zs"],
                                               cosmo=task["cosmo"], step=ad["step"], scales=ad["scales"],
                                               window=ad["window"], n_nodes=ad["n_nodes"])
         pad = ~np.isfinite(nodes_mh)
@@ -701,7 +702,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
         win = tuple(float(v) for v in mstar_window)
         if not (len(win) == 2 and win[0] < win[1]):
             raise ValueError(f"mstar_window must be (lo, hi) with lo < hi, got {mstar_window!r}")
-        ad = dict(step=step, scales=ADAPTIVE_SCALES, window=win, n_nodes=adaptive_n_nodes(mh, step, ADAPTIVE_SCALES, win))
+        ad = dict(step=step, scales=ADAPTIVE_SCALES, window=win, n_nodes=adaptive_n_nodes(mh, step, scales=ADAPTIVE_SCALES, window=win))
         config["adaptive"] = dict(ad, scales=list(ADAPTIVE_SCALES), window=list(win))
     key = config_hash(dict(inputs={k: array_digest(v) for k, v in obs.items()}, logMh=mh, gamma=gam,
                            chunk=chunk, **config))

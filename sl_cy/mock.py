@@ -136,8 +136,8 @@ def simulate_chunk(task: ChunkTask) -> dict:
     survey = task.survey
     zs_dist = task.zs if isinstance(task.zs, RedshiftDistribution) else None
     # with p(zs): critical curves at its upper end zs_hi, whose caustic contains every source's
-    pop = draw_population(n, task.model, task.eta, rng, task.zl, zs_dist.support[1] if zs_dist else task.zs,
-                          task.c_halo)
+    pop = draw_population(n, task.model, eta=task.eta, rng=rng, zl=task.zl, zs=zs_dist.support[1] if zs_dist else task.zs,
+                          c_halo=task.c_halo)
     ms, ms_star, re, mh, g, c, zl, zs = (pop[k] for k in ("logM_star_sps", "logM_star", "logRe", "logM_halo",
                                                             "gamma_in", "c_halo", "zl", "zs"))
     ms_obs = ms + survey.sigma_star * rng.standard_normal(n)
@@ -511,9 +511,8 @@ def _resolve(n_samples, maximum_magnitude, zl, zs, model, seed, nbkg, eta, detec
                 model=model, zl=zl, zs=zs, c_halo=c_halo, halo_support=halo_support)
 
 
-def mock_config(n_samples, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS, model: str = "deVauc",
-                seed=None, nbkg=None, eta=None, detection: str = "observed", chunk_size: int = DEFAULT_CHUNK_SIZE, *,
-                nbkg_per_arcsec2=None, sigma_m: float = SCATTER.mag, sigma_star: float = SCATTER.star,
+def mock_config(n_samples, *, maximum_magnitude: float = 26.5, zl=DEFAULT_ZL, zs=DEFAULT_ZS, model: str = "deVauc",
+                seed=None, nbkg=None, eta=None, detection: str = "observed", chunk_size: int = DEFAULT_CHUNK_SIZE, nbkg_per_arcsec2=None, sigma_m: float = SCATTER.mag, sigma_star: float = SCATTER.star,
                 source_law: SourceLaw | None = None, survey: SurveyConfig | None = None, c_halo=DEFAULT_C_HALO,
                 cosmo=None, forward_model=None) -> tuple[dict, str]:
     """The configuration dict and its sha256 hash that :func:`simulate_mock` would use (nothing is simulated).

@@ -253,7 +253,7 @@ def logRe_logpdf(logRe, logM_star_sps, model: str = "deVauc"):
 # --------------------------------------------------------------------------------------------
 # logMh | M, Re
 # --------------------------------------------------------------------------------------------
-def logMh_mean(logM_star_sps, logRe=None, eta=None, model: str = "deVauc", xi_h=None):
+def logMh_mean(logM_star_sps, logRe=None, eta=None, *, model: str = "deVauc", xi_h=None):
     """mu_h + beta_h (M - 11.4) + xi_h (logRe - mu_R(M)); ``logRe`` may be None when xi_h = 0."""
     e = as_eta(eta, model)
     xi = model_params(model)["xi_h"] if xi_h is None else float(xi_h)
@@ -294,7 +294,7 @@ def logMh_given_logM_logRe(logM_star_sps, logRe, model: str = "deVauc", *, rng=N
     m = as_float_array("logM_star_sps", logM_star_sps)
     re = as_float_array("logRe", logRe)
     e = as_eta(eta, model)
-    mu = logMh_mean(m, re, e, model, xi_h)
+    mu = logMh_mean(m, re, e, model=model, xi_h=xi_h)
     return mu + np.asarray(e.sigma_h) * _rng(rng).standard_normal(np.shape(mu))
 
 
@@ -305,7 +305,7 @@ def logMh_logpdf(logM_halo, logM_star_sps, logRe=None, *, eta=None, model: str =
     """
     e = as_eta(eta, model)
     sig = np.asarray(e.sigma_h, dtype=float)
-    z = (np.asarray(logM_halo, dtype=float) - logMh_mean(logM_star_sps, logRe, e, model, xi_h)) / sig
+    z = (np.asarray(logM_halo, dtype=float) - logMh_mean(logM_star_sps, logRe, e, model=model, xi_h=xi_h)) / sig
     out = -0.5 * z * z - np.log(sig) - _LOG_SQRT_2PI
     return float(out) if np.ndim(out) == 0 else out
 
@@ -414,7 +414,7 @@ def gamma_logpdf(gamma_in, mu=1.0, sigma=0.2, *, lo: float = GAMMA_LO, hi: float
 # --------------------------------------------------------------------------------------------
 # redshifts and the full population
 # --------------------------------------------------------------------------------------------
-def resolve_redshift(name: str, spec, n: int, rng=None) -> np.ndarray:
+def resolve_redshift(name: str, spec, *, n: int, rng=None) -> np.ndarray:
     """Per-galaxy redshifts from a number, an array of length ``n`` or a callable.
 
     A callable is called as ``spec(rng, n)`` with the numpy Generator of the draw and must return
@@ -435,7 +435,7 @@ def resolve_redshift(name: str, spec, n: int, rng=None) -> np.ndarray:
     return z.copy()
 
 
-def draw_population(n, model: str = "deVauc", eta=None, rng=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
+def draw_population(n, model: str = "deVauc", *, eta=None, rng=None, zl=DEFAULT_ZL, zs=DEFAULT_ZS,
                     c_halo=DEFAULT_C_HALO) -> dict:
     """Arrays of one population draw (what :func:`generate_samples` wraps in a DataFrame).
 
@@ -451,8 +451,8 @@ def draw_population(n, model: str = "deVauc", eta=None, rng=None, zl=DEFAULT_ZL,
     re = logRe_given_logM(ms, model, gen)
     mh = logMh_given_logM_logRe(ms, re, model, rng=gen, eta=e)
     g = sample_gamma(n, e.mu_gamma, e.sigma_gamma, rng=gen)
-    zl_ = resolve_redshift("zl", zl, n, gen)
-    zs_ = resolve_redshift("zs", zs, n, gen)
+    zl_ = resolve_redshift("zl", zl, n=n, rng=gen)
+    zs_ = resolve_redshift("zs", zs, n=n, rng=gen)
     c = as_float_array("c_halo", c_halo, lo=0.0, lo_open=True)
     return dict(logM_star_sps=ms, logM_star=ms + e.alpha_sps, logRe=re, logM_halo=mh, gamma_in=g,
                 c_halo=np.broadcast_to(c, (n,)).astype(float), zl=zl_, zs=zs_)
@@ -495,4 +495,4 @@ def generate_samples(n, model: str = "deVauc", *, eta=None, rng=None, zl=DEFAULT
     >>> bool(df.gamma_in.between(0, 2).all())
     True
     """
-    return pd.DataFrame(draw_population(n, model, eta, rng, zl, zs, c_halo))
+    return pd.DataFrame(draw_population(n, model, eta=eta, rng=rng, zl=zl, zs=zs, c_halo=c_halo))

@@ -1134,7 +1134,7 @@ def ref_adaptive_columns(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_halo
     ng = len(gamma_axis)
     a, b = float(scales[0]), float(scales[1])
     l_lo, l_hi = m_obs + window[0], m_obs + window[1]
-    n_nodes = int(n_nodes or adaptive_n_nodes(m0, step, scales, window))
+    n_nodes = int(n_nodes or adaptive_n_nodes(m0, step, scales=scales, window=window))
     wg = trapezoid_weights(gamma_axis)
 
     def solve(mh, g):

@@ -63,8 +63,8 @@ def test_n_jobs_validation():
 
 
 def _columns(n_threads):
-    return adaptive_columns_batch([7.0, 6.0], [-4.0, -3.0], [0.8, 0.7], [11.5, 11.4], DEFAULT_GAMMA_GRID[::8],
-                                  DEFAULT_LOGMH_GRID, n_threads=n_threads)
+    return adaptive_columns_batch([7.0, 6.0], [-4.0, -3.0], [0.8, 0.7], m_obs=[11.5, 11.4], gamma_axis=DEFAULT_GAMMA_GRID[::8],
+                                  logMh_axis=DEFAULT_LOGMH_GRID, n_threads=n_threads)
 
 
 def test_n_threads_has_one_meaning_everywhere():

@@ -26,7 +26,7 @@ def _ref(o, i, gamma, mh=DEFAULT_LOGMH_GRID, **kw):
 
 
 def _batch(o, gamma, mh=DEFAULT_LOGMH_GRID, **kw):
-    return adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], o["logM_star_sps_observed"], gamma, mh,
+    return adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], m_obs=o["logM_star_sps_observed"], gamma_axis=gamma, logMh_axis=mh,
                                   zl=o["zl"], zs=o["zs"], **kw)
 
 
@@ -161,8 +161,8 @@ def test_threads_do_not_change_results(mock4):
 
 def test_single_lens_wrapper_and_tabulation_use_the_same_rule(mock4):
     i = 3
-    m, w = adaptive_columns(mock4["xA"][i], mock4["xB"][i], mock4["logRe"][i], mock4["logM_star_sps_observed"][i],
-                            DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, zl=mock4["zl"][i], zs=mock4["zs"][i])
+    m, w = adaptive_columns(mock4["xA"][i], mock4["xB"][i], mock4["logRe"][i], m_obs=mock4["logM_star_sps_observed"][i],
+                            gamma_axis=DEFAULT_GAMMA_GRID, logMh_axis=DEFAULT_LOGMH_GRID, zl=mock4["zl"][i], zs=mock4["zs"][i])
     assert _same((m, w), _ref(mock4, i, DEFAULT_GAMMA_GRID))
     import pandas as pd
 
@@ -180,12 +180,12 @@ def test_single_lens_wrapper_and_tabulation_use_the_same_rule(mock4):
 def test_bad_inputs_are_refused():
     g, mh = np.array([1.0]), np.arange(11.0, 15.0, 0.1)
     with pytest.raises(ValueError, match="strictly increasing"):
-        adaptive_columns(6.62, -3.07, 0.9, 11.5, g, mh[::-1])
+        adaptive_columns(6.62, -3.07, 0.9, m_obs=11.5, gamma_axis=g, logMh_axis=mh[::-1])
     with pytest.raises(ValueError, match="gamma_in"):
-        adaptive_columns(6.62, -3.07, 0.9, 11.5, np.array([2.5]), mh)
+        adaptive_columns(6.62, -3.07, 0.9, m_obs=11.5, gamma_axis=np.array([2.5]), logMh_axis=mh)
     with pytest.raises(ValueError, match="xB"):
-        adaptive_columns(6.62, 3.07, 0.9, 11.5, g, mh)
+        adaptive_columns(6.62, 3.07, 0.9, m_obs=11.5, gamma_axis=g, logMh_axis=mh)
     with pytest.raises(ValueError, match="window"):
-        adaptive_columns(6.62, -3.07, 0.9, 11.5, g, mh, window=(1.0, -1.0))
+        adaptive_columns(6.62, -3.07, 0.9, m_obs=11.5, gamma_axis=g, logMh_axis=mh, window=(1.0, -1.0))
     with pytest.raises(ValueError, match="scalar"):
-        adaptive_columns([6.62, 6.0], -3.07, 0.9, 11.5, g, mh)
+        adaptive_columns([6.62, 6.0], -3.07, 0.9, m_obs=11.5, gamma_axis=g, logMh_axis=mh)

@@ -51,7 +51,7 @@ def selection_bank_for(n: int, seed: int, *, root=".", forward_model=None, n_job
     from sl_cy.io import config_hash
     from sl_cy.selection import bank_config, build_selection_bank, load_bank
 
-    h = config_hash(bank_config(n, seed, forward_model))
+    h = config_hash(bank_config(n, seed, forward_model=forward_model))
     path = cache_path("bank", h, folder=Path(root).joinpath(*BANK_DIR))
     bank, reused = load_or_build(
         path, load=lambda p: load_bank(p, expected_hash=h),

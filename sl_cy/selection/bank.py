@@ -226,7 +226,7 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
-def bank_config(n, seed, forward_model=None, proposal=None, n_beta: int = 1,
+def bank_config(n, seed, *, forward_model=None, proposal=None, n_beta: int = 1,
                 chunk_size: int = DEFAULT_CHUNK_SIZE, k_n_mu: int = 601) -> dict:
     """The configuration dict of a bank (what its hash is computed from); validates the inputs."""
     n = _check_n(n)
@@ -303,7 +303,7 @@ def build_selection_bank(n, seed=None, *, survey: SurveyConfig | None = None, pr
     True
     """
     fm = as_forward_model(forward_model, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmology=cosmo)
-    cfg = bank_config(n, seed, fm, proposal, n_beta, chunk_size)
+    cfg = bank_config(n, seed, forward_model=fm, proposal=proposal, n_beta=n_beta, chunk_size=chunk_size)
     survey, model = fm.survey, fm.model
     proposal = BankProposal() if proposal is None else proposal
     n_chunks = -(-cfg["n"] // cfg["chunk_size"])
