@@ -597,7 +597,7 @@ class DistributedPosterior(Posterior):
     True
     """
 
-    def __init__(self, grids_path, client, A=None, prior=None, *, fixed=None, use_selection: bool = True,
+    def __init__(self, grids_path, client, *, A=None, prior=None, fixed=None, use_selection: bool = True,
                  model=None, n_shards: int | None = None, block: int = DEFAULT_BLOCK, worker_timeout: float = 120.0):
         kernel = ShardedKernel(grids_path, client, selection=use_selection, n_shards=n_shards, block=block,
                                worker_timeout=worker_timeout)

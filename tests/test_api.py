@@ -18,6 +18,8 @@ POSITIONAL_EXCEPTIONS = {
                                       "keyword-only",
     "compute_detJ": "seed name: same four required inputs as solve_lens_parameters_from_obs; the rest is "
                     "keyword-only",
+    "BankProposal.logpdf": "the proposal density at the same four required coordinates as "
+                           "SelectionQuadrature.rate; model and block are keyword-only",
     "SelectionQuadrature.rate": "the per-galaxy selection rate T(logM_star, logRe, logM_halo, gamma_in): the four "
                                 "required coordinates of the tabulated rate (no defaults, no optional argument)",
 }
@@ -142,3 +144,36 @@ def test_reference_code_lives_in_testing():
     assert not hasattr(sl_cy.ktable, "K_direct")
     with pytest.raises(ImportError):
         import sl_cy.reference  # noqa: F401
+
+
+def _module_callables():
+    """Every public function and public method (plain classes' __init__ included) of every public
+    module of sl_cy; dataclass records and the reference code of sl_cy.testing are left out."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(sl_cy.__path__, "sl_cy."):
+        if info.name.rsplit(".", 1)[-1].startswith("_") or info.name == "sl_cy.testing":
+            continue
+        mod = importlib.import_module(info.name)
+        for name, obj in vars(mod).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != info.name:
+                continue
+            if inspect.isfunction(obj):
+                yield name, obj
+            elif inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    plain_init = attr == "__init__" and not dataclasses.is_dataclass(obj)
+                    if inspect.isfunction(member) and (not attr.startswith("_") or plain_init):
+                        yield f"{name}.{attr}", member
+
+
+def test_no_function_of_any_module_takes_more_than_three_positional_arguments():
+    too_many = {}
+    for name, obj in _module_callables():
+        params = [p for p in inspect.signature(obj).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("self", "cls")]
+        if len(params) > MAX_POSITIONAL and name not in POSITIONAL_EXCEPTIONS:
+            too_many[f"{obj.__module__}.{name}"] = [p.name for p in params]
+    assert not too_many, too_many

@@ -132,7 +132,7 @@ class BankProposal:
         weights = (half[:, None] * w[None, :]).ravel()
         return nodes, weights
 
-    def logpdf(self, logM_star, logRe, logM_halo, gamma_in, model: str = "deVauc", block: int = 8192):
+    def logpdf(self, logM_star, logRe, logM_halo, gamma_in, *, model: str = "deVauc", block: int = 8192):
         """log q of galaxies (arrays of equal shape); -inf outside the gamma range.
 
         Performance
@@ -200,7 +200,7 @@ def _bank_chunk(task: _BankTask) -> dict:
     s["mu_A"] = np.where(st == 0, out["mu_A"], 0.0)
     s["mu_B"] = np.where(st == 0, out["mu_B"], 0.0)
     s["status"] = np.asarray(st, dtype=np.int8)
-    s["log_q"] = task.proposal.logpdf(s["logM_star"], s["logRe"], s["logM_halo"], s["gamma_in"], task.model)
+    s["log_q"] = task.proposal.logpdf(s["logM_star"], s["logRe"], s["logM_halo"], s["gamma_in"], model=task.model)
     return s
 
 

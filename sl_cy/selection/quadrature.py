@@ -376,8 +376,7 @@ def _log_table(T: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.where(T > 0, np.log(np.where(T > 0, T, 1.0)), -np.inf))
 
 
-def selection_table_config(forward_model: ForwardModel | None = None, axes=None, n_beta=8, k_n_mu=601, *,
-                           n_zl: int | None = None, n_zs: int | None = None) -> dict:
+def selection_table_config(forward_model: ForwardModel | None = None, *, axes=None, n_beta=8, k_n_mu=601, n_zl: int | None = None, n_zs: int | None = None) -> dict:
     """The configuration (and cache key) of the selection-rate table of a forward model.
 
     ``n_zl``, ``n_zs``: quadrature nodes of p(zl), p(zs) (default :data:`REDSHIFT_NODES`; one
@@ -452,7 +451,7 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
     True
     """
     fm = as_forward_model(forward_model, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmology=cosmo)
-    cfg = selection_table_config(fm, axes, n_beta, n_zl=n_zl, n_zs=n_zs)
+    cfg = selection_table_config(fm, axes=axes, n_beta=n_beta, n_zl=n_zl, n_zs=n_zs)
     h = config_hash(cfg)
     from sl_cy.cache import cache_path, load_or_build
 
