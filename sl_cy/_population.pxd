@@ -10,7 +10,7 @@
 # kernels combine these pieces (standardised residuals z and log-normalisations) in their own
 # loops, so no density is written twice.
 
-from libc.math cimport log, erfc, INFINITY
+from libc.math cimport exp, log, erfc, INFINITY
 from sl_cy._numerics cimport LOG_SQRT_2PI, INV_SQRT2, log_gauss_norm, log_ndtr_diff_h, fast_log_ndtr
 
 ctypedef struct PopModel:
@@ -124,3 +124,22 @@ cdef inline double gamma_log_pdf(const PopModel* pm, const EtaC* e, double g, do
         return -INFINITY
     z = gamma_z(e, g)
     return -0.5 * z * z + lnorm
+
+
+cdef inline void gamma_log_norm_grad(double mu, double sigma, double lo, double hi, double* d) noexcept nogil:
+    """d gamma_log_norm(mu, sigma, lo, hi) / d(mu, sigma) into d[0], d[1]. With a, b = (lo - mu)/sigma,
+    (hi - mu)/sigma and m = Phi(b) - Phi(a): d log m / d mu = (phi(a) - phi(b)) / (sigma m),
+    d log m / d sigma = (a phi(a) - b phi(b)) / (sigma m); phi / m from the logs (any tail)."""
+    cdef double a = (lo - mu) / sigma, b = (hi - mu) / sigma
+    cdef double lm = gamma_log_mass(mu, sigma, lo, hi)
+    cdef double pa = exp(-0.5 * a * a - LOG_SQRT_2PI - lm), pb = exp(-0.5 * b * b - LOG_SQRT_2PI - lm)
+    d[0] = -(pa - pb) / sigma
+    d[1] = -1.0 / sigma - (a * pa - b * pb) / sigma
+
+
+cdef inline void gamma_log_pdf_grad(const EtaC* e, double g, const double* dnorm, double* d) noexcept nogil:
+    """d log p(gamma | eta) / d(mu_gamma, sigma_gamma) inside the support, given dnorm =
+    gamma_log_norm_grad(...): z / sigma + dnorm[0], z^2 / sigma + dnorm[1] with z = gamma_z."""
+    cdef double z = gamma_z(e, g)
+    d[0] = z / e.sigma_gamma + dnorm[0]
+    d[1] = z * z / e.sigma_gamma + dnorm[1]
