@@ -216,10 +216,17 @@ class SelectionQuadrature(Selection):
     def _gamma_nodes(self, e: np.ndarray, grad: bool = False):
         """Per-eta nodes and weights of the truncated gamma law (Gauss-Legendre on its +-7 sigma within
         the support); with ``grad`` also their derivatives w.r.t. (mu_gamma, sigma_gamma), (n, n_g, 2)."""
+        from scipy.special import expit
+
         mu, sg = e[:, 4:5], e[:, 5:6]
-        lo_raw, hi_raw = mu - 7 * sg, mu + 7 * sg
-        lo = np.clip(lo_raw, GAMMA_LO, GAMMA_HI)
-        hi = np.clip(hi_raw, GAMMA_LO, GAMMA_HI)
+        # the rule spans mu +- 7 sigma within the support [lo, hi]; the ends are clipped to the
+        # support *smoothly* (softplus of width sigma / 2, moving an end by at most 0.35 sigma), so
+        # that A and its gradient are smooth in eta where an end meets the support (a hard clip
+        # made d log A / d sigma_gamma jump by ~0.5 there, x N lenses in the posterior gradient)
+        s = 0.5 * sg
+        u_lo, u_hi = (mu - 7 * sg - GAMMA_LO) / s, (GAMMA_HI - mu - 7 * sg) / s
+        lo = GAMMA_LO + s * np.logaddexp(0.0, u_lo)
+        hi = GAMMA_HI - s * np.logaddexp(0.0, u_hi)
         empty = ~(hi > lo)
         lo = np.where(empty, GAMMA_LO, lo)
         hi = np.where(empty, GAMMA_HI, hi)
@@ -230,11 +237,13 @@ class SelectionQuadrature(Selection):
         w = np.where(np.isfinite(w), w, 0.0)
         if not grad:
             return np.ascontiguousarray(g), np.ascontiguousarray(w)
-        # d(lo, hi) / d(mu, sigma): (1, -+7) where the +-7 sigma end is inside the support, else 0
-        free_lo = (lo_raw > GAMMA_LO) & (lo_raw < GAMMA_HI) & ~empty
-        free_hi = (hi_raw > GAMMA_LO) & (hi_raw < GAMMA_HI) & ~empty
-        dlo = np.stack([free_lo * 1.0, free_lo * -7.0], axis=-1)            # (n, 1, 2)
-        dhi = np.stack([free_hi * 1.0, free_hi * 7.0], axis=-1)
+        # d(lo, hi) / d(mu, sigma) of the softplus ends (0 in the degenerate "empty" case)
+        ok = ~empty
+        r_lo, r_hi = expit(u_lo), expit(u_hi)
+        c_lo = 0.5 * (np.logaddexp(0.0, u_lo) - u_lo * r_lo)    # d lo / d sigma through s = sigma / 2
+        c_hi = 0.5 * (np.logaddexp(0.0, u_hi) - u_hi * r_hi)
+        dlo = np.stack([ok * r_lo, ok * (-7.0 * r_lo + c_lo)], axis=-1)      # (n, 1, 2)
+        dhi = np.stack([ok * r_hi, ok * (7.0 * r_hi - c_hi)], axis=-1)
         dhalf, dmid = 0.5 * (dhi - dlo), 0.5 * (dhi + dlo)
         dg = dmid + dhalf * self._tg[None, :, None]                          # (n, n_g, 2)
         dnorm = _selection.gamma_log_norm_grad_batch(np.ascontiguousarray(e[:, 4]), np.ascontiguousarray(e[:, 5]),
