@@ -40,11 +40,11 @@ def test_moments_match_a_grid_posterior(grids):
 
 
 def test_emcee_shaped_draws_and_errors(grids):
-    post = Posterior(grids)
+    post = Posterior(grids, fixed=dict(beta_h=2.04, mu_gamma=1.0, sigma_gamma=0.2))
     s = laplace_importance_sampling(post, n_draws=300, seed=1, max_rounds=1)
-    assert s.get_chain().shape == (300, 1, 6)
+    assert s.get_chain().shape == (300, 1, 3)
     flat = s.get_chain(flat=True)
-    assert flat.shape == (300, 6) and np.all(np.isfinite(post(flat)))
+    assert flat.shape == (300, 3) and np.all(np.isfinite(post(flat)))
     ci = credible_intervals(flat, names=post.free_names)
     assert np.all(ci["lo68"] < ci["hi68"])
     assert np.isclose(np.exp(s.log_weights).sum(), 1.0) and 0 < s.ess <= 300
