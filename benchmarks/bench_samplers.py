@@ -31,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--walkers", type=int, default=32)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--skip-emcee", action="store_true", help="only the kernel, the MAP and Laplace + PSIS")
     a = ap.parse_args(argv)
 
     import emcee
@@ -81,6 +82,12 @@ def main(argv=None):
     ess_is = s.ess
     print(s.summary(), f"(+ MAP {t_map:.1f} s) -> {ess_is / t_is:.2f} ESS/s")
 
+    if a.skip_emcee:
+        q = s.quantiles([0.16, 0.5, 0.84])
+        for j, n in enumerate(post.free_names):
+            print(f"{n:12s} {q[1, j]:10.4f} [{q[0, j]:9.4f}, {q[2, j]:9.4f}]")
+        print("load:", os.popen("uptime").read().strip())
+        return
     # emcee from a ball around the MAP
     p0 = initial_ball(post, a.walkers, initial_guess=m["x"], seed=a.seed, scale=1e-3)
     sampler = emcee.EnsembleSampler(a.walkers, post.ndim, post, vectorize=True)

@@ -33,7 +33,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
 from sl_cy._numerics cimport SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h
-from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z,
+from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z, halo_slope,
                                 gamma_log_pdf, gamma_log_norm as _gamma_log_norm, gamma_in_support,
                                 gamma_log_norm_grad, gamma_log_pdf_grad)
 
@@ -73,7 +73,7 @@ cdef inline void _point_dlogf(const PopModel* pm, const EtaC* e, double inv_sh, 
     with c0 = mu_h + ..., c1 = beta_h - xi_h beta_R."""
     cdef double zh_s = z[3] * inv_sh
     d[0] = (z[0] - pm.a_skew * mills) * pm.inv_ss - z[1] * pm.beta_R * pm.inv_sR - z[2] * pm.inv_so \
-        - zh_s * (e.beta_h - pm.xi_h * pm.beta_R)
+        - zh_s * halo_slope(pm, e)
     d[1] = zh_s
     d[2] = zh_s * (Lp - e.alpha_sps - pm.pivot)
     d[3] = zh_s * z[3]

@@ -80,11 +80,16 @@ cdef inline double size_z(const PopModel* pm, double M, double logRe) noexcept n
 
 
 # --- halo mass p(logMh | M, logRe, eta) ---
+cdef inline double halo_slope(const PopModel* pm, const EtaC* e) noexcept nogil:
+    """c1 = beta_h - xi_h beta_R: d(halo mean) / dM at fixed logRe (the size residual moves with M)."""
+    return e.beta_h - pm.xi_h * pm.beta_R
+
+
 cdef inline double halo_mean(const PopModel* pm, const EtaC* e, double M, double logRe) noexcept nogil:
     """mu_h + beta_h (M - pivot) + xi_h (logRe - mu_R(M)), grouped as c0 + c1 (M - pivot) with
     c0 = mu_h + xi_h (logRe - mu_R0), c1 = beta_h - xi_h beta_R (loop-invariant per lens and eta,
     hoisted by the compiler in the likelihood kernel)."""
-    return (e.mu_h + pm.xi_h * (logRe - pm.mu_R0)) + (e.beta_h - pm.xi_h * pm.beta_R) * (M - pm.pivot)
+    return (e.mu_h + pm.xi_h * (logRe - pm.mu_R0)) + halo_slope(pm, e) * (M - pm.pivot)
 
 
 cdef inline double halo_z(const PopModel* pm, const EtaC* e, double inv_sh, double M, double logRe,

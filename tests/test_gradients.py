@@ -129,10 +129,10 @@ def test_lbfgs_map_equals_nelder_mead_map():
     x0 = TRUTH[:4]
     lb = find_map(post, x0)
     assert lb["method"] == "L-BFGS-B" and lb["success"], lb["message"]
-    nm = find_map(post, x0, method="Nelder-Mead", xatol=1e-9, fatol=1e-11)
-    # the same optimum: L-BFGS-B at least as high, the points within 1e-3 of each other, the
-    # gradient ~0 there
-    assert lb["log_post"] >= nm["log_post"] - 1e-7
-    np.testing.assert_allclose(lb["x"], nm["x"], atol=1e-3)
+    nm = find_map(post, x0, method="Nelder-Mead")
+    # the same optimum: L-BFGS-B at least as high, the points within 2e-3 of each other (the
+    # posterior widths here are ~0.01-0.1), the gradient ~0 there
+    assert lb["log_post"] >= nm["log_post"] - 1e-6
+    np.testing.assert_allclose(lb["x"], nm["x"], atol=2e-3)
     assert np.max(np.abs(lb["grad"])) < 1e-3
     assert lb["nfev"] < nm["nfev"] / 5

@@ -25,7 +25,7 @@ def test_moments_match_a_grid_posterior(grids):
     assert s.param_names == ("mu_h", "sigma_h")
     assert s.khat < 0.7 and s.ess > 300, s.summary()
     sd_lap = np.sqrt(np.diag(s.cov))
-    ax = {n: np.linspace(s.map[j] - 6 * sd_lap[j], s.map[j] + 6 * sd_lap[j], 81) for j, n in enumerate(post.free_names)}
+    ax = {n: np.linspace(s.map[j] - 6 * sd_lap[j], s.map[j] + 6 * sd_lap[j], 41) for j, n in enumerate(post.free_names)}
     gp = grid_posterior(post, ax)
     for j, n in enumerate(post.free_names):
         x, m = gp.axes[n], gp.marginals[n]
