@@ -333,7 +333,8 @@ class LikelihoodKernel:
     -----------
     About 19 ns per valid point per eta on one core (~20 us per lens on the default adaptive
     grids); parallel (OpenMP) over (eta, lens) pairs, results independent of the thread count
-    (``benchmarks/bench_likelihood.py``).
+    (``benchmarks/bench_likelihood.py``). With the eta-gradient (:meth:`per_lens_and_grad`)
+    ~1.7x that.
 
     Precision
     ---------
@@ -427,8 +428,8 @@ class LikelihoodKernel:
 
         Performance
         -----------
-        About 1.5x the cost of :meth:`per_lens` (one extra exp per point for the skew-normal
-        term; ``benchmarks/bench_samplers.py``).
+        About 1.7x the cost of :meth:`per_lens` (the skew-normal term's inverse Mills ratio and
+        six sums per point; ``benchmarks/bench_samplers.py``).
 
         Precision
         ---------
