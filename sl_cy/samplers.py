@@ -40,8 +40,8 @@ class ImportanceSample:
 
     Attributes
     ----------
-    draws : (n_draws, n_free) array
-        Proposal draws (of the last round).
+    draws : (n_rounds x n_draws, n_free) array
+        Proposal draws of all rounds (weighted against the mixture of the proposals).
     log_prob : (n_draws,) array
         Log posterior at the draws (-inf outside the support).
     log_weights : (n_draws,) array
@@ -216,6 +216,12 @@ def _draw_t(rng, mean, cov, df, n):
     return x, dist.logpdf(x)
 
 
+def _logpdf_t(x, mean, cov, df):
+    from scipy.stats import multivariate_t
+
+    return np.atleast_1d(multivariate_t(loc=mean, shape=cov, df=df).logpdf(x))
+
+
 def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0=None, df: float = 8.0, seed=None,
                                 batch: int = 512, max_rounds: int = 3, khat_target: float = 0.5,
                                 map_result: dict | None = None) -> ImportanceSample:
@@ -226,7 +232,9 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     3. ``n_draws`` draws of a Student-t (``df``) centred on the MAP with covariance (-H)^-1,
        weighted by posterior / proposal, smoothed by PSIS (:func:`arviz.psislw`);
     4. while k-hat > ``khat_target`` (at most ``max_rounds`` rounds): refit the proposal to the
-       weighted draws (mean and covariance) and draw again.
+       weighted draws (mean and covariance) and draw ``n_draws`` more; all draws are then weighted
+       against the equal mixture of the proposals (multiple importance sampling), so none is
+       wasted.
 
     Parameters
     ----------
@@ -274,7 +282,7 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     >>> from sl_cy.grids import tabulate_likelihood_grids
     >>> _, obs = run_mock_simulation(20_000, seed=3, show_progress=False)
     >>> post = Posterior(tabulate_likelihood_grids(obs))
-    >>> s = laplace_importance_sampling(post, n_draws=200, seed=1)
+    >>> s = laplace_importance_sampling(post, n_draws=200, seed=1, max_rounds=1)
     >>> s.get_chain(flat=True).shape
     (200, 6)
     """
@@ -303,18 +311,26 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     t2 = time.perf_counter()
     rng = np.random.default_rng(seed)
     mean = xmap
+    props, xs, lps = [], [], []
     for rnd in range(1, int(max_rounds) + 1):
-        x, lq = _draw_t(rng, mean, cov, df, n_draws)
+        props.append((mean, cov))
+        x, _ = _draw_t(rng, mean, cov, df, n_draws)
         lp = np.empty(n_draws)
         for i in range(0, n_draws, int(batch)):
             lp[i:i + batch] = posterior(x[i:i + batch])
         n_evals += n_draws
+        xs.append(x)
+        lps.append(lp)
+        # every draw so far, weighted against the equal mixture of the proposals used (multiple
+        # importance sampling, balance heuristic): no evaluation is thrown away
+        x, lp = np.concatenate(xs), np.concatenate(lps)
+        lq = np.logaddexp.reduce([_logpdf_t(x, m_, c_, df) for m_, c_ in props], axis=0) - math.log(len(props))
         raw = lp - lq
         ok = np.isfinite(raw)
         if ok.sum() < 10:
-            raise ValueError(f"only {int(ok.sum())} of {n_draws} proposal draws have a finite posterior: the Laplace "
+            raise ValueError(f"only {int(ok.sum())} of {len(x)} proposal draws have a finite posterior: the Laplace "
                              "approximation does not describe this posterior (use run_mcmc)")
-        lw = np.full(n_draws, -np.inf)
+        lw = np.full(len(x), -np.inf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")               # arviz warns itself about high k-hat; we report it
             slw, khat = az.psislw(raw[ok] - raw[ok].max(), reff=1.0)
