@@ -93,7 +93,7 @@ def main(argv=None):
         model = get_photometry_model(det)
         k = model.kernel
         t_c = np.mean([per_call(lambda: k.fphot_lens(a, b, muA, muB), n) for a, b in lenses])
-        t_py = np.mean([per_call(lambda: fphot(a, b, muA, muB, detection=det), n) for a, b in lenses])
+        t_py = np.mean([per_call(lambda: fphot(a, b, mu_A=muA, mu_B=muB, detection=det), n) for a, b in lenses])
         sel = slice(0, nq)
         t_q = np.mean([per_call(lambda: [scipy_fphot(a, b, x, y, det) for x, y in zip(muA[sel], muB[sel])], nq, 1)
                        for a, b in lenses])

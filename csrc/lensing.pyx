@@ -16,8 +16,10 @@ reported as status codes (``ST_*`` in ``_lensing.pxd``), never as exceptions ins
 
 Entry points: ``forward_batch``, ``invert_batch``, ``profile_batch`` for arrays; for the seed's
 one-lens-at-a-time API ``ScalarLens`` (a lens set up once, critical curves on first use),
-``invert_one`` and ``plane_constants``. Both kinds call the same C routines (``lens_local`` and
-``lens_image_pair`` hold the per-point formulas), so they agree to the last bit.
+``invert_one`` and ``plane_constants``. Both kinds call the same C routines: ``lens_point`` (its
+``_assemble``) is the only place where alpha, kappa, 1/mu_r, 1/mu_t, the shear and mu are put
+together, for the root finders, the images, the inversion and the profiles alike, so every path
+agrees to the last bit.
 """
 import numpy as np
 from libc.math cimport exp, log, fabs, sqrt, pow, isfinite, M_PI, NAN, M_LN10
@@ -44,8 +46,12 @@ STATUS_NAMES = {
     ST_BAD_INPUT: "non-finite or out-of-domain input",
 }
 
-# order of the local quantities written by lens_local (rows of profile_batch / ScalarLens.profile)
+# order of the local quantities of a LensPoint (rows of profile_batch / ScalarLens.profile / .local):
+# LOCAL_NAMES (the LensModel method names), then the shear and the signed magnification
 LOCAL_NAMES = ("alpha", "alpha_star", "alpha_halo", "kappa", "kappa_star", "kappa_halo", "inv_mu_r", "inv_mu_t")
+POINT_NAMES = LOCAL_NAMES + ("shear", "mu")
+cdef enum:
+    N_POINT = 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,88 +81,79 @@ cdef inline void lens_set_mstar(Lens* L, double mstar) noexcept nogil:
     L.k_star = mstar / L.sigma_cr
 
 
-cdef inline void _profiles_at(const Lens* L, double x, double* pm, double* ps, double* lsig,
-                              double* lm2) noexcept nogil:
-    """The dimensionless profiles at R = |x|: de Vaucouleurs enclosed mass and surface density
-    per unit M* (pm, ps), gNFW ln sigma and ln m2 at R/rs."""
-    cdef double R = fabs(x)
-    devauc_unit(R, L.re, pm, ps)
-    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, lsig, lm2)
+ctypedef struct _Profiles:
+    # the dimensionless profiles at R = |x|: de Vaucouleurs enclosed mass and surface density per
+    # unit M*, gNFW sigma and m2 at R/rs
+    double pm
+    double ps
+    double sig
+    double m2
 
 
-cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
-                          double* kstar_unit, double* khalo) noexcept nogil:
-    """Per-unit-M* stellar and halo parts of alpha (signed) and kappa at x != 0."""
-    cdef double pm, ps, lsig, lm2
-    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
-    astar_unit[0] = pm / (M_PI * L.sigma_cr * x)
-    ahalo[0] = L.a_halo * exp(lm2) / x
-    kstar_unit[0] = ps / L.sigma_cr
-    khalo[0] = L.k_halo * exp(lsig)
+cdef inline void _profiles_at(const Lens* L, double x, _Profiles* q) noexcept nogil:
+    cdef double R = fabs(x), lsig, lm2
+    devauc_unit(R, L.re, &q.pm, &q.ps)
+    gnfw_lnsigma_lnm2(log(R) - L.ln_rs, &L.st, &lsig, &lm2)
+    q.sig = exp(lsig)
+    q.m2 = exp(lm2)
 
 
-cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil:
-    """alpha(x) (signed, kpc) and kappa(|x|) of the full lens at x != 0 (the sums of
-    lens_components with M* folded into a_star/k_star: one division less in the root finders)."""
-    cdef double pm, ps, lsig, lm2
-    _profiles_at(L, x, &pm, &ps, &lsig, &lm2)
-    alpha[0] = (L.a_star * pm + L.a_halo * exp(lm2)) / x
-    kappa[0] = L.k_star * ps + L.k_halo * exp(lsig)
+cdef inline void _assemble(const Lens* L, double x, const _Profiles* q, LensPoint* p) noexcept nogil:
+    """The local lens mapping at x from the profiles there: the one place where alpha, kappa,
+    1/mu_r, 1/mu_t, the shear and mu are put together (M* in L.a_star, L.k_star)."""
+    cdef double es = L.a_star * q.pm, eh = L.a_halo * q.m2
+    p.alpha_star = es / x
+    p.alpha_halo = eh / x
+    p.alpha = (es + eh) / x
+    p.kappa_star = L.k_star * q.ps
+    p.kappa_halo = L.k_halo * q.sig
+    p.kappa = p.kappa_star + p.kappa_halo
+    p.inv_mu_r = inv_mu_r(p.alpha, x, p.kappa)
+    p.inv_mu_t = inv_mu_t(p.alpha, x)
+    p.shear = p.alpha / x - p.kappa
+    p.mu = magnification(p.inv_mu_r, p.inv_mu_t)
 
 
-cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil:
-    cdef double a, k
-    lens_alpha_kappa(L, x, &a, &k)
-    return inv_mu_r(a, x, k)
+cdef void lens_point(const Lens* L, double x, LensPoint* p) noexcept nogil:
+    """The local lens mapping of the full lens at a signed position x != 0 (see LensPoint)."""
+    cdef _Profiles q
+    _profiles_at(L, x, &q)
+    _assemble(L, x, &q, p)
 
 
-cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil:
-    """Local quantities at x != 0, written to out[0..7] in the order of ``LOCAL_NAMES``:
-    alpha, alpha*, alpha_h (signed, kpc), kappa, kappa*, kappa_h, 1/mu_r, 1/mu_t."""
-    cdef double asu, ah, ksu, kh, a, kap
-    lens_components(L, x, &asu, &ah, &ksu, &kh)
-    a = L.mstar * asu + ah
-    kap = L.mstar * ksu + kh
-    out[0] = a
-    out[1] = L.mstar * asu
-    out[2] = ah
-    out[3] = kap
-    out[4] = L.mstar * ksu
-    out[5] = kh
-    out[6] = inv_mu_r(a, x, kap)
-    out[7] = inv_mu_t(a, x)
+cdef inline void _point_row(const LensPoint* p, double* out) noexcept nogil:
+    """out[0..9] in the order of ``POINT_NAMES``."""
+    out[0] = p.alpha
+    out[1] = p.alpha_star
+    out[2] = p.alpha_halo
+    out[3] = p.kappa
+    out[4] = p.kappa_star
+    out[5] = p.kappa_halo
+    out[6] = p.inv_mu_r
+    out[7] = p.inv_mu_t
+    out[8] = p.shear
+    out[9] = p.mu
 
 
-cdef inline void _pair_from_components(double mstar, double a, double b, const double* cA, const double* cB,
-                                       double* out) noexcept nogil:
-    """The image-pair quantities of lens_image_pair (out[0..6]) plus out[7] = 1/mu_r(x_B), from
-    the per-unit-M* components c = (alpha*_unit, alpha_h, kappa*_unit, kappa_h) at x_A = a, x_B = b."""
-    cdef double alA = mstar * cA[0] + cA[1], alB = mstar * cB[0] + cB[1]
-    cdef double kA = mstar * cA[2] + cA[3], kB = mstar * cB[2] + cB[3]
-    cdef double irA = inv_mu_r(alA, a, kA), irB = inv_mu_r(alB, b, kB)
-    out[0] = magnification(irA, inv_mu_t(alA, a))
-    out[1] = magnification(irB, inv_mu_t(alB, b))
-    out[2] = kA
-    out[3] = kB
-    out[4] = alA / a - kA
-    out[5] = alB / b - kB
-    out[6] = inversion_jacobian(irA, irB, mstar, cA[0] - cB[0])
-    out[7] = irB
+cdef inline void _pair_out(const LensPoint* pA, const LensPoint* pB, double* out) noexcept nogil:
+    """The image-pair quantities of lens_image_pair (out[0..6]) from the points at x_A and x_B."""
+    out[0] = pA.mu
+    out[1] = pB.mu
+    out[2] = pA.kappa
+    out[3] = pB.kappa
+    out[4] = pA.shear
+    out[5] = pB.shear
+    out[6] = inversion_jacobian(pA.inv_mu_r, pB.inv_mu_r, pA.alpha_star - pB.alpha_star)
 
 
 cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil:
     """Quantities at the images x_A = a, x_B = b of a solved lens, written to out[0..6]:
     mu_A, mu_B (signed), kappa_A, kappa_B, shear_A, shear_B and
-    |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|)."""
-    cdef double cA[4]
-    cdef double cB[4]
-    cdef double o[8]
-    cdef int k
-    lens_components(L, a, &cA[0], &cA[1], &cA[2], &cA[3])
-    lens_components(L, b, &cB[0], &cB[1], &cB[2], &cB[3])
-    _pair_from_components(L.mstar, a, b, cA, cB, o)
-    for k in range(7):
-        out[k] = o[k]
+    |J| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (ln10 |alpha*(x_A) - alpha*(x_B)|)."""
+    cdef LensPoint pA, pB
+    lens_point(L, a, &pA)
+    lens_point(L, b, &pB)
+    _pair_out(&pA, &pB, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,22 +165,24 @@ ctypedef double (*f_t)(const Lens* L, double x) noexcept nogil
 
 cdef void _f_einstein(const Lens* L, double x, double p, double* f, double* df) noexcept nogil:
     # alpha(x) - x ; d/dx = -1/mu_r
-    cdef double a, k
-    lens_alpha_kappa(L, x, &a, &k)
-    f[0] = a - x
-    df[0] = -inv_mu_r(a, x, k)
+    cdef LensPoint q
+    lens_point(L, x, &q)
+    f[0] = q.alpha - x
+    df[0] = -q.inv_mu_r
 
 
 cdef void _f_lenseq(const Lens* L, double x, double beta, double* f, double* df) noexcept nogil:
     # x - alpha(x) - beta ; d/dx = 1/mu_r
-    cdef double a, k
-    lens_alpha_kappa(L, x, &a, &k)
-    f[0] = x - a - beta
-    df[0] = inv_mu_r(a, x, k)
+    cdef LensPoint q
+    lens_point(L, x, &q)
+    f[0] = x - q.alpha - beta
+    df[0] = q.inv_mu_r
 
 
 cdef double _f_radial(const Lens* L, double x) noexcept nogil:
-    return lens_inv_mu_r(L, x)
+    cdef LensPoint q
+    lens_point(L, x, &q)
+    return q.inv_mu_r
 
 
 cdef int _rtsafe(fdf_t fn, const Lens* L, double p, double x1, double x2, double f1, double f2,
@@ -303,7 +302,8 @@ cdef int _brent(f_t fn, const Lens* L, double a, double b, double fa, double fb,
 # --------------------------------------------------------------------------------------------
 cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil:
     """Einstein radius, radial critical curve (outermost inside theta_E) and radial caustic."""
-    cdef double lo, hi, flo, fhi, df, x, a, k
+    cdef double lo, hi, flo, fhi, df, x
+    cdef LensPoint q
     cdef int i, st
     cr.theta_e = NAN
     cr.x_rad = NAN
@@ -363,8 +363,8 @@ cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil:
     if st != ST_OK:
         cr.status = st
         return
-    lens_alpha_kappa(L, cr.x_rad, &a, &k)
-    cr.y_caustic = a - cr.x_rad
+    lens_point(L, cr.x_rad, &q)
+    cr.y_caustic = q.alpha - cr.x_rad
     cr.status = ST_OK
 
 
@@ -413,15 +413,18 @@ cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, dou
                            double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil:
     """The local part of lens_invert: (log M*, beta), |mu| and |J| at the two images and 1/mu_r
     at x_B, from the fields at the images only (no critical curves). Sets M* in L. Returns ST_OK,
-    or ST_MSTAR_NONPOS with NaN outputs."""
-    cdef double cA[4]
-    cdef double cB[4]
-    cdef double o[8]
-    cdef double mstar, den
-    lens_components(L, xA, &cA[0], &cA[1], &cA[2], &cA[3])
-    lens_components(L, xB, &cB[0], &cB[1], &cB[2], &cB[3])
-    den = cA[0] - cB[0]
-    mstar = ((xA - xB) - cA[1] + cB[1]) / den
+    or ST_MSTAR_NONPOS with NaN outputs.
+
+    The lens equation at both images, x_A - x_B = M* (a*(x_A) - a*(x_B)) + alpha_h(x_A) - alpha_h(x_B)
+    with a* = alpha* per unit M*, gives M*; the points are then assembled with that M*."""
+    cdef _Profiles qA, qB
+    cdef LensPoint pA, pB
+    cdef double mstar
+    cdef double o[7]
+    _profiles_at(L, xA, &qA)
+    _profiles_at(L, xB, &qB)
+    mstar = (((xA - xB) - L.a_halo * qA.m2 / xA + L.a_halo * qB.m2 / xB)
+             / (qA.pm / (M_PI * L.sigma_cr * xA) - qB.pm / (M_PI * L.sigma_cr * xB)))
     logM_star[0] = NAN
     beta[0] = NAN
     muA[0] = NAN
@@ -431,13 +434,15 @@ cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, dou
     if not mstar > 0.0:
         return ST_MSTAR_NONPOS
     lens_set_mstar(L, mstar)
+    _assemble(L, xA, &qA, &pA)
+    _assemble(L, xB, &qB, &pB)
+    _pair_out(&pA, &pB, o)
     logM_star[0] = log(mstar) / M_LN10
-    beta[0] = xA - mstar * cA[0] - cA[1]
-    _pair_from_components(mstar, xA, xB, cA, cB, o)
+    beta[0] = xA - pA.alpha
     muA[0] = fabs(o[0])
     muB[0] = fabs(o[1])
     detJ[0] = o[6]
-    inv_mu_rB[0] = o[7]
+    inv_mu_rB[0] = pB.inv_mu_r
     return ST_OK
 
 
@@ -610,14 +615,16 @@ def invert_batch(x_A, x_B, logRe, logM_halo, gamma_in, c_halo, zl, zs,
 
 
 cdef void _local_columns(const Lens* L, const double[::1] xv, double[:, ::1] o) noexcept:
-    """o[:, k] = lens_local(L, xv[k]) for every k (o has 8 rows)."""
+    """o[:, k] = the ``POINT_NAMES`` quantities of lens_point(L, xv[k]) for every k (o has N_POINT rows)."""
     cdef Py_ssize_t k, i
-    cdef double loc[8]
+    cdef LensPoint p
+    cdef double row[N_POINT]
     with nogil:
         for k in range(xv.shape[0]):
-            lens_local(L, xv[k], loc)
-            for i in range(8):
-                o[i, k] = loc[i]
+            lens_point(L, xv[k], &p)
+            _point_row(&p, row)
+            for i in range(N_POINT):
+                o[i, k] = row[i]
 
 
 def profile_batch(x, double logM_star, double logM_halo, double logRe, double gamma_in,
@@ -625,15 +632,16 @@ def profile_batch(x, double logM_star, double logM_halo, double logRe, double ga
     """Local lens quantities of ONE lens at signed positions x (kpc, x != 0).
 
     Returns a dict of arrays: alpha, alpha_star, alpha_halo (signed, kpc), kappa, kappa_star,
-    kappa_halo, inv_mu_r, inv_mu_t, plus scalars sigma_cr (Msun/kpc^2), rs (kpc), M200.
+    kappa_halo, inv_mu_r, inv_mu_t, shear, mu (``POINT_NAMES``), plus scalars sigma_cr
+    (Msun/kpc^2), rs (kpc), M200.
     """
     _profiles.ensure_gnfw_table()
     xa = np.asarray(x, dtype=float)
     shape = xa.shape
     cdef const double[::1] xv = np.ascontiguousarray(xa).ravel()
     cdef Py_ssize_t n = xv.shape[0]
-    names = LOCAL_NAMES
-    out = np.empty((len(names), n))
+    names = POINT_NAMES
+    out = np.empty((N_POINT, n))
     cdef double[:, ::1] o = out
     cdef Cosmo cosmo
     cdef Lens L
@@ -743,23 +751,26 @@ cdef class ScalarLens:
         return st, a, b, pair[0], pair[1], pair[2], pair[3], pair[4], pair[5], pair[6]
 
     def local(self, double x):
-        """The eight ``LOCAL_NAMES`` quantities at one position x != 0 (kpc), as a tuple."""
-        cdef double o[8]
-        lens_local(&self.L, x, o)
-        return o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]
+        """The ten ``POINT_NAMES`` quantities at one position x != 0 (kpc), as a tuple."""
+        cdef LensPoint p
+        lens_point(&self.L, x, &p)
+        return (p.alpha, p.alpha_star, p.alpha_halo, p.kappa, p.kappa_star, p.kappa_halo, p.inv_mu_r,
+                p.inv_mu_t, p.shear, p.mu)
 
     def local_one(self, double x, int which):
-        """One of the ``LOCAL_NAMES`` quantities (index ``which``) at x != 0 (kpc)."""
-        cdef double o[8]
-        if which < 0 or which > 7:
+        """One of the ``POINT_NAMES`` quantities (index ``which``) at x != 0 (kpc)."""
+        cdef LensPoint p
+        cdef double row[N_POINT]
+        if which < 0 or which >= N_POINT:
             raise IndexError(which)
-        lens_local(&self.L, x, o)
-        return o[which]
+        lens_point(&self.L, x, &p)
+        _point_row(&p, row)
+        return row[which]
 
     def profile(self, x):
-        """(8, n) array of the ``LOCAL_NAMES`` quantities at the positions x (1-D, x != 0)."""
+        """(10, n) array of the ``POINT_NAMES`` quantities at the positions x (1-D, x != 0)."""
         cdef const double[::1] xv = np.ascontiguousarray(x, dtype=float).ravel()
-        out = np.empty((8, xv.shape[0]))
+        out = np.empty((N_POINT, xv.shape[0]))
         _local_columns(&self.L, xv, out)
         return out
 

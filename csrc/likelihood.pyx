@@ -32,7 +32,8 @@ cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
-from sl_cy._numerics cimport SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h
+from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
+                              resolve_threads)
 from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z, halo_slope,
                                 gamma_log_pdf, gamma_log_norm as _gamma_log_norm, gamma_in_support,
                                 gamma_log_norm_grad, gamma_log_pdf_grad)
@@ -207,7 +208,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                    const int[::1] kg, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
-                   int n_threads=1, bint with_grad=False):
+                   n_threads=1, bint with_grad=False):
     """Per-lens log p(d_i | eta) for a batch of eta (and, with ``with_grad``, its eta-gradient).
 
     Parameters
@@ -229,8 +230,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         (mu_star, sigma_star, a_skew, mu_R0, beta_R, sigma_R, xi_h, sigma_obs, pivot).
     gamma_lo, gamma_hi : float
         Support of the truncated gamma law.
-    n_threads : int
-        OpenMP threads.
+    n_threads : int or None
+        OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
     with_grad : bool
         Also return d log p_i / d eta from the same pass over the points.
 
@@ -257,6 +258,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef EtaC* ec
     cdef double lnorm
     cdef double dnorm[2]
+    cdef int nt = resolve_threads(n_threads)
     if eta.shape[1] != 6:
         raise ValueError(f"eta must have 6 columns, got {eta.shape[1]}")
     if logRe.shape[0] != nl or m_obs.shape[0] != nl:
@@ -313,7 +315,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                     lg[r, k] = gamma_log_pdf(&pm, <EtaC*>&eta[r, 0], gamma_axis[k], lnorm)
                     if with_grad and gamma_in_support(&pm, gamma_axis[k]):
                         gamma_log_pdf_grad(<EtaC*>&eta[r, 0], gamma_axis[k], dnorm, &dlg[r, k, 0])
-        for t in prange(ne * nl, schedule="guided", num_threads=max(n_threads, 1)):
+        for t in prange(ne * nl, schedule="guided", num_threads=nt):
             r = t // nl
             i = t - r * nl
             if not ok[r]:

@@ -4,7 +4,8 @@
 Contents (DESIGN sections 2, 3 and 6)
 -------------------------------------
 * Source magnitude law p(m_s) proportional to L^(alpha_s+1) e^(-L), L = 10^(-0.4 (m_s - m_star)),
-  normalised on [m_min, m_max] (normalisation by composite Gauss-Legendre quadrature).
+  normalised on [m_min, m_max] (analytic normalisation: an incomplete gamma difference in log
+  space, ``_numerics.log_gamma_integral``).
 * Per image: detection probability P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m) and the
   magnitude likelihood N(m_obs; m_s - 2.5 log10|mu|, sigma_m).
 * The photometric factor of a two-image lens, with y = m_obs + 2.5 log10|mu| per image,
@@ -39,7 +40,8 @@ cimport cython
 from cython.parallel cimport prange
 from libc.math cimport exp, log, log10, fabs, sqrt, floor, ceil, isfinite, isnan, INFINITY, M_PI, M_LN10
 from scipy.special.cython_special cimport ndtr, log_ndtr, erfcx
-from sl_cy._numerics cimport SQRT2, INV_SQRT2, LOG_SQRT_2PI, SQRT_2_OVER_PI, lagrange4, resolve_threads
+from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, SQRT_2_OVER_PI, lagrange4, resolve_threads,
+                              log_gamma_integral)
 
 # --------------------------------------------------------------------------------------------
 # constants and quadrature rules
@@ -51,7 +53,7 @@ cdef enum:
     NGH = 10        # Gauss-Hermite nodes (interior maxima)
     NGLW = 20       # Gauss-Legendre nodes per window panel (maxima near an edge)
     NPANW = 2       # window panels
-    NGLK = 8        # Gauss-Legendre nodes per panel for K and the law normalisation
+    NGLK = 8        # Gauss-Legendre nodes per panel for K
     MAXIT = 60      # mode search iterations (typically 2-4)
 
 cdef double GHX[NGH]
@@ -78,7 +80,7 @@ cdef double TAIL = 45.0         # window: psi(t) >= psi(t*) - TAIL  (e^-45 ~ 3e-
 cdef double MODE_TOL = 1e-4     # Newton step tolerance on t* (the rule only needs a good centre)
 cdef double Z_SAFE = 8.5        # Phi(z) = 1 to 1e-17 above this
 cdef double FAR = 1e8           # m_bar this many s outside [m_min, m_max]: log I = -inf
-cdef double LAW_PANEL = 0.05    # mag, panel width of the law normalisation and of K
+cdef double LAW_PANEL = 0.05    # mag, panel width of the K quadrature
 
 # defaults of the photometric table (see PhotometryKernel)
 TABLE_NODES_PER_S = 32
@@ -110,22 +112,11 @@ cdef inline double _law_lp_unnorm(double m_star, double alpha_s, double m) noexc
 
 
 cdef double law_log_norm(double m_star, double alpha_s, double m_min, double m_max) noexcept nogil:
-    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm (composite 8-point Gauss-Legendre, panels
-    <= 0.05 mag, summed relative to the largest term)."""
-    cdef int npan = _n_panels(m_max - m_min, LAW_PANEL), i, k
-    cdef double hw, c, v, vmax = -INFINITY, tot = 0.0
-    hw = 0.5 * (m_max - m_min) / npan
-    for i in range(npan):
-        c = m_min + (2 * i + 1) * hw
-        for k in range(NGLK):
-            v = _law_lp_unnorm(m_star, alpha_s, c + hw * GLKX[k])
-            if v > vmax:
-                vmax = v
-    for i in range(npan):
-        c = m_min + (2 * i + 1) * hw
-        for k in range(NGLK):
-            tot += GLKW[k] * exp(_law_lp_unnorm(m_star, alpha_s, c + hw * GLKX[k]) - vmax)
-    return vmax + log(tot * hw)
+    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm, analytic: with x = L (dm = -dx/(KMAG x))
+    it is (Gamma(alpha_s+1, L(m_max)) - Gamma(alpha_s+1, L(m_min))) / KMAG, an incomplete gamma
+    difference evaluated in log space (``_numerics.log_gamma_integral``, any alpha_s); -inf where
+    it underflows."""
+    return log_gamma_integral(alpha_s + 1.0, -KMAG * (m_max - m_star), KMAG * (m_max - m_min)) - log(KMAG)
 
 
 cdef inline void _law_init(SourceLaw* law, double m_star, double alpha_s, double m_min, double m_max) noexcept nogil:
@@ -148,18 +139,30 @@ cdef double law_log_pdf(const SourceLaw* law, double m) noexcept nogil:
 # --------------------------------------------------------------------------------------------
 # per image
 # --------------------------------------------------------------------------------------------
+cdef inline double mag_shift(double mu) noexcept nogil:
+    """2.5 log10|mu|: how much brighter (mag) an image of magnification mu is than its source."""
+    return 2.5 * log10(fabs(mu))
+
+
+cdef inline double _p_det(double c, double ms, double sigma_m) noexcept nogil:
+    """The detection probability Phi((c - m_s) / sigma_m) of an image of a source of magnitude
+    m_s, with c = m_lim + mag_shift(mu) the faintest source magnitude it reaches m_lim at (the
+    one place P_det is written: per image, and inside the K quadrature)."""
+    return ndtr((c - ms) / sigma_m)
+
+
 cdef double selection_prob(double mu, double m_lim, double ms, double sigma_m) noexcept nogil:
     """P_det = Phi((m_lim - m_s + 2.5 log10|mu|) / sigma_m); mu = 0 gives 0 (nan propagates)."""
     if mu == 0.0:             # also when m_lim - m_s overflows to +inf (inf - inf would give nan)
         return 0.0
-    return ndtr((m_lim - ms + 2.5 * log10(fabs(mu))) / sigma_m)
+    return _p_det(m_lim + mag_shift(mu), ms, sigma_m)
 
 
 cdef double mag_like(double m_obs, double mu, double ms, double sigma_m) noexcept nogil:
     """N(m_obs; m_s - 2.5 log10|mu|, sigma_m); mu = 0 gives 0 (nan propagates)."""
     if mu == 0.0:             # also when m_obs - m_s overflows to +inf
         return 0.0
-    cdef double d = (m_obs - ms + 2.5 * log10(fabs(mu))) / sigma_m
+    cdef double d = (m_obs - ms + mag_shift(mu)) / sigma_m
     return exp(-0.5 * d * d - LOG_SQRT_2PI) / sigma_m
 
 
@@ -315,8 +318,8 @@ cdef inline double _log_fphot_impl(const PhotTable* T, double mA, double mB, dou
     cdef int act
     if not (isfinite(mA) and isfinite(mB) and isfinite(muA) and isfinite(muB)) or muA == 0.0 or muB == 0.0:
         return -INFINITY
-    aA = 2.5 * log10(fabs(muA))
-    aB = 2.5 * log10(fabs(muB))
+    aA = mag_shift(muA)
+    aB = mag_shift(muB)
     yA = mA + aA
     yB = mB + aB
     d = yA - yB
@@ -393,15 +396,15 @@ cdef double k_direct(const SourceLaw* law, double m_lim, double sigma_m, double 
     cdef int npan, i, k
     if isnan(mu1) or isnan(mu2):
         return 0.0
-    c1 = m_lim + 2.5 * log10(fabs(mu1))
-    c2 = m_lim + 2.5 * log10(fabs(mu2))
+    c1 = m_lim + mag_shift(mu1)
+    c2 = m_lim + mag_shift(mu2)
     npan = _k_panels(law, sigma_m, &hw)
     for i in range(npan):
         c = law.m_min + (2 * i + 1) * hw
         for k in range(NGLK):
             m = c + hw * GLKX[k]
             tot += GLKW[k] * exp(_law_lp_unnorm(law.m_star, law.alpha_s, m) - law.log_norm) \
-                * ndtr((c1 - m) / sigma_m) * ndtr((c2 - m) / sigma_m)
+                * _p_det(c1, m, sigma_m) * _p_det(c2, m, sigma_m)
     return tot * hw
 
 
@@ -618,8 +621,22 @@ def _check_constants(double sigma_m=1.0, double m_star=0.0, double alpha_s=0.0, 
 
 
 def source_law_log_norm(double m_star, double alpha_s, double m_min, double m_max):
-    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm."""
+    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm (analytic: incomplete gamma functions in
+    log space; -inf where it underflows)."""
     return law_log_norm(m_star, alpha_s, m_min, m_max)
+
+
+def source_law_log_partial(m, double m_star, double alpha_s, double m_min):
+    """log int_{m_min}^{m} L^(alpha_s+1) e^(-L) dm' for a 1-D array m (-inf for m <= m_min): the
+    unnormalised cumulative distribution of the law, by the analytic normalisation."""
+    cdef const double[::1] mv = np.ascontiguousarray(m, dtype=float)
+    out = np.empty(mv.shape[0])
+    cdef double[::1] o = out
+    cdef Py_ssize_t k
+    with nogil:
+        for k in range(mv.shape[0]):
+            o[k] = law_log_norm(m_star, alpha_s, m_min, mv[k])
+    return out
 
 
 def source_law_log_pdf(m, double m_star, double alpha_s, double m_min, double m_max):
@@ -684,12 +701,13 @@ def k_direct_array(mu1, mu2, double m_lim, double sigma_m, double m_star, double
 
 
 def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, double m_min,
-           double m_max, int n_threads=0):
+           double m_max, n_threads=None):
     """K on the tensor grid u x u (u = log10|mu|, 1-D), symmetric n x n array.
 
     Same quadrature as ``k_direct`` (identical nodes), organised as
     K_ij = sum_k w_k p(m_k) Phi_ik Phi_jk with Phi_ik = Phi((m_lim + 2.5 u_i - m_k)/sigma_m),
-    rows computed in parallel (OpenMP; ``n_threads`` = 0: all cores).
+    rows computed in parallel (OpenMP; ``n_threads`` None or -1: all cores,
+    ``sl_cy.parallel.resolve_n_threads``).
     """
     _check_constants(sigma_m, m_star, alpha_s, m_min, m_max)
     cdef const double[::1] uv = np.ascontiguousarray(u, dtype=float)
@@ -717,7 +735,7 @@ def k_grid(u, double m_lim, double sigma_m, double m_star, double alpha_s, doubl
     with nogil:
         for i in prange(n, schedule="static", num_threads=nt):
             for k in range(nk):
-                Pv[i, k] = ndtr((m_lim + 2.5 * uv[i] - mk[k]) / sigma_m)
+                Pv[i, k] = _p_det(m_lim + 2.5 * uv[i], mk[k], sigma_m)     # uv = log10|mu|
                 Rv[i, k] = wk[k] * Pv[i, k]
         for i in prange(n, schedule="dynamic", num_threads=nt):
             for j in range(i, n):

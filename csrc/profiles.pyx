@@ -260,7 +260,7 @@ cdef void _build_row(double g, double u0, double du, int nx,
         lnm3[i] = log(m3)
 
 
-def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, int n_threads=0, int j0=0):
+def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx, n_threads=None, int j0=0):
     """Build the gNFW tables ln sigma, ln m2, ln m3 on a (g, ln x) grid by quadrature.
 
     Parameters
@@ -269,8 +269,8 @@ def build_gnfw_table(double g0, double dg, int ng, double u0, double du, int nx,
         gamma_in grid ``g0 + j dg``, ``j0 <= j < j0 + ng``.
     u0, du, nx : float, float, int
         ln x grid ``u0 + i du``, i < nx.
-    n_threads : int
-        OpenMP threads (0: all cores).
+    n_threads : int or None
+        OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
     j0 : int
         First row: a block of rows equals the same rows of the whole table bit for bit (so the
         table can be built block by block, answering Ctrl-C between blocks).
@@ -451,12 +451,9 @@ def table_grid():
 
 
 def cache_dir():
-    """The folder of sl_cy's on-disk caches (gNFW table, selection-rate tables):
-    ``$SL_CY_CACHE_DIR`` if set, else ``~/.cache/sl_cy``."""
-    d = os.environ.get("SL_CY_CACHE_DIR")
-    if d:
-        return d
-    return os.path.join(os.path.expanduser("~"), ".cache", "sl_cy")
+    """The folder of sl_cy's on-disk caches (:func:`sl_cy.cache.cache_dir`), as a string."""
+    from sl_cy.cache import cache_dir as _cache_dir
+    return str(_cache_dir())
 
 
 def table_cache_path():
@@ -474,29 +471,30 @@ def ensure_gnfw_table(bint use_cache=True):
     """
     if _T.ready:
         return
+    from sl_cy.cache import load_or_build
+
     g0, dg, ng, u0, du, nx = table_grid()
-    path = table_cache_path()
-    if use_cache and os.path.exists(path):
-        try:
-            with np.load(path) as f:
-                arrs = (f["lnsig"], f["lnm2"], f["lnm3"])
-            if all(a.shape == (ng, nx) for a in arrs):
-                set_gnfw_table(*arrs, g0, dg, u0, du)
-                return
-        except Exception:
-            pass
-    # built in blocks of rows (~0.1 s each on one core) so that a Ctrl-C is answered between them
-    blocks = [build_gnfw_table(g0, dg, min(8, ng - j), u0, du, nx, 0, j) for j in range(0, ng, 8)]
-    arrs = tuple(np.ascontiguousarray(np.concatenate([b[k] for b in blocks])) for k in range(3))
+
+    def load(path):
+        with np.load(path) as f:
+            arrs = (f["lnsig"], f["lnm2"], f["lnm3"])
+        if not all(a.shape == (ng, nx) for a in arrs):
+            raise ValueError(f"{path}: gNFW table of another shape")
+        return arrs
+
+    def build():
+        # built in blocks of rows (~0.1 s each on one core) so that a Ctrl-C is answered between them
+        blocks = [build_gnfw_table(g0, dg, min(8, ng - j), u0, du, nx, None, j) for j in range(0, ng, 8)]
+        return tuple(np.ascontiguousarray(np.concatenate([b[k] for b in blocks])) for k in range(3))
+
+    def save(arrs, path):
+        tmp = f"{path}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, lnsig=arrs[0], lnm2=arrs[1], lnm3=arrs[2])
+        os.replace(tmp, path)
+
+    arrs, _ = load_or_build(table_cache_path() if use_cache else None, load=load, build=build, save=save,
+                            what="gNFW table")
     set_gnfw_table(*arrs, g0, dg, u0, du)
-    if use_cache:
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.tmp.npz"
-            np.savez(tmp, lnsig=arrs[0], lnm2=arrs[1], lnm3=arrs[2])
-            os.replace(tmp, path)
-        except OSError:
-            pass
 
 
 def reset_gnfw_table():

@@ -15,7 +15,7 @@ import numpy as np
 cimport numpy as cnp
 from libc.math cimport exp, expm1, log, INFINITY, NAN
 from cython.parallel cimport prange
-from sl_cy._numerics cimport log_gauss_norm
+from sl_cy._numerics cimport log_gauss_norm, resolve_threads
 from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, sk_log_pdf, size_mean, size_z,
                                 halo_mean, halo_z, gamma_in_support, gamma_z, gamma_log_norm_mass,
                                 gamma_log_norm_grad)
@@ -75,13 +75,15 @@ cdef class SelectionKernel:
 
     def weight_sums(self, const double[::1] x, const double[::1] re, const double[::1] mh,
                     const double[::1] g, const double[::1] base, const double[:, ::1] eta,
-                    const double[::1] gam_lognorm, int n_threads=1):
+                    const double[::1] gam_lognorm, n_threads=1):
         """For each eta row j: (sum_k w_k, sum_k w_k^2, max_k w_k), w_k = exp(base_k + log_target_k).
 
-        Returns an array of shape (n_eta, 3). nogil loop; ``n_threads`` > 1 spreads the eta rows
+        Returns an array of shape (n_eta, 3). nogil loop; ``n_threads`` (as
+        ``sl_cy.parallel.resolve_n_threads``: None or -1 all cores) > 1 spreads the eta rows
         over OpenMP threads (each row is summed serially, so the result does not depend on it).
         """
         cdef Py_ssize_t n = x.shape[0], m = eta.shape[0], j
+        cdef int nt = resolve_threads(n_threads)
         if re.shape[0] != n or mh.shape[0] != n or g.shape[0] != n or base.shape[0] != n:
             raise ValueError("bank arrays must have the same length")
         if eta.shape[1] != 6 or gam_lognorm.shape[0] != m:
@@ -90,14 +92,12 @@ cdef class SelectionKernel:
         cdef double[:, ::1] o = out
         if n == 0 or m == 0:
             return out
-        if n_threads < 1:
-            n_threads = 1
-        if n_threads == 1 or m == 1:
+        if nt == 1 or m == 1:
             with nogil:
                 for j in range(m):
                     _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], <const EtaC*>&eta[j, 0], gam_lognorm[j], &o[j, 0])
         else:
-            for j in prange(m, nogil=True, num_threads=n_threads, schedule="static"):
+            for j in prange(m, nogil=True, num_threads=nt, schedule="static"):
                 _sums(&self.c, n, &x[0], &re[0], &mh[0], &g[0], &base[0], <const EtaC*>&eta[j, 0], gam_lognorm[j], &o[j, 0])
         return out
 
@@ -362,7 +362,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
                    const double[::1] R_t, const double[::1] R_w, const double[::1] H_t, const double[::1] H_w,
                    double h_lo, double h_hi,
                    const double[:, ::1] gamma_nodes, const double[:, ::1] gamma_weights,
-                   const double[:, ::1] eta, int n_threads=1, gamma_nodes_grad=None, gamma_weights_grad=None):
+                   const double[:, ::1] eta, n_threads=1, gamma_nodes_grad=None, gamma_weights_grad=None):
     """E[T] and the lens fraction E[1 - exp(-T)] for a batch of eta by product quadrature (see
     :class:`sl_cy.selection.SelectionQuadrature`).
 
@@ -378,6 +378,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     table interpolation).
     """
     cdef Py_ssize_t m = eta.shape[0], j
+    cdef int nt = resolve_threads(n_threads)
     cdef Py_ssize_t n[4]
     cdef double ax0[4]
     cdef double st[4]
@@ -410,7 +411,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
             raise ValueError(f"gamma_nodes_grad and gamma_weights_grad must have shape ({m}, {ng}, 2)")
     if m == 0:
         return (out, grad_np) if with_grad else out
-    for j in prange(m, nogil=True, num_threads=max(n_threads, 1), schedule="static"):
+    for j in prange(m, nogil=True, num_threads=nt, schedule="static"):
         _quad_one(&kern.c, &T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
                   nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], h_lo, h_hi, ng, &gamma_nodes[j, 0],
                   &gamma_weights[j, 0], <const EtaC*>&eta[j, 0], &o[j, 0],

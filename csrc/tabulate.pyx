@@ -42,9 +42,10 @@ from cython.parallel cimport prange
 from libc.math cimport ceil, floor, fabs, hypot, isfinite, NAN
 from libc.stdlib cimport realloc, free
 
+from sl_cy._numerics cimport resolve_threads
 from sl_cy._profiles cimport Cosmo, cosmo_init, sigma_cr_kpc, rhoc_kpc3
-from sl_cy._lensing cimport (Lens, Critical, ST_OK, lens_setup, lens_invert, lens_invert_local,
-                             lens_inv_mu_r)
+from sl_cy._lensing cimport (Lens, LensPoint, Critical, ST_OK, lens_setup, lens_invert, lens_invert_local,
+                             lens_point)
 from sl_cy import _profiles
 
 # |1/mu_r(x_B)| below which validity is left to the full inversion (see the module docstring)
@@ -151,6 +152,7 @@ cdef int _solve(const Column* p, double mh, double* Lout, unsigned char* okout) 
     """logM* (NaN where invalid) and validity (status 0 of invert_images) at halo mass mh.
     Returns 1 if the full inversion decided, 0 otherwise."""
     cdef Lens L
+    cdef LensPoint probe
     cdef Critical cr
     cdef double lm, beta, muA, muB, dj, irB
     cdef int st, full = 0
@@ -165,10 +167,12 @@ cdef int _solve(const Column* p, double mh, double* Lout, unsigned char* okout) 
         full = 1
     elif irB < 0.0:
         ok = False                     # |x_B| < x_r: XB_CENTRAL
-    elif lens_inv_mu_r(&L, p.r_probe) < 0.0:
-        ok = True                      # radial curve found, |x_B| > x_r, beta < y_c
     else:
-        full = 1
+        lens_point(&L, p.r_probe, &probe)
+        if probe.inv_mu_r < 0.0:
+            ok = True                  # radial curve found, |x_B| > x_r, beta < y_c
+        else:
+            full = 1
     if full:
         lens_setup(&L, p.cosmo, p.sigcr, p.rhoc, NAN, mh, p.logRe, p.gamma, p.c_halo)
         ok = lens_invert(&L, p.xA, p.xB, &lm, &beta, &cr, &muA, &muB, &dj) == ST_OK
@@ -394,7 +398,7 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
                            const double[::1] logMh_axis, double c_halo, double H0, double Om,
                            double Ode, double step, double scale_mh, double scale_mstar,
                            double window_lo, double window_hi, int n_nodes, int max_rounds=30,
-                           int n_threads=1, bint exact_validity=False):
+                           n_threads=1, bint exact_validity=False):
     """Adaptive halo-mass nodes and weights of many lenses (the rule of
     :func:`sl_cy.grids.adaptive_columns`; inputs are not validated here).
 
@@ -415,8 +419,9 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
         Slots per column.
     max_rounds : int
         Bisection depth limit.
-    n_threads : int
-        OpenMP threads over lenses (results do not depend on it).
+    n_threads : int or None
+        OpenMP threads over lenses (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``);
+        results do not depend on it.
     exact_validity : bool
         Decide every point's validity by the full inversion (critical curves) instead of the
         shortcuts of the module docstring (for tests; ~4x slower).
@@ -453,10 +458,11 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
     cdef long long[::1] npv = npts
     cdef int[:, ::1] npcv = npc
     cdef Cosmo cosmo
+    cdef int nt = resolve_threads(n_threads)
     cosmo_init(&cosmo, H0, Om, Ode)
     if n == 0 or ng == 0 or n_nodes == 0:
         return out_m, out_w, flags, npts, npc
-    for i in prange(n, nogil=True, schedule="dynamic", num_threads=max(n_threads, 1)):
+    for i in prange(n, nogil=True, schedule="dynamic", num_threads=nt):
         fl[i] = _lens_columns(&cosmo, xA[i], xB[i], logRe[i], m_obs[i], zl[i], zs[i],
                               &gamma_axis[0], &gamma_weights[0], ng, &logMh_axis[0], nm, c_halo,
                               step, scale_mh, scale_mstar, window_lo, window_hi, n_nodes,

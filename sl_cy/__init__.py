@@ -28,6 +28,8 @@ from sl_cy.selection import (Selection, SelectionBank, SelectionQuadrature, buil
 from sl_cy.likelihood import Prior, Uniform, Gaussian, Posterior, log_prior, log_likelihood, log_posterior
 from sl_cy.inference import run_mcmc, credible_intervals, convergence_report, plot_corner
 from sl_cy.runs import write_run_hdf5
+from sl_cy.arviz_export import to_arviz
+from sl_cy.sbc import validate
 from sl_cy.catalogue import read_catalogue
 from sl_cy.tables import generate_and_save_mock_tabulate, tabulate_sim
 
@@ -45,6 +47,8 @@ __all__ = [
     "Selection", "SelectionQuadrature", "SelectionBank", "selection_for", "build_selection_table",
     # inference
     "Posterior", "Prior", "Uniform", "Gaussian", "credible_intervals", "convergence_report", "plot_corner",
+    # results in ArviZ's format; simulation-based calibration
+    "to_arviz", "validate",
     # data in, tables out
     "read_catalogue", "generate_and_save_mock_tabulate", "tabulate_sim",
 ]

@@ -27,6 +27,19 @@ ctypedef struct Lens:
     double mstar        # Msun (0 while unknown, during the inversion)
     GStencil st
 
+ctypedef struct LensPoint:
+    # the local lens mapping at one signed position x != 0 (lens_point: the one place it is assembled)
+    double alpha_star   # signed deflections (kpc): stars, halo, total
+    double alpha_halo
+    double alpha
+    double kappa_star   # convergence at |x|: stars, halo, total
+    double kappa_halo
+    double kappa
+    double inv_mu_r     # 1/mu_r = 1 + alpha/x - 2 kappa
+    double inv_mu_t     # 1/mu_t = 1 - alpha/x
+    double shear        # alpha/x - kappa (mean convergence inside |x| minus kappa)
+    double mu           # signed magnification
+
 ctypedef struct Critical:
     double theta_e
     double x_rad
@@ -35,17 +48,13 @@ ctypedef struct Critical:
 
 cdef void lens_setup(Lens* L, const Cosmo* c, double sigma_cr, double rhoc, double logM_star,
                      double logM_halo, double logRe, double gamma_in, double c_halo) noexcept nogil
-cdef void lens_alpha_kappa(const Lens* L, double x, double* alpha, double* kappa) noexcept nogil
-cdef void lens_components(const Lens* L, double x, double* astar_unit, double* ahalo,
-                          double* kstar_unit, double* khalo) noexcept nogil
+cdef void lens_point(const Lens* L, double x, LensPoint* p) noexcept nogil
 cdef void lens_critical(const Lens* L, Critical* cr) noexcept nogil
 cdef int lens_images(const Lens* L, const Critical* cr, double beta, double* xA, double* xB) noexcept nogil
-cdef double lens_inv_mu_r(const Lens* L, double x) noexcept nogil
 cdef int lens_invert_local(Lens* L, double xA, double xB, double* logM_star, double* beta,
                            double* muA, double* muB, double* detJ, double* inv_mu_rB) noexcept nogil
 cdef int lens_invert(Lens* L, double xA, double xB, double* logM_star, double* beta,
                      Critical* cr, double* muA, double* muB, double* detJ) noexcept nogil
-cdef void lens_local(const Lens* L, double x, double* out) noexcept nogil
 cdef void lens_image_pair(const Lens* L, double a, double b, double* out) noexcept nogil
 
 
@@ -65,7 +74,8 @@ cdef inline double magnification(double ir, double it) noexcept nogil:
     return 1.0 / (it * ir)
 
 
-cdef inline double inversion_jacobian(double irA, double irB, double mstar, double dastar_unit) noexcept nogil:
-    """|J| = |d(log10 M*, beta)/d(x_A, x_B)| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (M* ln10 |a*(x_A) - a*(x_B)|),
-    with a* the deflection per unit M* (dastar_unit = a*(x_A) - a*(x_B))."""
-    return fabs(irA * irB) / (mstar * M_LN10 * fabs(dastar_unit))
+cdef inline double inversion_jacobian(double irA, double irB, double dalpha_star) noexcept nogil:
+    """|J| = |d(log10 M*, beta)/d(x_A, x_B)| = |mu_r^-1(x_A) mu_r^-1(x_B)| / (ln10 |alpha*(x_A) - alpha*(x_B)|),
+    with alpha* the stellar deflection (dalpha_star = alpha*(x_A) - alpha*(x_B) = M* (a*(x_A) - a*(x_B)),
+    a* per unit M*)."""
+    return fabs(irA * irB) / (M_LN10 * fabs(dalpha_star))

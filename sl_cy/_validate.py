@@ -43,3 +43,56 @@ def _describe(arr: np.ndarray, mask: np.ndarray) -> str:
     idx = np.argwhere(mask)[0]
     where = int(idx[0]) if len(idx) == 1 else tuple(int(i) for i in idx)
     return f"{float(arr[tuple(idx)])!r} at index {where} ({int(mask.sum())} bad value(s))"
+
+
+def axis_range(start: float, stop: float, step: float, *, name: str = "axis") -> np.ndarray:
+    """The grid ``start, start + step, ...`` up to ``stop`` inclusive (the one meaning of an axis
+    spec ``name:start:stop:step`` everywhere in sl_cy); ValueError naming ``name`` otherwise.
+
+    Examples
+    --------
+    >>> axis_range(12.0, 13.0, 0.25).tolist()
+    [12.0, 12.25, 12.5, 12.75, 13.0]
+    """
+    start, stop, step = (float(v) for v in (start, stop, step))
+    if not (np.isfinite(start) and np.isfinite(stop) and np.isfinite(step)) or not step > 0 or stop < start:
+        raise ValueError(f"{name}: need finite values, step > 0 and stop >= start, got {start}:{stop}:{step}")
+    n = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return np.round(start + step * np.arange(n), 12)
+
+
+def parse_axis_specs(spec: str, names, *, allow_fixed: bool = False) -> dict:
+    """Parse comma-separated ``name:start:stop:step`` axes (and ``name=value`` items when
+    ``allow_fixed``) into {name: array or float}; ValueError naming the bad item.
+
+    Examples
+    --------
+    >>> {k: getattr(v, "tolist", lambda: v)() for k, v in parse_axis_specs("mu_h:12:14:1,a=2", ["mu_h", "a"],
+    ...                                                                        allow_fixed=True).items()}
+    {'mu_h': [12.0, 13.0, 14.0], 'a': 2.0}
+    """
+    out: dict = {}
+    form = "name:start:stop:step" + (" or name=value" if allow_fixed else "")
+    for item in filter(None, (s.strip() for s in str(spec).split(","))):
+        if allow_fixed and "=" in item:
+            name, val = (s.strip() for s in item.split("=", 1))
+            nums = [val]
+        else:
+            parts = [s.strip() for s in item.split(":")]
+            if len(parts) != 4:
+                raise ValueError(f"axis {item!r}: expected {form}")
+            name, nums = parts[0], parts[1:]
+        if name not in names:
+            raise ValueError(f"unknown axis {name!r} in {item!r}; names are {', '.join(names)}")
+        if name in out:
+            raise ValueError(f"axis {name!r} given twice")
+        vals = []
+        for v in nums:
+            try:
+                vals.append(float(v))
+            except ValueError:
+                raise ValueError(f"axis {item!r}: {v!r} is not a number") from None
+        out[name] = vals[0] if len(vals) == 1 else axis_range(*vals, name=f"axis {item!r}")
+    if not out:
+        raise ValueError(f"no axes given (expected {form})")
+    return out

@@ -90,7 +90,7 @@ def _rng_of(rec) -> tuple:
             float(rec["rng_gauss"]))
 
 
-def write_journal(path, nwalkers: int, ndim: int, records: bytes = b"") -> Path:
+def write_journal(path, nwalkers: int, ndim: int, *, records: bytes = b"") -> Path:
     """Write a journal (header + records) atomically."""
     from sl_cy.io import write_bytes_atomic
 
@@ -303,7 +303,7 @@ def recover_chain(chain_path, name: str = "mcmc", *, dry_run: bool = False) -> R
             body = b"".join(_make_record(dt, i + 1, h5["chain"][i], h5["log_prob"][i],
                                          h5["accepted"] if i == k - 1 else np.zeros(h5["nwalkers"]),
                                          h5["random_state"] if i == k - 1 else None) for i in range(k))
-            write_journal(jpath, h5["nwalkers"], h5["ndim"], body)
+            write_journal(jpath, h5["nwalkers"], h5["ndim"], records=body)
         actions.append(f"{jpath.name} " + (f"damaged ({j_err}); " if j_err else "") + f"rebuilt from {chain_path.name}")
         return Recovery(k, h5["nwalkers"], h5["ndim"], actions)
     if h5_err is not None:

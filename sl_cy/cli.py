@@ -174,15 +174,13 @@ def _cmd_grid(args) -> int:
 
 
 def _axis(spec: str):
-    import numpy as np
+    from sl_cy._validate import axis_range
 
     try:
-        start, stop, step = (float(v) for v in spec.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected start:stop:step, got {spec!r}") from None
-    if not step > 0 or stop < start:
-        raise argparse.ArgumentTypeError(f"need step > 0 and stop >= start in {spec!r}")
-    return np.round(start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1), 10)
+        return axis_range(*spec.split(":"), name=spec) if spec.count(":") == 2 else axis_range(0, -1, 0, name=spec)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected start:stop:step with step > 0 and stop >= start, "
+                                         f"got {spec!r}") from None
 
 
 def _add_tabulate(p: argparse.ArgumentParser) -> None:
@@ -255,8 +253,8 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-bank", type=int, default=200_000, help="galaxies in the Monte-Carlo bank (default 200000)")
     p.add_argument("--seed", type=int, default=None, help="root random seed of the bank (default: fresh, recorded)")
     p.add_argument("--axes", required=True,
-                   help="comma-separated name:lo:hi:n eta axes (n points incl. ends), names alpha_sps, mu_h, "
-                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:11,mu_h:12:14:11)")
+                   help="comma-separated name:start:stop:step eta axes (stop included), names alpha_sps, mu_h, "
+                        "beta_h, sigma_h, mu_gamma, sigma_gamma (e.g. alpha_sps:-0.5:0.5:0.1,mu_h:12:14:0.2)")
     p.add_argument("--fixed", default=None,
                    help="name=value,... values of the non-tabulated eta components (default the mock truth "
                         "0,12.91,2.04,0.37,1.0,0.2)")
@@ -265,7 +263,7 @@ def _add_aeta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank-out", default=None, help="also save the bank to this HDF5 file")
     p.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bank, -1 = all cores (default 1)")
-    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1)")
+    p.add_argument("--n-threads", type=int, default=1, help="OpenMP threads over the table points (default 1; -1: all cores)")
     p.add_argument("--engine", choices=["quadrature", "bank"], default="quadrature",
                    help="A(eta) engine: the deterministic quadrature (default) or a Monte-Carlo bank of --n-bank")
     _add_forward_model_options(p, eta=False)
@@ -341,6 +339,39 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
                    help="write corner.png, traces.png, log_prob.png (default)")
     g.add_argument("--no-plots", dest="save_plots", action="store_false", help="no plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
+
+
+def _add_dask_options(p: argparse.ArgumentParser) -> None:
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on this dask cluster (tcp://host:8786, or a scheduler file *.json): each worker reads its "
+                        "shard of the lenses' grids itself (sl_cy.distributed)")
+    d.add_argument("--dask-workers", type=int, default=None, metavar="N",
+                   help="start a dask LocalCluster of N worker processes for this command (closed at the end)")
+
+
+def _dask(args):
+    """The dask client of --scheduler / --dask-workers (a context manager; yields None without them)."""
+    import contextlib
+
+    if args.scheduler is None and args.dask_workers is None:
+        return contextlib.nullcontext()
+    try:
+        from sl_cy.distributed import dask_client
+    except ImportError as exc:
+        raise ValueError(f"--scheduler / --dask-workers need dask.distributed ({exc}): pip install 'sl_cy[dask]'") \
+            from None
+    return dask_client(args.scheduler, args.dask_workers)
+
+
+def _run_config(args):
+    """The :class:`sl_cy.pipeline.RunConfig` of the MCMC options (validated: a bad value is a user error)."""
+    from sl_cy.pipeline import RunConfig
+
+    return RunConfig(nwalkers=args.nwalkers, nsteps=args.nsteps, seed=args.seed, discard=args.discard,
+                     use_selection=not args.no_eta, selection=args.selection, bank_size=args.bank_size,
+                     fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, save_plots=args.save_plots)
 
 
 def _parse_fixed(spec):
@@ -445,7 +476,9 @@ def _interrupted(prog: str, exc: KeyboardInterrupt, state: _SignalState) -> int:
     name = state.received[0] if state.received else (str(exc) if str(exc).startswith("SIG") else "SIGINT")
     code = 128 + int(getattr(signal, name, signal.SIGINT))
     run_dir = getattr(exc, "run_dir", None)
-    if run_dir is not None:
+    if getattr(exc, "continue_with", None):
+        print(f"{prog}: interrupted by {name}; {exc.continue_with}", file=sys.stderr, flush=True)
+    elif run_dir is not None:
         step = "?" if exc.step is None else exc.step
         print(f"{prog}: interrupted by {name} at step {step} of {exc.nsteps}; the run folder is kept, continue it "
               f"with: sl-cy resume {run_dir}", file=sys.stderr, flush=True)
@@ -487,11 +520,11 @@ def _cmd_run(args, prog: str = "sl-cy run") -> int:
 
     try:
         mock_kwargs = _mock_kwargs(args)
-        run_pipeline(args.n_galaxy, seed=args.seed, sim_id=args.sim_id, root=args.out, nwalkers=args.nwalkers,
-                     nsteps=args.nsteps, n_jobs=args.n_jobs, eta=not args.no_eta, save_plots=args.save_plots,
-                     bank_size=args.bank_size, progress=not args.no_progress, overwrite=args.overwrite,
-                     confirm=_ask if args.interact else None, run_id=args.run_id, fixed=_parse_fixed(args.fixed),
-                     discard=args.discard, selection=args.selection, mock_kwargs=mock_kwargs, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            run_pipeline(args.n_galaxy, config=config, sim_id=args.sim_id, root=args.out, progress=not args.no_progress,
+                         overwrite=args.overwrite, confirm=_ask if args.interact else None, run_id=args.run_id,
+                         mock_kwargs=mock_kwargs, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail(prog, exc)
     return 0
@@ -518,11 +551,11 @@ def _cmd_infer(args) -> int:
         if args.observed is None and any(getattr(args, k) != d for k, d in _FM_DEFAULTS.items()):
             raise ValueError("the forward-model options (--model, --m-lim, --nbkg, ...) go with --observed; a "
                              "simulation's grids carry the forward model of its mock")
-        infer(args.sim_id, observed=args.observed, unit=args.unit, root=args.out, nwalkers=args.nwalkers,
-              nsteps=args.nsteps, seed=args.seed, eta=not args.no_eta, bank_size=args.bank_size,
-              fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, progress=not args.no_progress,
-              save_plots=args.save_plots, run_id=args.run_id, discard=args.discard, zl=args.zl, zs=args.zs,
-              selection=args.selection, forward_model=_forward_model(args) if args.observed else None, verbose=True)
+        config = _run_config(args)
+        with _dask(args) as client:
+            infer(args.sim_id, config=config, observed=args.observed, unit=args.unit, root=args.out,
+                  progress=not args.no_progress, run_id=args.run_id, zl=args.zl, zs=args.zs,
+                  forward_model=_forward_model(args) if args.observed else None, verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy infer", exc)
     return 0
@@ -549,6 +582,7 @@ def _add_rerun(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", default=None, help="name of the new run folder (default run_<UTC time>)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _add_resume(p: argparse.ArgumentParser) -> None:
@@ -557,6 +591,7 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
                    help="new total number of MCMC steps (default the recorded one; larger extends the run)")
     p.add_argument("--n-jobs", type=int, default=None, help="override the recorded worker count")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_dask_options(p)
 
 
 def _cmd_resume(args) -> int:
@@ -564,7 +599,9 @@ def _cmd_resume(args) -> int:
     from sl_cy.runs import RunLockedError
 
     try:
-        resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True)
+        with _dask(args) as client:
+            resume(args.path, nsteps=args.nsteps, n_jobs=args.n_jobs, progress=not args.no_progress, verbose=True,
+                   client=client)
     except _USER_ERRORS + (RunLockedError,) as exc:
         return _fail("sl-cy resume", exc)
     return 0
@@ -574,10 +611,64 @@ def _cmd_rerun(args) -> int:
     from sl_cy.pipeline import rerun
 
     try:
-        rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
-              verbose=True)
+        with _dask(args) as client:
+            rerun(args.path, out=args.out, run_id=args.run_id, progress=not args.no_progress, n_jobs=args.n_jobs,
+                  verbose=True, client=client)
     except _USER_ERRORS as exc:
         return _fail("sl-cy rerun", exc)
+    return 0
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    from sl_cy.sbc import FULL, QUICK
+
+    p.add_argument("--replicates", type=int, default=None,
+                   help=f"replicates (default {FULL['replicates']}, --quick {QUICK['replicates']}); a folder holding fewer "
+                        "is continued up to this number")
+    p.add_argument("--n-galaxy", type=int, default=None,
+                   help=f"galaxies per mock (default {FULL['n_galaxy']}, --quick {QUICK['n_galaxy']})")
+    p.add_argument("--seed", type=int, default=None,
+                   help="root seed (default: the folder's recorded seed when continuing, else fresh entropy, recorded)")
+    p.add_argument("--out", default="validation",
+                   help="validation folder (default ./validation); rerunning the same command continues it")
+    p.add_argument("--quick", action="store_true",
+                   help=f"cheaper settings: {QUICK['replicates']} replicates of {QUICK['n_galaxy']} galaxies, "
+                        f"{QUICK['nwalkers']} walkers x {QUICK['nsteps']} steps, L = {QUICK['n_draws']}")
+    p.add_argument("--n-draws", type=int, default=None, help="posterior draws L ranked per replicate "
+                                                             f"(default {FULL['n_draws']}, --quick {QUICK['n_draws']})")
+    p.add_argument("--nwalkers", type=int, default=None, help="emcee walkers per replicate")
+    p.add_argument("--nsteps", type=int, default=None, help="emcee steps per replicate")
+    p.add_argument("--discard", type=int, default=None, help="burn-in steps per replicate")
+    p.add_argument("--fixed", default=None, help="name=value,... eta parameters held fixed (not drawn, not sampled)")
+    _add_forward_model_options(p, eta=False)
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="replicates run at once in worker processes, -1 = all cores (default; results do not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the replicates on the dask.distributed scheduler at ADDRESS instead (e.g. tcp://host:8786)")
+    p.add_argument("--no-plots", dest="save_plots", action="store_false", help="no ranks.png / coverage.png")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _cmd_validate(args) -> int:
+    from sl_cy.runs import RunLockedError
+    from sl_cy.sbc import validate
+
+    client = None
+    try:
+        mk = {k: v for k, v in _mock_kwargs(args).items() if k != "eta"}
+        if args.scheduler:
+            from distributed import Client
+
+            client = Client(args.scheduler)
+        validate(args.replicates, n_galaxy=args.n_galaxy, seed=args.seed, out=args.out, quick=args.quick,
+                 fixed=_parse_fixed(args.fixed), n_draws=args.n_draws, nwalkers=args.nwalkers, nsteps=args.nsteps,
+                 discard=args.discard, mock_kwargs=mk, n_jobs=args.n_jobs, executor=client,
+                 progress=False if args.no_progress else None, save_plots=args.save_plots, verbose=True)
+    except _USER_ERRORS + (RunLockedError,) as exc:
+        return _fail("sl-cy validate", exc)
+    finally:
+        if client is not None:
+            client.close()
     return 0
 
 
@@ -600,6 +691,8 @@ COMMANDS = {
               _add_rerun, _cmd_rerun),
     "resume": ("continue an interrupted or killed run to its total steps (identical chain) and finish it",
                _add_resume, _cmd_resume),
+    "validate": ("simulation-based calibration: replicates with eta drawn from a prior, rank histograms, coverage, "
+                 "verdict; resumable", _add_validate, _cmd_validate),
 }
 
 

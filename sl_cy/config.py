@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import special
 
 #: Detection rules understood by the mock and the likelihood (see :class:`SurveyConfig`).
 DETECTION_MODES = ("observed", "independent")
@@ -61,28 +60,15 @@ class Scatter:
 SCATTER = Scatter()
 
 
-def _upper_gamma(s: float, x):
-    """Non-regularised upper incomplete gamma Gamma(s, x) for any real s (x > 0).
-
-    For s > 0 it is ``gamma(s) * gammaincc(s, x)``; for s = 0 the exponential integral E1;
-    for s < 0 the recurrence Gamma(s, x) = (Gamma(s + 1, x) - x^s e^-x) / s.
-    """
-    x = np.asarray(x, dtype=float)
-    if s > 0:
-        return special.gamma(s) * special.gammaincc(s, x)
-    if s == 0:
-        return special.exp1(x)
-    return (_upper_gamma(s + 1.0, x) - x ** s * np.exp(-x)) / s
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SourceLaw:
     """Source-magnitude law p(m_s) ∝ L^(alpha_s + 1) exp(-L), L = 10^(-0.4 (m_s - m_star)).
 
-    Normalised on [m_min, m_max]. The cumulative distribution is analytic:
-    with s = alpha_s + 1, ∫ p dm = Gamma(s, L) / (0.4 ln 10) (upper incomplete gamma, extended
-    to s <= 0 by recurrence), so ``cdf`` is exact; ``ppf`` interpolates the inverse on a fine
-    grid (``n_table`` nodes) and polishes with one Newton step on the exact cdf.
+    Normalised on [m_min, m_max]. The cumulative distribution is analytic: with s = alpha_s + 1,
+    ∫ p dm = Gamma(s, L) / (0.4 ln 10) (incomplete gamma functions for any real s, in log space:
+    the compiled normalisation of the photometry, ``sl_cy._photometry.source_law_log_norm``, the
+    only one), so ``cdf`` is exact; ``ppf`` interpolates the inverse on a fine grid (``n_table``
+    nodes) and polishes with one Newton step on the exact cdf.
 
     Parameters
     ----------
@@ -118,34 +104,26 @@ class SourceLaw:
         if int(self.n_table) < 65:
             raise ValueError(f"SourceLaw.n_table must be >= 65, got {self.n_table!r}")
 
-    # --- analytic pieces ------------------------------------------------------------------
-    def _L(self, m):
-        return 10.0 ** (-0.4 * (np.asarray(m, dtype=float) - self.m_star))
-
-    def _G(self, m):
-        """Gamma(alpha_s + 1, L(m)) / (0.4 ln 10): an antiderivative of the unnormalised pdf in m
-        (L decreases with m, so G increases)."""
-        return _upper_gamma(self.alpha_s + 1.0, self._L(m)) / (0.4 * math.log(10.0))
-
+    # --- the compiled law (lazy import: this module stays import-light) -----------------------
     @cached_property
-    def _norm(self) -> tuple[float, float]:
-        """(G(m_min), G(m_max) - G(m_min)): offset and normalisation of the cdf."""
-        g_lo = float(self._G(self.m_min))
-        return g_lo, float(self._G(self.m_max)) - g_lo
+    def _log_norm(self) -> float:
+        from sl_cy import _photometry
+
+        return float(_photometry.source_law_log_norm(self.m_star, self.alpha_s, self.m_min, self.m_max))
 
     @property
     def norm(self) -> float:
         """∫_{m_min}^{m_max} L^(alpha_s+1) e^-L dm (the normalisation constant of ``pdf``)."""
-        return self._norm[1]
+        return math.exp(self._log_norm)
 
     # --- distribution API -----------------------------------------------------------------
     def logpdf(self, m):
-        """log p(m_s); -inf outside [m_min, m_max]."""
+        """log p(m_s); -inf outside [m_min, m_max] (the compiled ``law_log_pdf``)."""
+        from sl_cy import _photometry
+
         m = np.asarray(m, dtype=float)
-        L = self._L(m)
-        with np.errstate(divide="ignore"):
-            out = (self.alpha_s + 1.0) * np.log(L) - L - math.log(self.norm)
-        out = np.where((m >= self.m_min) & (m <= self.m_max), out, -np.inf)
+        out = _photometry.source_law_log_pdf(m.ravel(), self.m_star, self.alpha_s, self.m_min,
+                                             self.m_max).reshape(m.shape)
         return float(out) if out.ndim == 0 else out
 
     def pdf(self, m):
@@ -162,10 +140,12 @@ class SourceLaw:
 
     def cdf(self, m):
         """P(m_s <= m), exact (incomplete-gamma form), clipped to [0, 1]."""
+        from sl_cy import _photometry
+
         m = np.asarray(m, dtype=float)
-        mc = np.clip(m, self.m_min, self.m_max)
-        g_lo, norm = self._norm
-        out = np.clip((self._G(mc) - g_lo) / norm, 0.0, 1.0)
+        mc = np.clip(m, self.m_min, self.m_max).ravel()
+        lp = _photometry.source_law_log_partial(mc, self.m_star, self.alpha_s, self.m_min)
+        out = np.clip(np.exp(lp - self._log_norm), 0.0, 1.0).reshape(m.shape)
         return float(out) if out.ndim == 0 else out
 
     @cached_property

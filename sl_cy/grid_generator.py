@@ -46,39 +46,14 @@ def parse_axes(spec: str) -> dict:
     >>> ax["logMh"].tolist(), ax["beta"].tolist(), ax["zl"]
     ([12.0, 12.5, 13.0], [0.0, 0.25, 0.5, 0.75], 0.4)
     """
-    out: dict = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        if "=" in item:
-            name, val = item.split("=", 1)
-            value = _number(val, item)
-        else:
-            parts = item.split(":")
-            if len(parts) != 4:
-                raise ValueError(f"axis {item!r}: expected name:start:stop:step or name=value")
-            name = parts[0]
-            start, stop, step = (_number(p, item) for p in parts[1:])
-            if not step > 0 or stop < start:
-                raise ValueError(f"axis {item!r}: need step > 0 and stop >= start")
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            value = start + step * np.arange(n)
-            if name == "beta":
-                value = value[value < 1.0]
-        name = name.strip()
-        if name not in AXIS_TO_ARG:
-            raise ValueError(f"unknown axis {name!r}; known: {sorted(AXIS_TO_ARG)}")
-        if name in out:
-            raise ValueError(f"axis {name!r} given twice")
-        out[name] = value
+    from sl_cy._validate import parse_axis_specs
+
+    out = parse_axis_specs(spec, list(AXIS_TO_ARG), allow_fixed=True)
+    if isinstance(out.get("beta"), np.ndarray):
+        out["beta"] = out["beta"][out["beta"] < 1.0]
     if not any(isinstance(v, np.ndarray) for v in out.values()):
         raise ValueError("the axis specification defines no grid axis (name:start:stop:step)")
     return out
-
-
-def _number(s: str, item: str) -> float:
-    try:
-        return float(s)
-    except ValueError:
-        raise ValueError(f"axis {item!r}: {s!r} is not a number") from None
 
 
 def _bank_block(task: dict) -> dict:
@@ -94,7 +69,7 @@ def _bank_block(task: dict) -> dict:
     return res
 
 
-def generate_grid(axes, out, n_jobs=1, executor=None, overwrite=False, block_points=200_000, cosmo=None,
+def generate_grid(axes, out, *, n_jobs=1, executor=None, overwrite=False, block_points=200_000, cosmo=None,
                   progress=None) -> dict:
     """Forward-solve every point of a parameter grid and write it to HDF5.
 

@@ -314,8 +314,8 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
         Per-lens images (kpc, x_A > 0 > x_B), log size, observed SPS mass and redshifts.
     gamma_axis, logMh_axis, c_halo, cosmo, step, scales, window, n_nodes, max_rounds :
         As in :func:`adaptive_columns` (shared by all lenses).
-    n_threads : int
-        OpenMP threads over lenses; results do not depend on it.
+    n_threads : int or None
+        OpenMP threads over lenses (-1 or None: all cores); results do not depend on it.
     info : bool
         Also return a dict with ``n_points`` (logM* evaluations per lens) and ``n_pieces``
         (contiguous valid pieces per lens and column, shape (n_lens, n_gamma)).
@@ -367,7 +367,7 @@ def adaptive_columns_batch(xA, xB, logRe, m_obs, gamma_axis, logMh_axis, *, c_ha
     per_lens = [np.ascontiguousarray(v, dtype=float).ravel() for v in np.broadcast_arrays(xa, xb, re, mo, zlv, zsv)]
     nodes, wq, flags, n_points, n_pieces = _tabulate.adaptive_columns_batch(
         *per_lens, np.ascontiguousarray(gam), trapezoid_weights(gam), np.ascontiguousarray(m0), float(c),
-        *get_cosmology(cosmo).params, step, a, b, w_lo, w_hi, n_nodes, int(max_rounds), int(n_threads))
+        *get_cosmology(cosmo).params, step, a, b, w_lo, w_hi, n_nodes, int(max_rounds), n_threads)
     if flags.any():
         i = int(np.argmax(flags != 0))
         raise ValueError(f"adaptive_columns: lens {i}: {_tabulate.FLAGS.get(int(flags[i]), flags[i])} "
@@ -522,7 +522,7 @@ def _tabulate_task(task: dict) -> dict:
     if finite.any():
         mA = np.broadcast_to(col["magnitude_observedA"], shape)[finite]
         mB = np.broadcast_to(col["magnitude_observedB"], shape)[finite]
-        fph[finite] = phot.fphot(mA, mB, r["mu_A"][finite], r["mu_B"][finite])
+        fph[finite] = phot.fphot(mA, mB, mu_A=r["mu_A"][finite], mu_B=r["mu_B"][finite])
     return dict(index=task["index"], logM_star=r["logM_star"], beta=r["beta"], ycaustic=r["y_caustic"],
                 muA=r["mu_A"], muB=r["mu_B"], detJ=r["detJ"], F_phot=fph, valid=status,
                 logMh=np.where(pad, np.nan, mh), wq=np.where(pad, 0.0, wq),

@@ -107,7 +107,7 @@ def initial_ball(posterior: Posterior, nwalkers: int, *, initial_guess=None, see
 def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=None, backend_file=None,
              parallel: bool = False, nproc: int | None = None, eta: bool = True, vectorize: bool = True,
              resume: bool = False, progress: bool = True, seed=None, A=None, prior: Prior | None = None,
-             fixed: Mapping | None = None, backend_name: str = "mcmc", backend=None):
+             fixed: Mapping | None = None, backend_name: str = "mcmc", backend=None, initial_state=None):
     """Sample the posterior of eta with emcee (seed name).
 
     Parameters
@@ -150,6 +150,9 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     backend : emcee backend, optional
         Use this backend instead of ``backend_file`` (e.g. the crash-safe
         :class:`sl_cy.chainstore.JournaledHDFBackend` of the pipeline's run folders).
+    initial_state : array (nwalkers, n_free), optional
+        Starting positions of the walkers instead of the ball of :func:`initial_ball` (e.g. draws
+        from the prior, as :func:`sl_cy.sbc.validate` does); each must have a finite log posterior.
 
     Returns
     -------
@@ -214,7 +217,16 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
             if remaining > 0:          # an uninterrupted chain is not checked again at this step either
                 sampler.run_mcmc(None, remaining, progress=progress, skip_initial_state_check=True)
         elif remaining > 0:
-            p0 = initial_ball(post, nwalkers, initial_guess=initial_guess, seed=seed)
+            if initial_state is None:
+                p0 = initial_ball(post, nwalkers, initial_guess=initial_guess, seed=seed)
+            else:
+                p0 = np.array(initial_state, dtype=float)
+                if p0.shape != (nwalkers, ndim):
+                    raise ValueError(f"initial_state must have shape ({nwalkers}, {ndim}), got {p0.shape}")
+                bad = ~np.isfinite(np.atleast_1d(post(p0)))
+                if bad.any():
+                    raise ValueError(f"initial_state row {int(np.flatnonzero(bad)[0])} has log posterior -inf: "
+                                     f"{post.explain(p0[bad][0])}")
             rs = np.random.RandomState(seed).get_state() if seed is not None else None
             sampler.run_mcmc(emcee.State(p0, random_state=rs), remaining, progress=progress)
     except BaseException:

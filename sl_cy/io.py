@@ -197,7 +197,7 @@ def _column_array(df: pd.DataFrame, col) -> np.ndarray:
     raise ValueError(f"column {col!r} has dtype {s.dtype}, which cannot be stored (numbers, bools, strings)")
 
 
-def write_dataframe(parent, name: str, df: pd.DataFrame, attrs: dict | None = None,
+def write_dataframe(parent, name: str, df: pd.DataFrame, *, attrs: dict | None = None,
                     compression: str | None = "gzip", resizable: bool = False):
     """Write ``df`` to ``parent[name]`` as a group with one dataset per column.
 
@@ -240,7 +240,7 @@ def write_dataframe(parent, name: str, df: pd.DataFrame, attrs: dict | None = No
     return g
 
 
-def append_dataframe(parent, name: str, df: pd.DataFrame, compression: str | None = "gzip"):
+def append_dataframe(parent, name: str, df: pd.DataFrame, *, compression: str | None = "gzip"):
     """Append the rows of ``df`` to a group made by :func:`write_dataframe` (created, resizable,
     on first use). Columns must match the group's columns."""
     if name not in parent:

@@ -221,7 +221,7 @@ def _utc_now() -> str:
 
 def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_MU, *, m_lim=DEFAULT_M_LIM,
                   sigma_m=DEFAULT_SIGMA_M, m_star=DEFAULT_M_STAR, alpha_s=DEFAULT_ALPHA_S,
-                  m_min=DEFAULT_M_MIN, m_max=DEFAULT_M_MAX, n_threads=0) -> KTable:
+                  m_min=DEFAULT_M_MIN, m_max=DEFAULT_M_MAX, n_threads=None) -> KTable:
     """Integrate K(mu1, mu2) on a uniform log10|mu| grid (seed name).
 
     Parameters
@@ -236,8 +236,9 @@ def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_M
         Limiting magnitude and magnitude noise (> 0).
     m_star, alpha_s, m_min, m_max : float
         Source-magnitude law (see :func:`sl_cy.photometry.source_mag_pdf`).
-    n_threads : int
-        OpenMP threads for the integration (0: all available cores).
+    n_threads : int or None
+        OpenMP threads for the integration (default None: all available cores; -1 the same;
+        :func:`sl_cy.parallel.resolve_n_threads`).
 
     Returns
     -------
@@ -270,7 +271,7 @@ def build_K_table(mu_min=DEFAULT_MU_MIN, mu_max=DEFAULT_MU_MAX, n_mu=DEFAULT_N_M
     sigma_m = _sigma(sigma_m)
     law = _law_params(m_star, alpha_s, m_min, m_max)
     u = np.linspace(np.log10(mu_min), np.log10(mu_max), int(n_mu))
-    K = _photometry.k_grid(u, m_lim, sigma_m, *law, n_threads=int(n_threads))
+    K = _photometry.k_grid(u, m_lim, sigma_m, *law, n_threads=n_threads)
     np.clip(K, 0.0, 1.0, out=K)
     meta = dict(m_lim=m_lim, sigma_m=sigma_m, m_star=law[0], alpha_s=law[1], m_min=law[2], m_max=law[3],
                 sl_cy_version=__version__, created_utc=_utc_now())

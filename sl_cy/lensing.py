@@ -369,11 +369,11 @@ class LensModel:
 
     # --- local quantities -------------------------------------------------------------------
     def _profile(self, x):
-        """The eight local quantities (rows, see ``_lensing.LOCAL_NAMES``) at positions x."""
+        """The ten local quantities (rows, see ``_lensing.POINT_NAMES``) at positions x."""
         x = as_float_array("x", x)
         if np.any(x == 0):
             raise ValueError("x = 0 is the lens centre: alpha/x and mu are undefined there")
-        return self._core.profile(x.ravel()).reshape((8,) + x.shape)
+        return self._core.profile(x.ravel()).reshape((len(_lensing.POINT_NAMES),) + x.shape)
 
     def _local(self, x, i):
         xf = _finite_float(x)
@@ -416,13 +416,7 @@ class LensModel:
 
     def gamma(self, x):
         """Shear gamma_s = mean kappa - kappa = alpha/x - kappa."""
-        xf = _finite_float(x)
-        if xf is not None and xf != 0.0:
-            o = self._core.local(xf)
-            return o[0] / xf - o[3]
-        p = self._profile(x)
-        v = p[0] / np.asarray(x, dtype=float) - p[3]
-        return float(v) if v.ndim == 0 else v
+        return self._local(x, 8)
 
     def mu_from_rt(self, x):
         """Signed magnification 1 / (mu_t^-1 mu_r^-1).
@@ -447,21 +441,14 @@ class LensModel:
         >>> round(LensModel(11.5, 13.0, 0.9).mu_from_rt(6.620631957976534), 6)
         3.834575
         """
-        xf = _finite_float(x)
-        if xf is not None and xf != 0.0:
-            o = self._core.local(xf)
-            return 1.0 / (o[6] * o[7])
-        p = self._profile(x)
-        v = 1.0 / (p[6] * p[7])
-        return float(v) if v.ndim == 0 else v
+        return self._local(x, 9)
 
     def mu_from_kg(self, x):
         """Signed magnification 1 / ((1 - kappa)^2 - gamma_s^2)."""
         xf = _finite_float(x)
         if xf is not None and xf != 0.0:
             o = self._core.local(xf)
-            k = o[3]
-            g = o[0] / xf - k
+            k, g = o[3], o[8]
             return 1.0 / ((1.0 - k) ** 2 - g ** 2)
         k = self.kappa(x)
         g = self.gamma(x)

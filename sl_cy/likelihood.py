@@ -313,7 +313,8 @@ class LikelihoodKernel:
     forward_model : ForwardModel, optional
         Checked against the grids' (:class:`sl_cy.forward.ForwardModelMismatch` if different).
     n_threads : int, optional
-        OpenMP threads (default: all available cores).
+        OpenMP threads (default None: all available cores; -1 the same; see
+        :func:`sl_cy.parallel.resolve_n_threads`).
 
     Attributes
     ----------
@@ -396,9 +397,9 @@ class LikelihoodKernel:
         self.n_points = int(self.offsets[-1])
         self.grid_shape = (n_mh, n_g)
         self._model = _model_tuple(fm)
-        from sl_cy.parallel import available_cores
+        from sl_cy.parallel import resolve_n_threads
 
-        self.n_threads = int(n_threads or available_cores())
+        self.n_threads = resolve_n_threads(n_threads)
 
     def per_lens(self, eta) -> np.ndarray:
         """log p(d_i | eta) per lens: eta (6,) -> (n_lens,), (n, 6) -> (n, n_lens)."""
@@ -754,7 +755,10 @@ class Posterior:
     def has_grad(self) -> bool:
         """True when :meth:`log_prob_and_grad` is available: every free parameter's prior has an
         analytic gradient (:class:`Uniform`, :class:`Gaussian`) and the selection normaliser A
-        has one (:meth:`sl_cy.selection.SelectionQuadrature.log_lens_fraction_and_grad`)."""
+        has one (:meth:`sl_cy.selection.SelectionQuadrature.log_lens_fraction_and_grad`), and the
+        kernel gives per-lens gradients (not yet the sharded kernel of :mod:`sl_cy.distributed`)."""
+        if not hasattr(self.kernel, "per_lens_and_grad"):
+            return False                       # e.g. the sharded kernel of sl_cy.distributed
         if not all(hasattr(self.prior.params[n], "grad_logpdf") for n in self.free_names):
             return False
         return not self.use_selection or hasattr(self.A, "log_lens_fraction_and_grad")
@@ -826,6 +830,8 @@ class Posterior:
         if not self.has_grad:
             bad = [n for n in self.free_names if not hasattr(self.prior.params[n], "grad_logpdf")]
             what = (f"the prior(s) of {bad} have no analytic gradient (use Uniform or Gaussian)" if bad else
+                    f"the kernel {type(self.kernel).__name__} gives no gradient"
+                    if not hasattr(self.kernel, "per_lens_and_grad") else
                     f"the selection normaliser {self.A!r} has no analytic gradient (use SelectionQuadrature)")
             raise NotImplementedError(f"log_prob_and_grad: {what}")
         t = np.asarray(theta, dtype=float)

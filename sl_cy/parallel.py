@@ -24,6 +24,13 @@ Failures of the pool itself are explained, never a bare ``BrokenProcessPool`` an
   die during a task (killed by the out-of-memory killer, a crash in compiled code) raise
   :class:`WorkerPoolError`, which names the cause, the worker's exit code or signal, and the remedy.
 
+Counts of workers and threads have one meaning everywhere: ``n_jobs`` (processes) and
+``n_threads`` (OpenMP threads of the compiled kernels) are a positive integer, or None / ``-1`` for
+all the cores this process may use (:func:`available_cores`, affinity-aware); 0, other negative
+values and non-integers raise ``ValueError``. :func:`resolve_n_jobs` and :func:`resolve_n_threads`
+are the only readers; every compiled entry point resolves its ``n_threads`` through the latter
+(``sl_cy/_numerics.pxd: resolve_threads``).
+
 Interruption: local pool workers start with SIGINT blocked, so a Ctrl-C (which the terminal sends to
 the whole process group) reaches only the parent; when the consumer stops early (KeyboardInterrupt,
 any exception, or closing the iterator) the workers are killed at once instead of finishing their
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import operator
 import os
 import signal
 import sys
@@ -41,7 +49,7 @@ import warnings
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["available_cores", "resolve_n_jobs", "show_progress_default", "iter_chunks", "map_chunks",
+__all__ = ["available_cores", "resolve_n_jobs", "resolve_n_threads", "show_progress_default", "iter_chunks", "map_chunks",
            "ParallelWarning", "WorkerPoolError"]
 
 
@@ -62,6 +70,23 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _resolve_count(name: str, value) -> int:
+    """The one reading of a worker/thread count: None or -1 -> all available cores, a positive
+    integer (Python or numpy) -> itself, anything else -> ValueError naming ``name``."""
+    if value is None:
+        return available_cores()
+    if not isinstance(value, bool):
+        try:
+            v = operator.index(value)
+        except TypeError:
+            v = None
+        if v == -1:
+            return available_cores()
+        if v is not None and v >= 1:
+            return v
+    raise ValueError(f"{name} must be a positive integer or -1 (or None) for all cores, got {value!r}")
+
+
 def resolve_n_jobs(n_jobs) -> int:
     """``n_jobs`` as a positive worker count: ``-1`` (or None) means all available cores.
 
@@ -70,11 +95,37 @@ def resolve_n_jobs(n_jobs) -> int:
     ValueError
         for 0, other negative values or non-integers.
     """
-    if n_jobs is None or (isinstance(n_jobs, (int,)) and not isinstance(n_jobs, bool) and n_jobs == -1):
-        return available_cores()
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
-    return n_jobs
+    return _resolve_count("n_jobs", n_jobs)
+
+
+def resolve_n_threads(n_threads) -> int:
+    """``n_threads`` as a positive OpenMP thread count: ``-1`` (or None) means all available cores.
+
+    The same rule as :func:`resolve_n_jobs`; every compiled kernel (likelihood, A(eta), adaptive
+    tabulation, K table, gNFW table) reads its ``n_threads`` through this function. Results never
+    depend on the thread count.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        Positive integer, or -1 / None for all cores this process may use.
+
+    Returns
+    -------
+    int
+        The thread count (>= 1).
+
+    Raises
+    ------
+    ValueError
+        for 0, other negative values or non-integers (the message names the value).
+
+    Examples
+    --------
+    >>> resolve_n_threads(3), resolve_n_threads(-1) == resolve_n_threads(None) == available_cores()
+    (3, True)
+    """
+    return _resolve_count("n_threads", n_threads)
 
 
 def show_progress_default(progress, n_tasks: int) -> bool:
@@ -99,7 +150,7 @@ def _progress_bar(show: bool, total: int, desc: str | None):
     return tqdm(total=total, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
 
 
-def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=None, progress=None,
+def iter_chunks(func: Callable[[Any], Any], tasks: Iterable, *, n_jobs=1, executor=None, progress=None,
                 desc: str | None = None, max_in_flight: int | None = None) -> Iterator[tuple[int, Any]]:
     """Run ``func(task)`` for every task and yield ``(index, result)`` as tasks complete.
 
@@ -368,7 +419,7 @@ def _iter_dask(client, func, tasks, window: int, show: bool, desc):
                 client.cancel([f for f, _ in pending.values()])
 
 
-def map_chunks(func: Callable[[Any], Any], tasks: Iterable, n_jobs=1, executor=None, progress=None,
+def map_chunks(func: Callable[[Any], Any], tasks: Iterable, *, n_jobs=1, executor=None, progress=None,
                desc: str | None = None) -> list:
     """Run ``func(task)`` for every task (serially, on a process pool or on dask); results in task order.
 

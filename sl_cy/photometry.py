@@ -281,7 +281,7 @@ class PhotometryModel:
     Examples
     --------
     >>> model = PhotometryModel("observed")
-    >>> f = model.fphot(25.1, 25.9, 1.5, 0.8)
+    >>> f = model.fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8)
     >>> abs(f / 0.15829211442030355 - 1) < 1e-8
     True
     """
@@ -316,7 +316,7 @@ class PhotometryModel:
         det = p.pop("detection")
         return (_rebuild_model, (det, p))
 
-    def fphot(self, mA_obs, mB_obs, mu_A, mu_B, *, log=False):
+    def fphot(self, mA_obs, mB_obs, *, mu_A, mu_B, log=False):
         """Photometric factor F_phot(m_A,obs, m_B,obs, mu_A, mu_B) (arrays broadcast).
 
         Parameters
@@ -385,7 +385,7 @@ def get_photometry_model(detection="observed", *, m_lim=DEFAULT_M_LIM, sigma_m=D
     return _cached_model(detection, m_lim, sigma_m, *law)
 
 
-def fphot(mA_obs, mB_obs, mu_A, mu_B, *, detection="observed", m_lim=DEFAULT_M_LIM,
+def fphot(mA_obs, mB_obs, *, mu_A, mu_B, detection="observed", m_lim=DEFAULT_M_LIM,
           sigma_m=DEFAULT_SIGMA_M, m_star=DEFAULT_M_STAR, alpha_s=DEFAULT_ALPHA_S,
           m_min=DEFAULT_M_MIN, m_max=DEFAULT_M_MAX, log=False):
     """Per-lens photometric factor F_phot for either detection model (arrays broadcast).
@@ -422,14 +422,14 @@ def fphot(mA_obs, mB_obs, mu_A, mu_B, *, detection="observed", m_lim=DEFAULT_M_L
 
     Examples
     --------
-    >>> round(fphot(25.1, 25.9, 1.5, 0.8), 8)
+    >>> round(fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8), 8)
     0.15829211
-    >>> fphot(25.1, 25.9, 1.5, 0.8, detection="independent") < fphot(25.1, 25.9, 1.5, 0.8)
+    >>> fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8, detection="independent") < fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8)
     True
     """
     model = get_photometry_model(detection, m_lim=m_lim, sigma_m=sigma_m, m_star=m_star,
                                  alpha_s=alpha_s, m_min=m_min, m_max=m_max)
-    return model.fphot(mA_obs, mB_obs, mu_A, mu_B, log=log)
+    return model.fphot(mA_obs, mB_obs, mu_A=mu_A, mu_B=mu_B, log=log)
 
 
 __all__ = [

@@ -68,7 +68,7 @@ def read_params(directory) -> dict:
     return json.loads(p.read_text())
 
 
-def write_metadata(directory, sim_id: str, started_utc: str, finished_utc: str | None = None,
+def write_metadata(directory, *, sim_id: str, started_utc: str, finished_utc: str | None = None,
                    tables: dict | None = None, **extra) -> Path:
     """Write ``metadata.json``: timestamps, package version, git commit, sim_id, table versions."""
     meta = dict(sim_id=str(sim_id), started_utc=started_utc, finished_utc=finished_utc, package_version=__version__,
@@ -243,7 +243,7 @@ class RunFolder:
         try:
             f.lock()
             write_params(path, params)
-            write_metadata(path, sim_id, started_utc, None, tables=tables, status="running", **metadata)
+            write_metadata(path, sim_id=sim_id, started_utc=started_utc, finished_utc=None, tables=tables, status="running", **metadata)
         except BaseException:             # interrupted or failed while being made: leave nothing
             import shutil
 

@@ -183,7 +183,7 @@ def load_mock_and_grids(sim_id, root=".", indices=None):
     return lenses, observed, grids
 
 
-def save_subset(sim_id, indices, new_sim_id, root=".") -> Path:
+def save_subset(sim_id, indices, new_sim_id, *, root=".") -> Path:
     """Write lenses ``indices`` of a simulation (mock tables and grids) as ``new_sim_id``.
 
     The per-galaxy table is not copied (a subset of lenses has no galaxy population); the

@@ -2,8 +2,9 @@
 
 Plain NumPy/SciPy implementations of the sl_cy strong-lensing physics, plus the slow
 reference forms of compiled product functions: :func:`log_likelihood_numpy` (of
-:class:`sl_cy.likelihood.LikelihoodKernel`), :func:`K_direct` (of :class:`sl_cy.ktable.KTable`)
-and :func:`gnfw_quadrature` (of :func:`sl_cy.profiles.gnfw_dimensionless`). Nothing in the
+:class:`sl_cy.likelihood.LikelihoodKernel`), :func:`K_direct` (of :class:`sl_cy.ktable.KTable`),
+:func:`gnfw_quadrature` (of :func:`sl_cy.profiles.gnfw_dimensionless`) and
+:func:`source_law_log_norm_quadrature` (of the analytic source-law normalisation). Nothing in the
 product imports this module; the tests and benchmarks do.
 
 This module is deliberately slow and straightforward.  It exists for three reasons:
@@ -1259,6 +1260,51 @@ def K_direct(mu1, mu2, *, m_lim=DEFAULT_M_LIM, sigma_m=DEFAULT_SIGMA_M, m_star=D
     law = _law_params(m_star, alpha_s, m_min, m_max)
     (a, b), shape = _broadcast(as_float_array("mu1", mu1), as_float_array("mu2", mu2))
     return _out(_photometry.k_direct_array(a, b, m_lim, sigma_m, *law).reshape(shape))
+
+
+def source_law_log_norm_quadrature(m_star, alpha_s, m_min, m_max, *, panel=0.05, nodes=8):
+    """log int_{m_min}^{m_max} L^(alpha_s+1) e^(-L) dm, L = 10^(-0.4 (m - m_star)), by composite
+    Gauss-Legendre quadrature (panels <= ``panel`` mag, ``nodes`` per panel, summed relative to the
+    largest term): the former compiled normalisation, kept as the reference of the analytic one
+    (``sl_cy._photometry.source_law_log_norm``, incomplete gamma functions in log space).
+
+    Parameters
+    ----------
+    m_star, alpha_s, m_min, m_max : float
+        The source magnitude law (m_min < m_max).
+    panel : float
+        Largest panel width (mag).
+    nodes : int
+        Gauss-Legendre nodes per panel.
+
+    Returns
+    -------
+    float
+
+    Performance
+    -----------
+    ~0.1 ms for a 10-mag range (200 panels).
+
+    Precision
+    ---------
+    ~1e-15 relative where the integrand is resolved by the panels (L(m_min) <~ 100, i.e. m_min
+    fainter than m_star - 5); it degrades where the law is a narrow spike at a bright m_min (a width
+    1 / (0.4 ln10 L) mag), which the analytic form handles exactly.
+
+    Examples
+    --------
+    >>> round(source_law_log_norm_quadrature(24.5, -1.3, 20.0, 30.0), 12)
+    2.475649693919
+    """
+    k = 0.4 * math.log(10.0)
+    npan = max(1, math.ceil((m_max - m_min) / panel))
+    x, w = np.polynomial.legendre.leggauss(int(nodes))
+    hw = 0.5 * (m_max - m_min) / npan
+    c = m_min + (2 * np.arange(npan) + 1)[:, None] * hw
+    t = -k * (c + hw * x[None, :] - m_star)
+    v = (alpha_s + 1.0) * t - np.exp(t)
+    vmax = v.max()
+    return float(vmax + np.log(np.sum(w[None, :] * np.exp(v - vmax)) * hw))
 
 
 def log_likelihood_numpy(eta, grids, per_lens: bool = False, selection: bool = False):

@@ -158,7 +158,7 @@ def test_photometry_model_construction(det, m_lim, sigma_m, m_star, alpha_s, m_m
     except ValueError as e:
         assert_names_input(e, PHOT_NAMES)
         return
-    lf = model.fphot(25.0, 25.5, 2.0, 1.5, log=True)
+    lf = model.fphot(25.0, 25.5, mu_A=2.0, mu_B=1.5, log=True)
     assert not math.isnan(lf) and lf < INF
 
 
@@ -173,13 +173,13 @@ def test_fphot(phot_model, mA, mB, muA, muB):
     n = max(len(mA), len(muA))
     mA, muA = np.resize(mA, n), np.resize(muA, n)
     try:
-        lf = phot_model.fphot(mA, mB, muA, muB, log=True)
+        lf = phot_model.fphot(mA, mB, mu_A=muA, mu_B=muB, log=True)
     except ValueError as e:
         assert_names_input(e, PHOT_NAMES)
         return
     lf = np.asarray(lf)
     assert not np.isnan(lf).any() and (lf < INF).all()
-    f = np.asarray(phot_model.fphot(mA, mB, muA, muB))
+    f = np.asarray(phot_model.fphot(mA, mB, mu_A=muA, mu_B=muB))
     assert (f >= 0).all() and np.isfinite(f).all()
 
 
@@ -487,11 +487,11 @@ def test_regression_comoving_distance_bounded_for_any_redshift():
 def test_regression_fphot_huge_magnitudes_are_minus_inf_not_nan():
     for det in ("observed", "independent"):
         m = PhotometryModel(det)
-        assert m.fphot(5.774513908345761e+37, 15.0, 1.0, 1.0, log=True) == -INF
+        assert m.fphot(5.774513908345761e+37, 15.0, mu_A=1.0, mu_B=1.0, log=True) == -INF
         assert m.ptilde(1e300, log=True) == -INF
     # an image 1e300 mag fainter than the limit (independent detection) gave nan
     m = PhotometryModel("independent", m_lim=-1e300)
-    assert m.fphot(25.0, 25.5, 2.0, 1.5, log=True) == -INF
+    assert m.fphot(25.0, 25.5, mu_A=2.0, mu_B=1.5, log=True) == -INF
 
 
 @pytest.mark.parametrize("kw, name", [(dict(m_min=15.0, m_max=1e30), "m_max - m_min"),
@@ -524,7 +524,7 @@ def test_regression_compiled_photometry_rejects_bad_constants():
 def test_regression_readonly_broadcast_inputs(recwarn):
     # a read-only broadcast view reached a writable memoryview: DeprecationWarning (future error)
     m = PhotometryModel("observed")
-    m.fphot(np.array([25.0]), 25.5, np.array([2.0]), 1.5)
+    m.fphot(np.array([25.0]), 25.5, mu_A=np.array([2.0]), mu_B=1.5)
     m.kernel.log_fphot(*np.broadcast_arrays(np.array([25.0]), 25.5, 2.0, 1.5))
     assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
 

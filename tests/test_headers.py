@@ -42,14 +42,31 @@ def test_log_sqrt_2pi_correctly_rounded():
     (r"beta_R \* \(M - ", "_population.pxd", 1),                 # the size-mass mean
     (r"1\.0 \+ \w+ / \w+ - 2\.0 \* \w+", "_lensing.pxd", 1),    # 1/mu_r = 1 + alpha/x - 2 kappa
     (r"M_LN10 \* fabs", "_lensing.pxd", 1),                      # the inversion Jacobian
-    (r"os\.cpu_count", "_numerics.pxd", 1),                       # the thread count
+    (r"alpha / x - \w+\.kappa", "lensing.pyx", 1),               # the shear (in lens_point only)
+    (r"log_gamma_integral\(double", "_numerics.pxd", 1),         # the source-law normalisation
+    (r"from sl_cy\.parallel import resolve_n_threads", "_numerics.pxd", 1),  # the thread count
 ])
 def test_formula_written_once(pattern, home, count):
     hits = [f for f, s in _sources().items() for _ in re.finditer(pattern, s)]
     assert hits == [home] * count, hits
 
 
+def test_thread_count_read_in_one_place():
+    """Every OpenMP loop runs on ``nt = resolve_threads(n_threads)`` (``_numerics.pxd``, which
+    calls ``sl_cy.parallel.resolve_n_threads``); the core count is computed only in parallel.py."""
+    for f, s in _sources().items():
+        loops = re.findall(r"num_threads=([\w(), ]+?)[,)]", s)
+        assert all(v == "nt" for v in loops), (f, loops)
+        if loops:
+            assert "resolve_threads" in s and re.search(r"nt = resolve_threads\(n_threads\)", s), f
+    py = {p.relative_to(PKG).as_posix(): p.read_text() for p in PKG.rglob("*.py")}
+    counting = sorted(f for f, s in py.items() if re.search(r"sched_getaffinity|cpu_count\(", s))
+    assert counting == ["parallel.py"], counting
+    assert not [f for f, s in py.items() if re.search(r"n_threads or |max\(n_threads", s)]
+
+
 def test_dead_code_removed():
     text = "\n".join(_sources().values())
-    for name in ("lens_mu(", "gnfw_table_ready", "ktable_eval("):
+    for name in ("lens_mu(", "gnfw_table_ready", "ktable_eval(", "lens_alpha_kappa", "lens_components",
+                 "lens_local(", "lens_inv_mu_r", "_pair_from_components"):
         assert name not in text

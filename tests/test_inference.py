@@ -193,16 +193,19 @@ def test_RECOVERY_steep_massive_truth(capsys):
     assert np.all(np.abs(ci["pull"]) <= 3), ci
 
 
-def test_plots_leave_the_backend_alone(small_posterior, tmp_path):
-    """Plots draw on figures of their own: a Jupyter-like session keeps its backend."""
+@pytest.mark.parametrize("backend", ["svg", "module://matplotlib_inline.backend_inline"])
+def test_plots_leave_the_backend_alone(small_posterior, tmp_path, backend):
+    """Plots draw on figures of their own: a Jupyter session (the inline backend) keeps its backend."""
     import matplotlib
 
+    if "inline" in backend:
+        pytest.importorskip("matplotlib_inline.backend_inline")
     before = matplotlib.get_backend()
-    matplotlib.use("svg")
+    matplotlib.use(backend)
     try:
         s = run_mcmc(small_posterior, nwalkers=10, nsteps=12, progress=False, seed=1)
         figs = [plot_corner(s.get_chain(flat=True)), plot_traces(s), plot_log_prob(s, tmp_path / "l.png")]
-        assert matplotlib.get_backend() == "svg"
+        assert matplotlib.get_backend() == backend
         assert all(type(f).__name__ == "Figure" for f in figs) and (tmp_path / "l.png").exists()
     finally:
         matplotlib.use(before)

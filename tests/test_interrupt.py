@@ -180,7 +180,7 @@ def _fresh_cache(tmp_path):
 def test_ctrl_c_during_the_selection_table_build_with_a_pool(tmp_path):
     cache = _fresh_cache(tmp_path)
     env = kr.env_for(cache)
-    p = kr.start(["aeta", "--axes", "alpha_sps:-0.1:0.1:2", "--out", tmp_path / "A.h5", "--n-jobs", "2"], tmp_path,
+    p = kr.start(["aeta", "--axes", "alpha_sps:-0.1:0.1:0.2", "--out", tmp_path / "A.h5", "--n-jobs", "2"], tmp_path,
                  env)
     dt, err = _ctrl_c(p, lambda err: "selection table" in err)
     print(f"\nCtrl-C answered in {dt:.2f} s")

@@ -2,11 +2,15 @@
 import concurrent.futures as cf
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from sl_cy import _photometry, _profiles
+from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, adaptive_columns_batch
+from sl_cy.ktable import build_K_table
 from sl_cy.mock import simulate_mock
-from sl_cy.parallel import available_cores, iter_chunks, map_chunks, resolve_n_jobs
+from sl_cy.parallel import available_cores, iter_chunks, map_chunks, resolve_n_jobs, resolve_n_threads
 
 
 def square_with_pid(x):
@@ -56,6 +60,36 @@ def test_n_jobs_validation():
             resolve_n_jobs(bad)
     with pytest.raises(ValueError, match="executor must be None"):
         map_chunks(abs, [1], executor=object())
+
+
+def _columns(n_threads):
+    return adaptive_columns_batch([7.0, 6.0], [-4.0, -3.0], [0.8, 0.7], [11.5, 11.4], DEFAULT_GAMMA_GRID[::8],
+                                  DEFAULT_LOGMH_GRID, n_threads=n_threads)
+
+
+def test_n_threads_has_one_meaning_everywhere():
+    """n_threads: a positive integer, or -1 / None for all cores (as n_jobs); 0 and the rest are
+    refused with the same message by the Python layer and by every compiled entry point."""
+    assert resolve_n_threads(None) == resolve_n_threads(-1) == available_cores()
+    assert resolve_n_threads(3) == 3 and resolve_n_threads(np.int64(2)) == 2
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="n_threads must be a positive integer or -1"):
+            resolve_n_threads(bad)
+    u = np.linspace(-1.0, 1.0, 9)
+    law = (26.5, 0.1, 24.5, -1.3, 20.0, 30.0)
+    one = _photometry.k_grid(u, *law, n_threads=1)
+    for nt in (None, -1, 2):                               # results never depend on the count
+        assert np.array_equal(_photometry.k_grid(u, *law, n_threads=nt), one)
+    calls = [lambda nt: _photometry.k_grid(u, *law, n_threads=nt),
+             lambda nt: _profiles.build_gnfw_table(0.0, 0.1, 1, -3.0, 0.5, 4, nt),
+             lambda nt: build_K_table(0.5, 5.0, 8, n_threads=nt),
+             lambda nt: _columns(nt)]
+    for call in calls:
+        for bad in (0, -3, 2.5):
+            with pytest.raises(ValueError, match="n_threads must be a positive integer or -1"):
+                call(bad)
+    a, b = _columns(1), _columns(None)
+    assert all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, b))
 
 
 def test_progress_bar_only_on_request(capsys):

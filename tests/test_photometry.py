@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from sl_cy import _photometry
 from sl_cy.photometry import (PhotometryModel, fphot, get_photometry_model, mag_likelihood,
                               selection_function, source_mag_pdf)
+from sl_cy.testing import source_law_log_norm_quadrature
 
 DATA = Path(__file__).parent / "data" / "physics_cases.json"
 M_LIM, SIGMA_M, M_STAR, ALPHA_S, M_MIN, M_MAX = 26.5, 0.1, 24.5, -1.3, 20.0, 30.0
@@ -89,10 +93,10 @@ def test_reference_fphot_observed():
     cases = json.loads(DATA.read_text())["photometry"]
     assert len(cases) >= 4
     for c in cases:
-        f = fphot(c["mA_obs"], c["mB_obs"], c["mu1"], c["mu2"])
+        f = fphot(c["mA_obs"], c["mB_obs"], mu_A=c["mu1"], mu_B=c["mu2"])
         assert f == pytest.approx(c["F_phot_observed"], rel=1e-6, abs=0)
         # sign of mu is irrelevant
-        assert fphot(c["mA_obs"], c["mB_obs"], c["mu1"], -c["mu2"]) == f
+        assert fphot(c["mA_obs"], c["mB_obs"], mu_A=c["mu1"], mu_B=-c["mu2"]) == f
 
 
 def test_source_law_normalised_and_matches_formula():
@@ -102,6 +106,69 @@ def test_source_law_normalised_and_matches_formula():
     assert np.allclose(source_mag_pdf(m), np.exp(_log_law_unnorm(m) - LOG_Z), rtol=1e-12, atol=0)
     assert source_mag_pdf(19.99) == 0.0 and source_mag_pdf(30.01) == 0.0
     assert source_mag_pdf(35.0, log=True) == -np.inf
+
+
+# --------------------------------------------------------------------------------------------
+# the analytic normalisation (incomplete gamma functions in log space) against quadrature
+# --------------------------------------------------------------------------------------------
+_LAW = dict(alpha_s=st.floats(-10.0, 10.0), m_min=st.floats(10.0, 30.0),
+            log_width=st.floats(-3.0, 2.0),              # m_max - m_min in [1e-3, 100] mag
+            integer_alpha=st.booleans())
+
+
+def _law_case(alpha_s, m_min, log_width, integer_alpha):
+    # integer shapes s = alpha_s + 1 <= 0 are where Gamma(s) has its poles
+    return (float(round(alpha_s)) if integer_alpha else alpha_s), m_min, m_min + 10.0 ** log_width
+
+
+@settings(max_examples=300, deadline=None)
+@given(offset=st.floats(-60.0, 5.0), **_LAW)
+def test_source_law_log_norm_vs_quadrature(offset, alpha_s, m_min, log_width, integer_alpha):
+    """The analytic normalisation equals the former composite Gauss-Legendre quadrature wherever
+    the latter resolves the law (m_star <= m_min + 5, L(m_min) <= 100), to its own error."""
+    a, lo, hi = _law_case(alpha_s, m_min, log_width, integer_alpha)
+    m_star = lo + offset
+    got = _photometry.source_law_log_norm(m_star, a, lo, hi)
+    want = source_law_log_norm_quadrature(m_star, a, lo, hi)
+    assert abs(got - want) <= 5e-14 * max(1.0, abs(want)), (got, want)
+
+
+@settings(max_examples=150, deadline=None)
+@given(offset=st.floats(-60.0, 40.0), **_LAW)
+def test_source_law_log_norm_vs_mpmath(offset, alpha_s, m_min, log_width, integer_alpha):
+    """Over the whole validated range (|alpha_s| <= 10, m_max - m_min <= 100, also a law that is a
+    narrow spike at a bright m_min, where quadrature on fixed panels fails), against mpmath's
+    generalised incomplete gamma function at 60 digits."""
+    mp = pytest.importorskip("mpmath")
+    a, lo, hi = _law_case(alpha_s, m_min, log_width, integer_alpha)
+    m_star = lo + offset
+    got = _photometry.source_law_log_norm(m_star, a, lo, hi)
+    with mp.workdps(60):
+        k = 2 * mp.log(10) / 5
+        s = mp.mpf(a) + 1
+        if s <= 0 and s == int(s):
+            s += mp.mpf(10) ** -45          # mpmath has no limit at the poles; 1e-45 is far below 1e-16
+        xa, xb = mp.exp(-k * (mp.mpf(hi) - m_star)), mp.exp(-k * (mp.mpf(lo) - m_star))
+        want = float(mp.log(mp.gammainc(s, xa, xb)) - mp.log(k))
+    assert abs(got - want) <= 5e-14 * max(1.0, abs(want)), (got, want)
+
+
+def test_source_law_log_norm_limits():
+    # (log of the normalisation: an absolute error is a relative one of the normalisation)
+    # exponent 1: int_a^b e^-x dx = e^-a - e^-b exactly; alpha_s = -1: int x^-1 e^-x dx = E1(a) - E1(b)
+    k = 0.4 * np.log(10.0)
+    La, Lb = 10 ** (-0.4 * (30.0 - 24.5)), 10 ** (-0.4 * (20.0 - 24.5))
+    assert _photometry.source_law_log_norm(24.5, 0.0, 20.0, 30.0) == pytest.approx(
+        np.log((np.exp(-La) - np.exp(-Lb)) / k), rel=0, abs=1e-14)
+    assert _photometry.source_law_log_norm(24.5, -1.0, 20.0, 30.0) == pytest.approx(
+        np.log((special.exp1(La) - special.exp1(Lb)) / k), rel=0, abs=1e-14)
+    # log space far into the tails: a law 820 mag brighter than its support (L > 1e308 on it)
+    # underflows to -inf (the photometry refuses it), one 30 mag brighter is still exact in log space
+    assert _photometry.source_law_log_norm(850.0, -1.3, 20.0, 30.0) == -np.inf
+    with pytest.raises(ValueError, match="cannot be normalised"):
+        PhotometryModel(m_star=850.0)
+    want = -10 ** (-0.4 * (30.0 - 54.5)) + (-0.3) * (-0.4 * np.log(10) * (30.0 - 54.5)) - np.log(k * 10 ** (-0.4 * (30.0 - 54.5)))
+    assert _photometry.source_law_log_norm(54.5, -1.3, 20.0, 30.0) == pytest.approx(want, rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,12 +209,12 @@ def test_mag_likelihood_vs_norm():
 @pytest.mark.parametrize("detection", ["observed", "independent"])
 def test_fphot_vs_quad_random(detection):
     mA, mB, muA, muB = _random_cases(50, seed=11 if detection == "observed" else 12)
-    got = fphot(mA, mB, muA, muB, detection=detection, log=True)
+    got = fphot(mA, mB, mu_A=muA, mu_B=muB, detection=detection, log=True)
     want = np.array([_ref_log_fphot(*args, detection) for args in zip(mA, mB, muA, muB)])
     assert np.all(np.isfinite(got))
     # |d log F| = relative error of F; F itself underflows for many of these points
     assert np.max(np.abs(got - want)) < 1e-6
-    lin = fphot(mA, mB, muA, muB, detection=detection)
+    lin = fphot(mA, mB, mu_A=muA, mu_B=muB, detection=detection)
     ok = want > -700
     assert np.allclose(lin[ok], np.exp(want[ok]), rtol=1e-6, atol=0)
 
@@ -155,7 +222,7 @@ def test_fphot_vs_quad_random(detection):
 @pytest.mark.parametrize("detection", ["observed", "independent"])
 def test_fphot_vs_quad_realistic(detection):
     mA, mB, muA, muB = _realistic_cases(25, seed=21)
-    got = fphot(mA, mB, muA, muB, detection=detection)
+    got = fphot(mA, mB, mu_A=muA, mu_B=muB, detection=detection)
     want = np.exp([_ref_log_fphot(*args, detection) for args in zip(mA, mB, muA, muB)])
     assert np.all(want > 0)
     assert np.max(np.abs(got / want - 1)) < 1e-6
@@ -184,21 +251,21 @@ def test_independent_shortcut_and_direct_agree():
 # --------------------------------------------------------------------------------------------
 def test_fphot_limits_and_ordering():
     mA, mB, muA, muB = _random_cases(500, seed=7)
-    fo = fphot(mA, mB, muA, muB)
-    fi = fphot(mA, mB, muA, muB, detection="independent")
+    fo = fphot(mA, mB, mu_A=muA, mu_B=muB)
+    fi = fphot(mA, mB, mu_A=muA, mu_B=muB, detection="independent")
     assert np.all(fo >= 0) and np.all(fi >= 0)
     assert np.all(fi <= fo * (1 + 1e-12))            # P_det <= 1
-    lo = fphot(mA, mB, muA, muB, log=True)
+    lo = fphot(mA, mB, mu_A=muA, mu_B=muB, log=True)
     pos = fo > 1e-300                                 # log of a subnormal loses digits
     assert np.allclose(np.log(fo[pos]), lo[pos], rtol=0, atol=1e-12)
     # very bright images: P_det = 1, both models agree
-    assert fphot(21.0, 21.5, 10.0, 6.0, detection="independent") == pytest.approx(fphot(21.0, 21.5, 10.0, 6.0), rel=1e-14)
+    assert fphot(21.0, 21.5, mu_A=10.0, mu_B=6.0, detection="independent") == pytest.approx(fphot(21.0, 21.5, mu_A=10.0, mu_B=6.0), rel=1e-14)
     # m_lim -> infinity: independent -> observed (through the full quadrature path)
-    f_inf = fphot(26.0, 26.4, 0.6, 0.3, detection="independent", m_lim=200.0)
-    assert f_inf == pytest.approx(fphot(26.0, 26.4, 0.6, 0.3), rel=1e-8)
+    f_inf = fphot(26.0, 26.4, mu_A=0.6, mu_B=0.3, detection="independent", m_lim=200.0)
+    assert f_inf == pytest.approx(fphot(26.0, 26.4, mu_A=0.6, mu_B=0.3), rel=1e-8)
     # mu = 0: infinitely demagnified image, F = 0 (log -inf), no NaN
-    assert fphot(25.0, 25.0, 0.0, 1.0) == 0.0
-    assert fphot(25.0, 25.0, 0.0, 1.0, log=True) == -np.inf
+    assert fphot(25.0, 25.0, mu_A=0.0, mu_B=1.0) == 0.0
+    assert fphot(25.0, 25.0, mu_A=0.0, mu_B=1.0, log=True) == -np.inf
 
 
 def test_fphot_is_normalised_density():
@@ -208,8 +275,8 @@ def test_fphot_is_normalised_density():
     g = np.linspace(15.0, 31.0, 641)
     A, B = np.meshgrid(g, g, indexing="ij")
     for mu_a, mu_b in [(3.8, -1.8), (12.0, -6.0)]:
-        fo = fphot(A, B, mu_a, mu_b)
-        fi = fphot(A, B, mu_a, mu_b, detection="independent")
+        fo = fphot(A, B, mu_A=mu_a, mu_B=mu_b)
+        fi = fphot(A, B, mu_A=mu_a, mu_B=mu_b, detection="independent")
         h = g[1] - g[0]
         assert fo.sum() * h * h == pytest.approx(1.0, rel=1e-6)
         assert fi.sum() * h * h == pytest.approx(K_direct(mu_a, mu_b), rel=1e-6)
@@ -221,10 +288,10 @@ def test_batch_kernel_matches_python_layer():
     muA = 10 ** rng.uniform(0, 1.5, 300)
     muB = -(10 ** rng.uniform(-0.5, 1.0, 300))
     a = model.kernel.fphot_lens(25.6, 26.2, muA, muB)
-    b = model.fphot(25.6, 26.2, muA, muB)
+    b = model.fphot(25.6, 26.2, mu_A=muA, mu_B=muB)
     assert np.allclose(a, b, rtol=1e-14, atol=0)      # C exp vs NumPy exp
     la = model.kernel.fphot_lens(25.6, 26.2, muA, muB, take_log=True)
-    assert np.array_equal(la, model.fphot(25.6, 26.2, muA, muB, log=True))
+    assert np.array_equal(la, model.fphot(25.6, 26.2, mu_A=muA, mu_B=muB, log=True))
     # invalid grid points contribute zero, never NaN
     bad = model.kernel.fphot_lens(25.6, 26.2, np.array([np.nan, 0.0, np.inf, 2.0]), np.array([1.0, 1.0, 1.0, np.nan]))
     assert np.array_equal(bad, np.zeros(4))
@@ -237,7 +304,7 @@ def test_model_cache_pickle_and_params():
     assert m is get_photometry_model("observed", sigma_m=0.1)
     m2 = pickle.loads(pickle.dumps(m))
     assert m2 == m and m2.params == m.params
-    assert m2.fphot(25.1, 25.9, 1.5, 0.8) == m.fphot(25.1, 25.9, 1.5, 0.8)
+    assert m2.fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8) == m.fphot(25.1, 25.9, mu_A=1.5, mu_B=0.8)
     k2 = pickle.loads(pickle.dumps(m.kernel))
     assert np.array_equal(k2.table[1], m.kernel.table[1])
     assert m.params == dict(detection="observed", m_lim=26.5, sigma_m=0.1, m_star=24.5, alpha_s=-1.3,
@@ -254,7 +321,7 @@ def test_other_parameters_vs_quad():
                                       epsabs=0, epsrel=1e-13, limit=200)[0])
         mA, mB, muA, muB = _realistic_cases(10, seed=9)
         for det in ("observed", "independent"):
-            got = fphot(mA, mB, muA, muB, detection=det, sigma_m=SIGMA_M, alpha_s=ALPHA_S, log=True)
+            got = fphot(mA, mB, mu_A=muA, mu_B=muB, detection=det, sigma_m=SIGMA_M, alpha_s=ALPHA_S, log=True)
             want = [_ref_log_fphot(*args, det) for args in zip(mA, mB, muA, muB)]
             assert np.max(np.abs(got - want)) < 1e-6
     finally:
@@ -266,17 +333,17 @@ def test_other_parameters_vs_quad():
 # --------------------------------------------------------------------------------------------
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="mA_obs"):
-        fphot(np.nan, 25.0, 1.0, 1.0)
+        fphot(np.nan, 25.0, mu_A=1.0, mu_B=1.0)
     with pytest.raises(ValueError, match="mB_obs"):
-        fphot(25.0, [25.0, np.nan], 1.0, 1.0)
+        fphot(25.0, [25.0, np.nan], mu_A=1.0, mu_B=1.0)
     with pytest.raises(ValueError, match="mu_B"):
-        fphot(25.0, 25.0, 1.0, np.inf)
+        fphot(25.0, 25.0, mu_A=1.0, mu_B=np.inf)
     with pytest.raises(ValueError, match="sigma_m"):
-        fphot(25.0, 25.0, 1.0, 1.0, sigma_m=0.0)
+        fphot(25.0, 25.0, mu_A=1.0, mu_B=1.0, sigma_m=0.0)
     with pytest.raises(ValueError, match="sigma_m"):
         PhotometryModel(sigma_m=-0.1)
     with pytest.raises(ValueError, match="detection"):
-        fphot(25.0, 25.0, 1.0, 1.0, detection="both")
+        fphot(25.0, 25.0, mu_A=1.0, mu_B=1.0, detection="both")
     with pytest.raises(ValueError, match="detection"):
         PhotometryModel("Observed")
     with pytest.raises(ValueError, match="m_max"):

@@ -17,7 +17,7 @@ def test_run_folder_files(tmp_path):
     write_params(d, dict(seed=3, eta=np.array([0.0, 12.9]), nwalkers=16))
     assert read_params(d) == dict(seed=3, eta=[0.0, 12.9], nwalkers=16)
     t0 = utc_now()
-    write_metadata(d, "sim_a", t0, utc_now(), tables=dict(grids_key="abc"))
+    write_metadata(d, sim_id="sim_a", started_utc=t0, finished_utc=utc_now(), tables=dict(grids_key="abc"))
     meta = json.loads((d / "metadata.json").read_text())
     assert meta["sim_id"] == "sim_a" and meta["started_utc"] == t0 and meta["package_version"]
     assert meta["precomputed_table_version"] == {"grids_key": "abc"}

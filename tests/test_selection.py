@@ -233,7 +233,7 @@ def test_table_grid_write_load_interpolate(small_bank, tmp_path):
 def test_table_1d_writer(small_bank, tmp_path):
     grid = np.linspace(12.0, 14.0, 9)
     vals = small_bank(np.array([_eta(mu_h=m) for m in grid]))
-    p = write_A_eta_hdf5_1d(tmp_path / "Aeta_mu_h_9.h5", "mu_h", grid, vals, bank=small_bank)
+    p = write_A_eta_hdf5_1d(tmp_path / "Aeta_mu_h_9.h5", "mu_h", grid, values=vals, bank=small_bank)
     t = load_A_eta_table(p)
     assert t.axes == ["mu_h"] and t.source_hash == small_bank.config_hash
     # scipy's cubic spline fit is solved iteratively: nodes are reproduced to ~1e-4 (log A)
@@ -241,17 +241,20 @@ def test_table_1d_writer(small_bank, tmp_path):
     t_lin = load_A_eta_table(p, method="linear")
     np.testing.assert_allclose(t_lin(np.array([_eta(mu_h=m) for m in grid])), vals, rtol=1e-12)
     with pytest.raises(ValueError):
-        write_A_eta_hdf5_1d(tmp_path / "x.h5", "mu_h", grid, vals[:-1])
+        write_A_eta_hdf5_1d(tmp_path / "x.h5", "mu_h", grid, values=vals[:-1])
     with pytest.raises(ValueError, match="unknown eta axis"):
         compute_Aeta_grid(small_bank, {"logMh": grid})
 
 
 def test_parse_axes():
-    ax = parse_axes("alpha_sps:-0.5:0.5:11,mu_h:12:14:3")
-    assert list(ax) == ["alpha_sps", "mu_h"] and len(ax["alpha_sps"]) == 11
-    for bad in ("mu_h:12:14", "foo:0:1:3", "mu_h:14:12:3", "mu_h:a:b:3"):
+    ax = parse_axes("alpha_sps:-0.5:0.5:0.1,mu_h:12:14:1")
+    assert list(ax) == ["alpha_sps", "mu_h"] and len(ax["alpha_sps"]) == 11 and ax["mu_h"].tolist() == [12, 13, 14]
+    for bad in ("mu_h:12:14", "foo:0:1:3", "mu_h:14:12:0.5", "mu_h:a:b:3", "mu_h:12:13:0"):
         with pytest.raises(ValueError):
             parse_axes(bad)
+    # the retired name:lo:hi:n form gives one point: refused with the format in the message
+    with pytest.raises(ValueError, match="single point.*name:start:stop:step"):
+        parse_axes("mu_h:12:14:3")
 
 
 def test_default_A_is_the_quadrature_and_consistent(bank):
@@ -272,7 +275,7 @@ def test_default_A_is_the_quadrature_and_consistent(bank):
 
 @pytest.mark.filterwarnings("ignore::sl_cy.selection.SelectionWarning")
 def test_cli_aeta(tmp_path):
-    axes = "mu_h:12.5:13.5:3,sigma_h:0.2:0.6:3"
+    axes = "mu_h:12.5:13.5:0.5,sigma_h:0.2:0.6:0.2"
     rc = cli_main(["aeta", "--engine", "bank", "--n-bank", "5000", "--seed", "3", "--axes", axes,
                    "--out", str(tmp_path / "bank"), "--no-progress", "--bank-out", str(tmp_path / "bank.h5")])
     assert rc == 0
@@ -287,7 +290,7 @@ def test_cli_aeta(tmp_path):
     assert q.source_hash == sq.config_hash and q.forward_model == ForwardModel()
     node = _eta(mu_h=13.0, sigma_h=0.4)
     assert q(node) == pytest.approx(sq(node), rel=1e-9)         # log-linear on 3 points: exact at the nodes
-    assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:2", "--out", str(tmp_path)]) == 2
+    assert cli_main(["aeta", "--n-bank", "10", "--axes", "bogus:0:1:0.5", "--out", str(tmp_path)]) == 2
 
 
 def test_eta_names_order():

@@ -40,12 +40,12 @@ def test_layout_and_load(sim):
 
 def test_save_subset(sim):
     root, sim_id = sim
-    dst = save_subset(sim_id, [0, 2, 4], "t1_sub", root)
+    dst = save_subset(sim_id, [0, 2, 4], "t1_sub", root=root)
     lenses, observed, grids = load_mock_and_grids("t1_sub", root)
     full = load_mock_and_grids(sim_id, root, indices=[0, 2, 4])
     assert lenses.equals(full[0]) and all(a.equals(b) for a, b in zip(grids, full[2]))
     with pytest.raises(FileExistsError):
-        save_subset(sim_id, [0], "t1_sub", root)
+        save_subset(sim_id, [0], "t1_sub", root=root)
     assert dst.name == "t1_sub"
 
 

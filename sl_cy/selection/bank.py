@@ -410,8 +410,9 @@ class SelectionBank(Selection):
             Also return the Monte-Carlo standard error.
         warn : bool
             Issue a :class:`SelectionWarning` when ESS < ``ess_threshold``.
-        n_threads : int
-            OpenMP threads over the rows of a batch (results are identical for any value).
+        n_threads : int or None
+            OpenMP threads over the rows of a batch (-1 or None: all cores; results are identical
+            for any value).
         quantity : {"lens_fraction", "expected_sources"}
             f_k = 1 - exp(-T_k) (A(eta), the default) or T_k (E[T]).
 
@@ -442,7 +443,7 @@ class SelectionBank(Selection):
         e, scalar = eta_batch(eta)
         base = self._base_frac if quantity == "lens_fraction" else self._base
         sums = self.kernel.weight_sums(self._x, self._re, self._mh, self._g, base, e,
-                                       self._gamma_lognorm(e), int(n_threads))
+                                       self._gamma_lognorm(e), n_threads)
         N = float(self.n)
         s, s2 = sums[:, 0], sums[:, 1]
         A = s / N

@@ -151,6 +151,8 @@ class SelectionQuadrature(Selection):
     config : dict
         What the table was built with (incl. ``forward_model``).
     n_threads : int, optional
+        OpenMP threads (default None: all available cores; -1 the same;
+        :func:`sl_cy.parallel.resolve_n_threads`).
 
     Attributes
     ----------
@@ -206,9 +208,9 @@ class SelectionQuadrature(Selection):
         self._wR = wR / math.sqrt(2 * math.pi)
         self._tH, self._wH = np.polynomial.legendre.leggauss(N_NODES["logM_halo"])
         self._tg, self._wg = np.polynomial.legendre.leggauss(N_NODES["gamma"])
-        from sl_cy.parallel import available_cores
+        from sl_cy.parallel import resolve_n_threads
 
-        self.n_threads = int(n_threads or available_cores())
+        self.n_threads = resolve_n_threads(n_threads)
 
     def __repr__(self) -> str:
         return f"SelectionQuadrature(table {self.T.shape}, hash {self.config_hash[:10]})"
@@ -414,18 +416,25 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
     fm = as_forward_model(forward_model, survey=survey, zl=zl, zs=zs, c_halo=c_halo, model=model, cosmology=cosmo)
     cfg = selection_table_config(fm, axes, n_beta)
     h = config_hash(cfg)
-    path = None
-    if cache:
-        from sl_cy._profiles import cache_dir as default_cache_dir
+    from sl_cy.cache import cache_path, load_or_build
 
-        path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"selection_table_{h[:16]}.h5"
-        if path.exists():
-            try:
-                sq = SelectionQuadrature.load(path, expected_hash=h)
-                sq.path = path
-                return sq
-            except (OSError, KeyError, ValueError):
-                pass             # a torn or foreign file: rebuild and replace it
+    path = cache_path("selection_table", h, folder=cache_dir) if cache else None
+
+    def load(p):
+        sq = SelectionQuadrature.load(p, expected_hash=h)
+        sq.path = p
+        return sq
+
+    def save(sq, p):
+        sq.save(p)
+        sq.path = p
+
+    return load_or_build(path, load=load, build=lambda: _build_table(cfg, fm, n_beta, n_jobs, executor, progress),
+                         save=save, what="selection table")[0]
+
+
+def _build_table(cfg, fm, n_beta, n_jobs, executor, progress) -> SelectionQuadrature:
+    """Tabulate the selection rate T on the table's axes (see :func:`build_selection_table`)."""
     ax = {k: _axis(cfg["axes"][k]) for k in AXIS_NAMES}
     # area average over u = (beta / y_c)^2 in [0, 1): K varies fastest at both ends (mu -> inf on
     # the Einstein ring, u -> 0, and at the radial caustic, u -> 1), so substitute
@@ -446,15 +455,7 @@ def build_selection_table(survey: SurveyConfig | None = None, *, zl: float | Non
         if ok.any():
             K[ok] = kt(r["mu_A"][ok], r["mu_B"][ok])
         T[r["index"]] = math.pi * r["y_caustic"] ** 2 * cfg["nbkg_kpc2"] * (K @ (0.5 * w))
-    sq = SelectionQuadrature(T, {k: cfg["axes"][k] for k in AXIS_NAMES}, cfg)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sq.save(path)
-            sq.path = path
-        except OSError as err:
-            warnings.warn(f"could not cache the selection table at {path}: {err}", RuntimeWarning, stacklevel=2)
-    return sq
+    return SelectionQuadrature(T, {k: cfg["axes"][k] for k in AXIS_NAMES}, cfg)
 
 
 def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=None) -> SelectionQuadrature:

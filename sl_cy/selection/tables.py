@@ -30,35 +30,21 @@ TABLE_SCHEMA = "sl_cy.A_eta_table/2"
 
 
 def parse_axes(spec: str) -> dict:
-    """Parse ``"name:lo:hi:n,name:lo:hi:n"`` (n points, endpoints included) into {name: grid}.
+    """Parse ``"name:start:stop:step,..."`` eta axes (stop included, the one axis-spec format of
+    sl_cy) into {name: grid}.
 
     Examples
     --------
-    >>> {k: v.tolist() for k, v in parse_axes("mu_h:12:14:3").items()}
+    >>> {k: v.tolist() for k, v in parse_axes("mu_h:12:14:1").items()}
     {'mu_h': [12.0, 13.0, 14.0]}
     """
-    axes = {}
-    for part in str(spec).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        bits = part.split(":")
-        if len(bits) != 4:
-            raise ValueError(f"axis spec {part!r} must be name:lo:hi:n")
-        name, lo, hi, n = bits
-        if name not in ETA_NAMES:
-            raise ValueError(f"unknown eta axis {name!r}; names are {ETA_NAMES}")
-        try:
-            lo_, hi_, n_ = float(lo), float(hi), int(n)
-        except ValueError:
-            raise ValueError(f"axis spec {part!r}: lo, hi must be numbers and n an integer") from None
-        if n_ < 1 or (n_ > 1 and not hi_ > lo_):
-            raise ValueError(f"axis spec {part!r}: need n >= 1 and hi > lo")
-        if name in axes:
-            raise ValueError(f"axis {name!r} given twice")
-        axes[name] = np.linspace(lo_, hi_, n_)
-    if not axes:
-        raise ValueError("no axes given")
+    from sl_cy._validate import parse_axis_specs
+
+    axes = parse_axis_specs(spec, ETA_NAMES)
+    for name, grid in axes.items():
+        if len(grid) < 2:
+            raise ValueError(f"axis {name!r} has a single point {grid.tolist()}: the format is name:start:stop:step "
+                             f"(e.g. {name}:{grid[0]:g}:{grid[0] + 1:g}:0.1 for 11 points); fix a value with --fixed")
     return axes
 
 
@@ -230,8 +216,8 @@ def compute_Aeta_grid(engine, axes: dict, fixed=None, *, n_threads: int = 1, blo
         Any subset of :data:`ETA_NAMES` (stored in eta order).
     fixed : Eta, dict or (6,), optional
         Values of the other components (default :data:`DEFAULT_ETA`; a dict updates it).
-    n_threads : int
-        OpenMP threads of a bank engine (values identical for any number).
+    n_threads : int or None
+        OpenMP threads of a bank engine (-1 or None: all cores; values identical for any number).
     block : int
         Grid points per engine call.
 
@@ -316,7 +302,7 @@ def write_A_eta_hdf5(path, table: AEtaTable, *, extra_attrs: dict | None = None)
     return path
 
 
-def write_A_eta_hdf5_1d(path, axis: str, grid, values, fixed=None, ess=None, bank: SelectionBank | None = None,
+def write_A_eta_hdf5_1d(path, axis: str, grid, *, values, fixed=None, ess=None, bank: SelectionBank | None = None,
                         extra_attrs: dict | None = None) -> Path:
     """Write a 1-D A(eta) table (seed name): A on ``grid`` of component ``axis``, the rest ``fixed``.
 
