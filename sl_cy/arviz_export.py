@@ -288,7 +288,7 @@ def _run_folder_idata(d: Path, *, posterior=None, discard=None, thin=None, max_d
 
 
 def run_inference_data(run_dir, params: Mapping, posterior, *, discard=None, thin=None,
-                       max_draws: int = DEFAULT_MAX_DRAWS):
+                       max_draws: int = DEFAULT_MAX_DRAWS, observed=None):
     """The :class:`arviz.InferenceData` of a run folder's ``chain.h5`` with its ``params.json`` and
     the Posterior it sampled (what ``posterior.nc`` holds).
 
@@ -299,8 +299,9 @@ def run_inference_data(run_dir, params: Mapping, posterior, *, discard=None, thi
         The folder's ``params.json`` (free names, discard, truth, ids).
     posterior : Posterior or None
         None leaves out the ``log_likelihood`` and ``observed_data`` groups.
-    discard, thin, max_draws :
-        As in :func:`inference_data` (default discard: the recorded one).
+    discard, thin, max_draws, observed :
+        As in :func:`inference_data` (default discard: the recorded one; default observed: the
+        posterior kernel's table).
 
     Returns
     -------
@@ -315,7 +316,7 @@ def run_inference_data(run_dir, params: Mapping, posterior, *, discard=None, thi
     chain, lp = be.get_chain(), be.get_log_prob()
     disc = min(int(params["discard"]) if discard is None else int(discard), chain.shape[0] - 1)
     return inference_data(chain, lp, params["free_names"], posterior=posterior, discard=disc, thin=thin,
-                          max_draws=max_draws, truth=params.get("truth"),
+                          max_draws=max_draws, truth=params.get("truth"), observed=observed,
                           attrs=dict(sim_id=params.get("sim_id"), run_id=params.get("run_id"), seed=params.get("seed")))
 
 

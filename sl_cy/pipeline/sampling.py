@@ -104,13 +104,14 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
             selection.update(A_at_median=a)
         meta = dict(sim_id=prep.sim_id, run_id=prep.run_id, package_version=__version__, tables=prep.tables,
                     started_utc=folder.metadata.get("started_utc", prep.started))
+        observed = _observed(prep)
         write_run_hdf5(d / RUN_FILE, metadata=meta, params=params, truth=prep.const["truth"],
-                       samples=prep.const["lenses"], observed=_observed(prep), grids_path=params["grids"]["relative"],
+                       samples=prep.const["lenses"], observed=observed, grids_path=params["grids"]["relative"],
                        chain=sampler.get_chain(), log_prob=sampler.get_log_prob(),
                        acceptance=sampler.acceptance_fraction, exports=exports)
         from sl_cy.arviz_export import POSTERIOR_NC, add_arviz_columns, run_inference_data, write_posterior_nc
 
-        idata = run_inference_data(d, params, post)                  # chain, per-lens log L, truth: ArviZ
+        idata = run_inference_data(d, params, post, observed=observed)                  # chain, per-lens log L, truth: ArviZ
         files[POSTERIOR_NC] = write_posterior_nc(d, idata)
         table = add_arviz_columns(table, idata)
         backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
