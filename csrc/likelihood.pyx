@@ -30,11 +30,13 @@ lenses is done afterwards in lens order, so results do not depend on the number 
 import numpy as np
 cimport cython
 from cython.parallel cimport prange
-from libc.math cimport exp, log, isfinite, INFINITY
+from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
-from sl_cy._numerics cimport SQRT2, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h, resolve_threads
-from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z,
-                                gamma_log_pdf, gamma_log_norm as _gamma_log_norm)
+from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
+                              resolve_threads)
+from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z, halo_slope,
+                                gamma_log_pdf, gamma_log_norm as _gamma_log_norm, gamma_in_support,
+                                gamma_log_norm_grad, gamma_log_pdf_grad)
 
 cdef double CUT = 40.0
 
@@ -51,32 +53,74 @@ cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexce
 
 
 cdef inline double _point_q(const PopModel* pm, const EtaC* e, double inv_sh, double logRe, double m_obs,
-                            double Lp, double logMh_p, double logw, double* zs) noexcept nogil:
+                            double Lp, double logMh_p, double logw, double* z) noexcept nogil:
     """Log integrand at one grid point without the skew-normal log Phi(a z_s) term (an upper
-    bound of it) and without the constant normalisations; z_s is returned for that term."""
+    bound of it) and without the constant normalisations. The standardised residuals are returned
+    in z = (z_s skew-normal, z_r size, z_o observed mass, z_h halo) for that term and the gradient."""
     cdef double M = Lp - e.alpha_sps
-    cdef double zr = size_z(pm, M, logRe)
-    cdef double zo = (m_obs - M) * pm.inv_so
-    cdef double zh = halo_z(pm, e, inv_sh, M, logRe, logMh_p)
-    zs[0] = sk_z(pm, M)
-    return logw - 0.5 * (zs[0] * zs[0] + zr * zr + zo * zo + zh * zh)
+    z[1] = size_z(pm, M, logRe)
+    z[2] = (m_obs - M) * pm.inv_so
+    z[3] = halo_z(pm, e, inv_sh, M, logRe, logMh_p)
+    z[0] = sk_z(pm, M)
+    return logw - 0.5 * (z[0] * z[0] + z[1] * z[1] + z[2] * z[2] + z[3] * z[3])
+
+
+cdef inline void _point_dlogf(const PopModel* pm, const EtaC* e, double inv_sh, double Lp, const double* z,
+                              double mills, const double* dlg, int k, double* d) noexcept nogil:
+    """d log f_p / d eta at one grid point (f_p: the log integrand _point_q + log Phi(a z_s)), from
+    its residuals z (see _point_q) and mills = phi(a z_s) / Phi(a z_s); ``dlg`` = d log p(gamma_k |
+    eta) / d(mu_gamma, sigma_gamma) per node (NULL for a fixed gamma). M = Lp - alpha_sps enters
+    every residual (d M / d alpha_sps = -1); eta enters z_h = (logMh - c0 - c1 (M - pivot)) / sigma_h
+    with c0 = mu_h + ..., c1 = beta_h - xi_h beta_R."""
+    cdef double zh_s = z[3] * inv_sh
+    d[0] = (z[0] - pm.a_skew * mills) * pm.inv_ss - z[1] * pm.beta_R * pm.inv_sR - z[2] * pm.inv_so \
+        - zh_s * halo_slope(pm, e)
+    d[1] = zh_s
+    d[2] = zh_s * (Lp - e.alpha_sps - pm.pivot)
+    d[3] = zh_s * z[3]
+    if dlg != NULL:
+        d[4] = dlg[2 * k]
+        d[5] = dlg[2 * k + 1]
+    else:
+        d[4] = 0.0
+        d[5] = 0.0
+
+
+cdef inline double _mills(double x) noexcept nogil:
+    """phi(x) / Phi(x) (the inverse Mills ratio of -x), for any x: from log Phi below -5."""
+    if x > -5.0:
+        return exp(-0.5 * x * x - LOG_SQRT_2PI) / (0.5 * erfc(-x * INV_SQRT2))
+    return exp(-0.5 * x * x - LOG_SQRT_2PI - log_ndtr(x))
 
 
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                       const double* L, const double* logMh, const int* kg, const double* logw0,
-                      Py_ssize_t n) noexcept nogil:
+                      Py_ssize_t n, const double* dlg, double* grad) noexcept nogil:
     """log p(d_i | eta) of one lens from its compacted valid points (-inf if there are none).
 
-    ``lg[k]`` = log p(gamma_k | eta) (all 0 for a fixed-gamma grid)."""
+    ``lg[k]`` = log p(gamma_k | eta) (all 0 for a fixed-gamma grid). With ``grad`` != NULL the
+    same pass also accumulates d log p_i / d eta (6 values) into ``grad`` (overwritten): the
+    weighted mean over points of d log f_p / d eta (:func:`_point_dlogf`; ``dlg[2k:2k+2]`` =
+    d lg[k] / d(mu_gamma, sigma_gamma), NULL for a fixed-gamma grid) plus d const / d sigma_h;
+    NaN when log p_i = -inf."""
     cdef Py_ssize_t p, pmax = -1
+    cdef int c
     cdef double inv_sh = 1.0 / e.sigma_h
-    cdef double zs, q, qmax = -INFINITY, f, ref, s, thr, xs
+    cdef double q, qmax = -INFINITY, f, ref, s, thr, xs, wgt, resc
     cdef double const
+    cdef double z[4]
+    cdef double d[6]
+    cdef double sg[6]
+    for c in range(6):
+        sg[c] = 0.0
+    if grad != NULL:
+        for c in range(6):
+            grad[c] = NAN
     if n <= 0:
         return -INFINITY
     # pass 1: upper bound q_p (log Phi <= 0) and its maximum
     for p in range(n):
-        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
         if q > qmax:
             qmax = q
             pmax = p
@@ -87,34 +131,54 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p); Phi = erfc(-a z / sqrt 2) / 2
     s = 0.0
     for p in range(n):
-        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
         if q < thr:
             continue
-        xs = -pm.ask * zs
+        xs = -pm.ask * z[0]
         if xs < 14.0:
-            s = s + exp(q - qmax) * sk_Phi(pm, zs)
+            wgt = exp(q - qmax) * sk_Phi(pm, z[0])
         else:
-            s = s + exp(q - qmax + log_ndtr(-xs * SQRT2))
+            wgt = exp(q - qmax + log_ndtr(-xs * SQRT2))
+        s = s + wgt
+        if grad != NULL:
+            _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, kg[p], d)
+            for c in range(6):
+                sg[c] = sg[c] + wgt * d[c]
     if not s > 1e-250:
         # robust path (Phi underflows at every relevant point): on-line log-sum-exp of f_p
         ref = thr + CUT
         s = 0.0
+        for c in range(6):
+            sg[c] = 0.0
         for p in range(n):
-            q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], &zs)
+            q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
             if q < thr:
                 continue
-            f = q + log_ndtr(pm.a_skew * zs)
+            f = q + log_ndtr(pm.a_skew * z[0])
             if f > ref:
-                s = s * exp(ref - f) + 1.0
+                resc = exp(ref - f)
+                s = s * resc + 1.0
+                wgt = 1.0
+                for c in range(6):
+                    sg[c] = sg[c] * resc
                 ref = f
             else:
-                s = s + exp(f - ref)
+                wgt = exp(f - ref)
+                s = s + wgt
+            if grad != NULL:
+                _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, kg[p], d)
+                for c in range(6):
+                    sg[c] = sg[c] + wgt * d[c]
         if not s > 0.0:
             return -INFINITY
     else:
         ref = qmax
     # constants: halo, skew-normal (log 2/sigma - log sqrt 2pi), size, observed mass
     const = log_gauss_norm(e.sigma_h) + pm.log_c_sk + pm.log_c_R + pm.log_c_obs
+    if grad != NULL:
+        for c in range(6):
+            grad[c] = sg[c] / s
+        grad[3] = grad[3] - inv_sh          # d log_gauss_norm(sigma_h) / d sigma_h
     return const + ref + log(s)
 
 
@@ -144,8 +208,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                    const int[::1] kg, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
-                   n_threads=1):
-    """Per-lens log p(d_i | eta) for a batch of eta.
+                   n_threads=1, bint with_grad=False):
+    """Per-lens log p(d_i | eta) for a batch of eta (and, with ``with_grad``, its eta-gradient).
 
     Parameters
     ----------
@@ -168,6 +232,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         Support of the truncated gamma law.
     n_threads : int or None
         OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
+    with_grad : bool
+        Also return d log p_i / d eta from the same pass over the points.
 
     Returns
     -------
@@ -175,6 +241,9 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         log p_i; -inf for a lens without valid point, for a row of eta with a non-finite value
         or sigma_h <= 0 or sigma_gamma <= 0, or (with ``use_gamma``) with mu_gamma more than 1e4
         sigma_gamma outside [gamma_lo, gamma_hi] (all lenses of that row).
+    (n_eta, n_lens, 6) float64, only with ``with_grad``
+        d log p_i / d eta (exact derivative of the computed sum); NaN where log p_i = -inf; 0 for
+        mu_gamma, sigma_gamma without ``use_gamma``.
 
     Raises
     ------
@@ -188,6 +257,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef PopModel pm
     cdef EtaC* ec
     cdef double lnorm
+    cdef double dnorm[2]
     cdef int nt = resolve_threads(n_threads)
     if eta.shape[1] != 6:
         raise ValueError(f"eta must have 6 columns, got {eta.shape[1]}")
@@ -226,6 +296,10 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef double[:, ::1] out = out_np
     lg_np = np.zeros((ne, max(ng, 1)), dtype=np.float64)
     cdef double[:, ::1] lg = lg_np
+    dlg_np = np.zeros((ne, max(ng, 1), 2), dtype=np.float64)
+    cdef double[:, :, ::1] dlg = dlg_np
+    grad_np = np.empty((<object>ne if with_grad else 1, <object>nl if with_grad else 1, 6), dtype=np.float64)
+    cdef double[:, :, ::1] grad = grad_np
     ok_np = np.zeros(ne, dtype=np.int8)
     cdef signed char[::1] ok = ok_np
     with nogil:
@@ -235,17 +309,28 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                 ok[r] = False
             if ok[r] and use_gamma:
                 lnorm = _gamma_log_norm(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi)
+                if with_grad:
+                    gamma_log_norm_grad(eta[r, 4], eta[r, 5], gamma_lo, gamma_hi, dnorm)
                 for k in range(ng):
                     lg[r, k] = gamma_log_pdf(&pm, <EtaC*>&eta[r, 0], gamma_axis[k], lnorm)
+                    if with_grad and gamma_in_support(&pm, gamma_axis[k]):
+                        gamma_log_pdf_grad(<EtaC*>&eta[r, 0], gamma_axis[k], dnorm, &dlg[r, k, 0])
         for t in prange(ne * nl, schedule="guided", num_threads=nt):
             r = t // nl
             i = t - r * nl
             if not ok[r]:
                 out[r, i] = -INFINITY
+                if with_grad:
+                    for k in range(6):
+                        grad[r, i, k] = NAN
                 continue
             a = offsets[i]
             b = offsets[i + 1]
             out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
-                                  &L[a], &logMh[a], &kg[a], &logw0[a], b - a)
+                                  &L[a], &logMh[a], &kg[a], &logw0[a], b - a,
+                                  &dlg[r, 0, 0] if use_gamma else NULL,
+                                  &grad[r, i, 0] if with_grad else NULL)
+    if with_grad:
+        return out_np, grad_np
     return out_np
 

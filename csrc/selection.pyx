@@ -17,7 +17,8 @@ from libc.math cimport exp, expm1, log, INFINITY, NAN
 from cython.parallel cimport prange
 from sl_cy._numerics cimport log_gauss_norm, resolve_threads
 from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, sk_log_pdf, size_mean, size_z,
-                                halo_mean, halo_z, gamma_in_support, gamma_z, gamma_log_norm_mass)
+                                halo_mean, halo_z, gamma_in_support, gamma_z, gamma_log_norm_mass,
+                                gamma_log_norm_grad)
 
 cnp.import_array()
 
@@ -133,39 +134,46 @@ cdef void _sums(const PopModel* c, Py_ssize_t n, const double* x, const double* 
 # ---------------------------------------------------------------------------------------------
 # deterministic A(eta): product quadrature over a tabulated selection rate T(logM*, logRe, logMh, gamma)
 # ---------------------------------------------------------------------------------------------
-cdef inline void _locate(double x, double x0, double step, Py_ssize_t n, Py_ssize_t* i, double* f) noexcept nogil:
-    """Cell index and fraction of x on a regular axis (clamped to its range)."""
+cdef inline double _locate(double x, double x0, double step, Py_ssize_t n, Py_ssize_t* i, double* f) noexcept nogil:
+    """Cell index and fraction of x on a regular axis (clamped to its range); returns d f / d x
+    (1 / step inside the axis, 0 where x is clamped)."""
     cdef double t = (x - x0) / step
     if t <= 0.0:
         i[0] = 0
         f[0] = 0.0
+        return 0.0
     elif t >= n - 1:
         i[0] = n - 2
         f[0] = 1.0
+        return 0.0
     elif t == t:
         i[0] = <Py_ssize_t>t
         if i[0] > n - 2:
             i[0] = n - 2
         f[0] = t - i[0]
+        return 1.0 / step
     else:
         # nan (a nan point, or inf - inf from a huge eta): the cast would be undefined and index
         # out of bounds; cell 0 with a nan fraction makes the interpolated value nan
         i[0] = 0
         f[0] = t
+        return 0.0
 
 
 cdef inline double _interp_cell(const double* T, const double* LT, const Py_ssize_t* n, const Py_ssize_t* i,
-                                const double* f) noexcept nogil:
+                                const double* f, double* df) noexcept nogil:
     """Interpolation of the C-ordered 4-D rate table T in the cell (i, f) located by
     :func:`_locate` per axis: multilinear in log T where all 16 corners are > 0 (T grows nearly
     exponentially with the masses, so this is ~6x more accurate than linear in T: 0.2 % instead
     of 1.4 % on the population average at the default truth), multilinear in T in cells that
     touch the edge of the lensing region (T = 0 at some corner). ``LT`` is log T (-inf where
-    T = 0), precomputed."""
-    cdef Py_ssize_t a, b, c, e, idx, q = 0
+    T = 0), precomputed. With ``df`` != NULL, d value / d f_d (d = 0..3) is written to df."""
+    cdef Py_ssize_t a, b, c, e, idx, q = 0, d
     cdef Py_ssize_t v[16]
     cdef double wt[16]
-    cdef double w01, w012, s = 0.0, sl = 0.0
+    cdef double u[4]
+    cdef double w01, w012, s = 0.0, sl = 0.0, val
+    cdef double gl[4]
     cdef bint positive = True
     for a in range(2):
         for b in range(2):
@@ -182,11 +190,39 @@ cdef inline double _interp_cell(const double* T, const double* LT, const Py_ssiz
                         else:
                             sl += wt[q] * LT[idx]
                     q += 1
+    if df != NULL:
+        # d wt_q / d f_d = +-(product of the other three factors); summed against LT (log branch) or T
+        for d in range(4):
+            gl[d] = 0.0
+        q = 0
+        for a in range(2):
+            u[0] = f[0] if a else 1.0 - f[0]
+            for b in range(2):
+                u[1] = f[1] if b else 1.0 - f[1]
+                for c in range(2):
+                    u[2] = f[2] if c else 1.0 - f[2]
+                    for e in range(2):
+                        u[3] = f[3] if e else 1.0 - f[3]
+                        val = LT[v[q]] if positive else T[v[q]]
+                        if positive and wt[q] == 0.0:
+                            val = 0.0        # a corner outside the cell's weight (f = 0 or 1 exactly)
+                        gl[0] += (1.0 if a else -1.0) * u[1] * u[2] * u[3] * val
+                        gl[1] += (1.0 if b else -1.0) * u[0] * u[2] * u[3] * val
+                        gl[2] += (1.0 if c else -1.0) * u[0] * u[1] * u[3] * val
+                        gl[3] += (1.0 if e else -1.0) * u[0] * u[1] * u[2] * val
+                        q += 1
     if positive:
-        return exp(sl)
+        val = exp(sl)
+        if df != NULL:
+            for d in range(4):
+                df[d] = val * gl[d]
+        return val
     for q in range(16):
         if wt[q] != 0.0:
             s += wt[q] * T[v[q]]
+    if df != NULL:
+        for d in range(4):
+            df[d] = gl[d]
     return s
 
 
@@ -199,7 +235,7 @@ cdef inline double _interp_T(const double* T, const double* LT, const double* ax
     _locate(x1, ax0[1], step[1], n[1], &i[1], &f[1])
     _locate(x2, ax0[2], step[2], n[2], &i[2], &f[2])
     _locate(x3, ax0[3], step[3], n[3], &i[3], &f[3])
-    return _interp_cell(T, LT, n, i, f)
+    return _interp_cell(T, LT, n, i, f, NULL)
 
 
 cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const double* ax0,
@@ -208,56 +244,101 @@ cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const 
                     Py_ssize_t nr, const double* tR, const double* wR,
                     Py_ssize_t nh, const double* tH, const double* wH, double h_lo, double h_hi,
                     Py_ssize_t ngam, const double* gn, const double* wg,
-                    const EtaC* e, double* out) noexcept nogil:
+                    const EtaC* e, double* out, const double* dgn, const double* dwg, double* grad) noexcept nogil:
     # sum_M wM sum_R wR sum_H wH(M, R) sum_g wg  {T, 1 - exp(-T)}(M + alpha, R, H, g): nodes of R
     # scaled to the size-mass Gaussian (Gauss-Hermite); H by Gauss-Legendre on the halo-mass
     # Gaussian's +-6 sigma intersected with the halo support [h_lo, h_hi] (galaxies outside it
     # are not lenses of the model); wM already includes p_sk(M) dM, wg the truncated gamma law.
-    cdef Py_ssize_t i, j, k, l
-    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, lo, hi, half, mid, z
+    #
+    # With grad != NULL: d E[1 - exp(-T)] / d eta (6 values) of this very sum, by the chain rule
+    # through everything that moves with eta: the table coordinate M + alpha_sps; the halo nodes
+    # H_k = mid + half t_k (mid, half follow mu_H and sigma_h unless clipped to the halo support)
+    # and their weights half wH_k N(H_k; mu_H, sigma_h); the gamma nodes and weights (their
+    # derivatives dgn, dwg (ngam, 2) w.r.t. (mu_gamma, sigma_gamma), from the caller). mu_H =
+    # mu_h + beta_h (M - pivot) + ..., so d/d beta_h = (M - pivot) d/d mu_H.
+    cdef Py_ssize_t i, j, k, l, d
+    cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, lo, hi, half, mid, z, F, ew, term
     cdef double sh = e.sigma_h, inv_sh = 1.0 / e.sigma_h, lnh = log_gauss_norm(e.sigma_h)
+    cdef double dfx0, dfx2, dlo_m, dlo_s, dhi_m, dhi_s, dhalf_m, dhalf_s, dmid_m, dmid_s
+    cdef double dH_m, dH_s, dla_m, dla_s, gF0, gF2, gF3, gmuH
+    cdef double g[6]
+    cdef double dv[4]
     cdef Py_ssize_t ic[4]
     cdef double fc[4]
     cdef Py_ssize_t ig[64]
     cdef double fg[64]
+    cdef double dfg[64]
     if ngam > 64:
         out[0] = NAN
         out[1] = NAN
         return
+    for d in range(6):
+        g[d] = 0.0
     for l in range(ngam):
-        _locate(gn[l], ax0[3], step[3], n[3], &ig[l], &fg[l])
+        dfg[l] = _locate(gn[l], ax0[3], step[3], n[3], &ig[l], &fg[l])
     for i in range(nm):
         M = Mn[i]
         muR = size_mean(c, M)
-        _locate(M + e.alpha_sps, ax0[0], step[0], n[0], &ic[0], &fc[0])
+        dfx0 = _locate(M + e.alpha_sps, ax0[0], step[0], n[0], &ic[0], &fc[0])
+        gmuH = 0.0
         for j in range(nr):
             R = muR + c.sigma_R * tR[j]
             _locate(R, ax0[1], step[1], n[1], &ic[1], &fc[1])
             muH = halo_mean(c, e, M, R)
             lo = muH - 6.0 * sh
             hi = muH + 6.0 * sh
+            dlo_m, dlo_s, dhi_m, dhi_s = 1.0, -6.0, 1.0, 6.0
             if lo < h_lo:
                 lo = h_lo
+                dlo_m, dlo_s = 0.0, 0.0
             if hi > h_hi:
                 hi = h_hi
+                dhi_m, dhi_s = 0.0, 0.0
             if not hi > lo:
                 continue
             half = 0.5 * (hi - lo)
             mid = 0.5 * (hi + lo)
+            dhalf_m, dhalf_s = 0.5 * (dhi_m - dlo_m), 0.5 * (dhi_s - dlo_s)
+            dmid_m, dmid_s = 0.5 * (dhi_m + dlo_m), 0.5 * (dhi_s + dlo_s)
             aR = wM[i] * wR[j]
             for k in range(nh):
                 H = mid + half * tH[k]
                 z = (H - muH) * inv_sh
                 aH = aR * half * wH[k] * exp(-0.5 * z * z + lnh)
-                _locate(H, ax0[2], step[2], n[2], &ic[2], &fc[2])
+                dfx2 = _locate(H, ax0[2], step[2], n[2], &ic[2], &fc[2])
+                if grad != NULL:
+                    dH_m = dmid_m + dhalf_m * tH[k]
+                    dH_s = dmid_s + dhalf_s * tH[k]
+                    # d log aH: d log half - z dz - (d sigma_h) / sigma_h
+                    dla_m = dhalf_m / half - z * (dH_m - 1.0) * inv_sh
+                    dla_s = dhalf_s / half - z * (dH_s - z) * inv_sh - inv_sh
                 for l in range(ngam):
                     ic[3] = ig[l]
                     fc[3] = fg[l]
-                    vT = _interp_cell(T, LT, n, ic, fc)
+                    if grad == NULL:
+                        vT = _interp_cell(T, LT, n, ic, fc, NULL)
+                    else:
+                        vT = _interp_cell(T, LT, n, ic, fc, dv)
+                    F = -expm1(-vT)
                     sA += aH * wg[l] * vT
-                    sF += aH * wg[l] * (-expm1(-vT))
+                    sF += aH * wg[l] * F
+                    if grad != NULL:
+                        ew = aH * wg[l] * exp(-vT)          # aH wg dF/dT
+                        term = aH * wg[l] * F
+                        g[0] += ew * dv[0] * dfx0
+                        gF2 = ew * dv[2] * dfx2
+                        gmuH += term * dla_m + gF2 * dH_m
+                        g[3] += term * dla_s + gF2 * dH_s
+                        gF3 = aH * exp(-vT) * dv[3] * dfg[l]
+                        g[4] += aH * F * dwg[2 * l] + wg[l] * gF3 * dgn[2 * l]
+                        g[5] += aH * F * dwg[2 * l + 1] + wg[l] * gF3 * dgn[2 * l + 1]
+        g[1] += gmuH
+        g[2] += (M - c.pivot) * gmuH
     out[0] = sA
     out[1] = sF
+    if grad != NULL:
+        for d in range(6):
+            grad[d] = g[d]
 
 
 cdef void _table_meta(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, const double[::1] axis_start,
@@ -281,7 +362,7 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
                    const double[::1] R_t, const double[::1] R_w, const double[::1] H_t, const double[::1] H_w,
                    double h_lo, double h_hi,
                    const double[:, ::1] gamma_nodes, const double[:, ::1] gamma_weights,
-                   const double[:, ::1] eta, n_threads=1):
+                   const double[:, ::1] eta, n_threads=1, gamma_nodes_grad=None, gamma_weights_grad=None):
     """E[T] and the lens fraction E[1 - exp(-T)] for a batch of eta by product quadrature (see
     :class:`sl_cy.selection.SelectionQuadrature`).
 
@@ -290,6 +371,11 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     Gaussian's +-6 sigma within [h_lo, h_hi]); ``gamma_nodes``/``gamma_weights`` (n_eta, n_g) the
     per-eta nodes and weights of the truncated gamma law. Returns (n_eta, 2): E[T] and
     E[1 - exp(-T)].
+
+    With ``gamma_nodes_grad``/``gamma_weights_grad`` (n_eta, n_g, 2): the derivatives of the gamma
+    nodes and weights w.r.t. (mu_gamma, sigma_gamma); then also returns (n_eta, 6): the exact
+    eta-gradient of E[1 - exp(-T)] as computed (chain rule through the moving nodes and the
+    table interpolation).
     """
     cdef Py_ssize_t m = eta.shape[0], j
     cdef int nt = resolve_threads(n_threads)
@@ -310,12 +396,41 @@ def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const dou
     out = np.zeros((m, 2))
     cdef double[:, ::1] o = out
     cdef Py_ssize_t nm = M_nodes.shape[0], nr = R_t.shape[0], nh = H_t.shape[0], ng = gamma_nodes.shape[1]
+    cdef bint with_grad = gamma_nodes_grad is not None
+    if with_grad != (gamma_weights_grad is not None):
+        raise ValueError("give both gamma_nodes_grad and gamma_weights_grad, or neither")
+    cdef const double[:, :, ::1] dgn
+    cdef const double[:, :, ::1] dwg
+    grad_np = np.zeros((m, 6))
+    cdef double[:, ::1] gr = grad_np
+    if with_grad:
+        dgn = np.ascontiguousarray(gamma_nodes_grad, dtype=np.float64)
+        dwg = np.ascontiguousarray(gamma_weights_grad, dtype=np.float64)
+        if dgn.shape[0] != m or dgn.shape[1] != ng or dgn.shape[2] != 2 or dwg.shape[0] != m \
+                or dwg.shape[1] != ng or dwg.shape[2] != 2:
+            raise ValueError(f"gamma_nodes_grad and gamma_weights_grad must have shape ({m}, {ng}, 2)")
     if m == 0:
-        return out
+        return (out, grad_np) if with_grad else out
     for j in prange(m, nogil=True, num_threads=nt, schedule="static"):
         _quad_one(&kern.c, &T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, nm, &M_nodes[0], &M_weights[0],
                   nr, &R_t[0], &R_w[0], nh, &H_t[0], &H_w[0], h_lo, h_hi, ng, &gamma_nodes[j, 0],
-                  &gamma_weights[j, 0], <const EtaC*>&eta[j, 0], &o[j, 0])
+                  &gamma_weights[j, 0], <const EtaC*>&eta[j, 0], &o[j, 0],
+                  &dgn[j, 0, 0] if with_grad else NULL, &dwg[j, 0, 0] if with_grad else NULL,
+                  &gr[j, 0] if with_grad else NULL)
+    return (out, grad_np) if with_grad else out
+
+
+def gamma_log_norm_grad_batch(const double[::1] mu, const double[::1] sigma, double lo, double hi):
+    """d log-normalisation of the truncated gamma law / d(mu, sigma), per row: (n, 2)
+    (sl_cy._population.gamma_log_norm_grad)."""
+    cdef Py_ssize_t n = mu.shape[0], k
+    if sigma.shape[0] != n:
+        raise ValueError("mu and sigma must have equal lengths")
+    out = np.empty((n, 2))
+    cdef double[:, ::1] o = out
+    with nogil:
+        for k in range(n):
+            gamma_log_norm_grad(mu[k], sigma[k], lo, hi, &o[k, 0])
     return out
 
 

@@ -7,4 +7,4 @@ cdef double log_ndtr_diff(double a, double b) noexcept nogil
 cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexcept nogil
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                       const double* L, const double* logMh, const int* kg, const double* logw0,
-                      Py_ssize_t n) noexcept nogil
+                      Py_ssize_t n, const double* dlg, double* grad) noexcept nogil

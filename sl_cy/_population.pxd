@@ -10,7 +10,7 @@
 # kernels combine these pieces (standardised residuals z and log-normalisations) in their own
 # loops, so no density is written twice.
 
-from libc.math cimport log, erfc, INFINITY
+from libc.math cimport exp, log, erfc, INFINITY
 from sl_cy._numerics cimport LOG_SQRT_2PI, INV_SQRT2, log_gauss_norm, log_ndtr_diff_h, fast_log_ndtr
 
 ctypedef struct PopModel:
@@ -80,11 +80,16 @@ cdef inline double size_z(const PopModel* pm, double M, double logRe) noexcept n
 
 
 # --- halo mass p(logMh | M, logRe, eta) ---
+cdef inline double halo_slope(const PopModel* pm, const EtaC* e) noexcept nogil:
+    """c1 = beta_h - xi_h beta_R: d(halo mean) / dM at fixed logRe (the size residual moves with M)."""
+    return e.beta_h - pm.xi_h * pm.beta_R
+
+
 cdef inline double halo_mean(const PopModel* pm, const EtaC* e, double M, double logRe) noexcept nogil:
     """mu_h + beta_h (M - pivot) + xi_h (logRe - mu_R(M)), grouped as c0 + c1 (M - pivot) with
     c0 = mu_h + xi_h (logRe - mu_R0), c1 = beta_h - xi_h beta_R (loop-invariant per lens and eta,
     hoisted by the compiler in the likelihood kernel)."""
-    return (e.mu_h + pm.xi_h * (logRe - pm.mu_R0)) + (e.beta_h - pm.xi_h * pm.beta_R) * (M - pm.pivot)
+    return (e.mu_h + pm.xi_h * (logRe - pm.mu_R0)) + halo_slope(pm, e) * (M - pm.pivot)
 
 
 cdef inline double halo_z(const PopModel* pm, const EtaC* e, double inv_sh, double M, double logRe,
@@ -124,3 +129,22 @@ cdef inline double gamma_log_pdf(const PopModel* pm, const EtaC* e, double g, do
         return -INFINITY
     z = gamma_z(e, g)
     return -0.5 * z * z + lnorm
+
+
+cdef inline void gamma_log_norm_grad(double mu, double sigma, double lo, double hi, double* d) noexcept nogil:
+    """d gamma_log_norm(mu, sigma, lo, hi) / d(mu, sigma) into d[0], d[1]. With a, b = (lo - mu)/sigma,
+    (hi - mu)/sigma and m = Phi(b) - Phi(a): d log m / d mu = (phi(a) - phi(b)) / (sigma m),
+    d log m / d sigma = (a phi(a) - b phi(b)) / (sigma m); phi / m from the logs (any tail)."""
+    cdef double a = (lo - mu) / sigma, b = (hi - mu) / sigma
+    cdef double lm = gamma_log_mass(mu, sigma, lo, hi)
+    cdef double pa = exp(-0.5 * a * a - LOG_SQRT_2PI - lm), pb = exp(-0.5 * b * b - LOG_SQRT_2PI - lm)
+    d[0] = -(pa - pb) / sigma
+    d[1] = -1.0 / sigma - (a * pa - b * pb) / sigma
+
+
+cdef inline void gamma_log_pdf_grad(const EtaC* e, double g, const double* dnorm, double* d) noexcept nogil:
+    """d log p(gamma | eta) / d(mu_gamma, sigma_gamma) inside the support, given dnorm =
+    gamma_log_norm_grad(...): z / sigma + dnorm[0], z^2 / sigma + dnorm[1] with z = gamma_z."""
+    cdef double z = gamma_z(e, g)
+    d[0] = z / e.sigma_gamma + dnorm[0]
+    d[1] = z * z / e.sigma_gamma + dnorm[1]

@@ -203,7 +203,7 @@ class LensShard(LikelihoodKernel):
         self.path, self.start, self.stop, self.selection = path, start, stop, bool(selection)
         self.token = head["token"]
         worker_threads = _worker_threads()
-        n_threads = n_threads or worker_threads
+        n_threads = worker_threads if n_threads is None else n_threads
         if self.selection and head["forward_model"] is not None and worker_threads is not None:
             from sl_cy.selection import selection_for     # in a dask worker (no process pool there):
 

@@ -277,22 +277,34 @@ def get_mle_params(flat_chain) -> np.ndarray:
     return np.median(np.asarray(flat_chain, float), axis=0)
 
 
-def find_map(posterior, x0, method: str = "Nelder-Mead", **options) -> dict:
+def find_map(posterior, x0, method: str | None = None, **options) -> dict:
     """Maximum a posteriori by scipy.optimize.minimize on -log posterior.
 
     Parameters
     ----------
-    posterior : callable
-        log posterior of a free vector (e.g. :class:`Posterior`).
+    posterior : Posterior or callable
+        log posterior of a free vector. A :class:`Posterior` with analytic gradients
+        (:attr:`Posterior.has_grad`) is maximised by L-BFGS-B with its exact gradient
+        (:meth:`Posterior.log_prob_and_grad`) within :meth:`Posterior.bounds`.
     x0 : array
         Start (inside the prior support).
-    method : str
-        scipy method (default Nelder-Mead: the posterior is -inf outside the prior box).
+    method : str, optional
+        scipy method. Default: "L-BFGS-B" when the gradient exists, else "Nelder-Mead" (the
+        posterior is -inf outside the prior box).
+    **options
+        scipy ``options`` (override the defaults: L-BFGS-B ftol 1e-14, gtol 1e-7; Nelder-Mead
+        xatol 1e-6, fatol 1e-8).
 
     Returns
     -------
     dict
-        ``x`` (MAP), ``log_post``, ``success``, ``message``, ``nfev``.
+        ``x`` (MAP), ``log_post``, ``success``, ``message``, ``nfev``, ``method``; with L-BFGS-B
+        also ``grad`` (the gradient at the MAP).
+
+    Performance
+    -----------
+    L-BFGS-B: ~20-60 gradient evaluations (each ~1.7 posterior evaluations); Nelder-Mead on 6
+    parameters: ~1000-3000 evaluations.
 
     Examples
     --------
@@ -302,15 +314,32 @@ def find_map(posterior, x0, method: str = "Nelder-Mead", **options) -> dict:
     """
     from scipy.optimize import minimize
 
+    grad_ok = isinstance(posterior, Posterior) and posterior.has_grad
+    if method is None:
+        method = "L-BFGS-B" if grad_ok else "Nelder-Mead"
+    x0 = np.asarray(x0, float)
+    if method == "L-BFGS-B" and grad_ok:
+        def fg(x):
+            v, g = posterior.log_prob_and_grad(np.asarray(x, float))
+            if not np.isfinite(v):
+                return 1e300, np.zeros_like(x)
+            return -v, -g
+
+        opts = dict(ftol=1e-14, gtol=1e-7, maxiter=2000, maxcor=20)
+        opts.update(options)
+        res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=posterior.bounds(), options=opts)
+        return dict(x=np.asarray(res.x), log_post=-float(res.fun), success=bool(res.success),
+                    message=str(res.message), nfev=int(res.nfev), method="L-BFGS-B", grad=-np.asarray(res.jac))
+
     def f(x):
         v = float(np.asarray(posterior(np.asarray(x, float))).reshape(-1)[0])
         return 1e300 if not np.isfinite(v) else -v
 
     opts = dict(xatol=1e-6, fatol=1e-8, maxiter=20000, maxfev=20000) if method == "Nelder-Mead" else {}
     opts.update(options)
-    res = minimize(f, np.asarray(x0, float), method=method, options=opts)
+    res = minimize(f, x0, method=method, options=opts)
     return dict(x=np.asarray(res.x), log_post=-float(res.fun), success=bool(res.success), message=str(res.message),
-                nfev=int(res.nfev))
+                nfev=int(res.nfev), method=method)
 
 
 def credible_intervals(flat_chain, names=None, levels=(0.68, 0.95)) -> pd.DataFrame:
