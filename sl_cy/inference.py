@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from sl_cy.likelihood import Posterior, Prior
+from sl_cy.likelihood import Posterior, Prior, use_selection_flag
 from sl_cy.parallel import process_pool
 from sl_cy.population import DEFAULT_ETA, ETA_NAMES
 
@@ -105,7 +105,8 @@ def initial_ball(posterior: Posterior, nwalkers: int, *, initial_guess=None, see
 
 
 def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=None, backend_file=None,
-             parallel: bool = False, nproc: int | None = None, eta: bool = True, vectorize: bool = True,
+             parallel: bool = False, nproc: int | None = None, use_selection: bool | None = None, eta: bool | None = None,
+             vectorize: bool = True,
              resume: bool = False, progress: bool = True, seed=None, A=None, prior: Prior | None = None,
              fixed: Mapping | None = None, backend_name: str = "mcmc", backend=None, initial_state=None):
     """Sample the posterior of eta with emcee (seed name).
@@ -127,8 +128,9 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
         lenses: ``nproc`` sets its threads and no pool is used. With ``vectorize=False`` a
         process pool of ``nproc`` workers (None: all cores) evaluates the walkers; it is the
         ``spawn`` pool of :func:`sl_cy.parallel.process_pool`, as everywhere in sl_cy.
-    eta : bool
-        Include the selection term (default; False = the seed's ``--no-eta``, biased).
+    use_selection : bool
+        Include the selection term (default; False = the seed's ``--no-eta``, biased). ``eta=`` is
+        accepted as its alias (the seed's name here).
     vectorize : bool
         One posterior call per step with all walkers (``EnsembleSampler(vectorize=True)``).
     resume : bool
@@ -180,7 +182,7 @@ def run_mcmc(grids, *, nwalkers: int = 32, nsteps: int = 2000, initial_guess=Non
     """
     import emcee
 
-    post = _as_posterior(grids, A=A, prior=prior, fixed=fixed, use_selection=eta)
+    post = _as_posterior(grids, A=A, prior=prior, fixed=fixed, use_selection=use_selection_flag(use_selection, eta=eta))
     ndim = post.ndim
     nsteps = int(nsteps)
     if nwalkers < 2 * ndim:

@@ -246,13 +246,14 @@ def BoxPrior(box: Mapping | None = None, fixed: Mapping | None = None) -> Prior:
 DEFAULT_PRIOR = BoxPrior()
 
 
-def log_prior(theta, prior: Prior | None = None):
+def log_prior(eta, prior: Prior | None = None):
     """Log prior of eta (seed name); default: the top-hat :data:`DEFAULT_BOX` (0 inside, -inf out
     up to the constant -log volume).
 
     Parameters
     ----------
-    theta : array (6,) or (n, 6)
+    eta : array (6,) or (n, 6)
+        The full eta vector(s) (``theta`` is the free vector of a :class:`Posterior`).
     prior : Prior, optional
 
     Returns
@@ -266,7 +267,7 @@ def log_prior(theta, prior: Prior | None = None):
     >>> log_prior([0.0, 12.91, 2.04, 0.01, 1.0, 0.2])
     -inf
     """
-    return (prior or DEFAULT_PRIOR).logpdf(theta)
+    return (prior or DEFAULT_PRIOR).logpdf(eta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,7 +542,25 @@ def _eta2d(eta):
     return e.ndim == 1, np.atleast_2d(e)
 
 
-def log_likelihood(eta, grids, A=None, *, model=None, selection: bool = True):
+def use_selection_flag(use_selection=None, **alias) -> bool:
+    """The one switch of the selection term: ``use_selection`` (default True), or the seed's name
+    for it in this function (``eta=`` of ``run_mcmc``, ``selection=`` of ``log_likelihood``), not both.
+
+    Examples
+    --------
+    >>> use_selection_flag(None, eta=False), use_selection_flag(True)
+    (False, True)
+    """
+    given = {k: v for k, v in alias.items() if v is not None}
+    if given and use_selection is not None:
+        raise TypeError(f"give use_selection or its alias {next(iter(given))}=, not both")
+    if len(given) > 1:
+        raise TypeError(f"give one of {sorted(given)}")
+    flag = next(iter(given.values())) if given else use_selection
+    return True if flag is None else bool(flag)
+
+
+def log_likelihood(eta, grids, A=None, *, model=None, use_selection: bool | None = None, selection: bool | None = None):
     """log L(eta) = sum_i log p(d_i, det | eta) - N log A(eta) (seed name).
 
     Parameters
@@ -556,8 +575,9 @@ def log_likelihood(eta, grids, A=None, *, model=None, selection: bool = True):
         :func:`sl_cy.selection.selection_for`).
     model : str, optional
         Ignored unless given: must equal the grids' population model (seed signature).
-    selection : bool
-        False switches the selection term off (the seed's ``eta=False`` / ``--no-eta``).
+    use_selection : bool
+        False switches the selection term off (the seed's ``--no-eta``); ``selection=`` is accepted
+        as its alias (the seed's name here).
 
     Returns
     -------
@@ -573,13 +593,15 @@ def log_likelihood(eta, grids, A=None, *, model=None, selection: bool = True):
     >>> bool(np.isfinite(log_likelihood([0.0, 12.91, 2.04, 0.37, 1.0, 0.2], grids)))
     True
     """
-    post = grids if isinstance(grids, Posterior) else Posterior(grids, A=A, use_selection=selection, model=model)
+    use = use_selection_flag(use_selection, selection=selection)
+    post = grids if isinstance(grids, Posterior) else Posterior(grids, A=A, use_selection=use, model=model)
     one, e = _eta2d(eta)
     out = post.log_likelihood_full(e)
     return float(out[0]) if one else out
 
 
-def log_posterior(eta, grids, prior: Prior | None = None, *, A=None, model=None, selection: bool = True):
+def log_posterior(eta, grids, prior: Prior | None = None, *, A=None, model=None, use_selection: bool | None = None,
+                  selection: bool | None = None):
     """log prior + log L (seed name); -inf outside the prior box and A's bounds, where the
     likelihood is not evaluated. Arguments as :func:`log_likelihood`.
 
@@ -591,7 +613,8 @@ def log_posterior(eta, grids, prior: Prior | None = None, *, A=None, model=None,
     >>> log_posterior([0, 20.0, 2, 0.4, 1, 0.2], tabulate_likelihood_grids(obs))
     -inf
     """
-    post = grids if isinstance(grids, Posterior) else Posterior(grids, A=A, prior=prior, use_selection=selection,
+    use = use_selection_flag(use_selection, selection=selection)
+    post = grids if isinstance(grids, Posterior) else Posterior(grids, A=A, prior=prior, use_selection=use,
                                                                  model=model)
     one, e = _eta2d(eta)
     out = post.log_posterior_full(e)

@@ -83,8 +83,10 @@ def test_no_public_function_takes_more_than_three_positional_arguments():
 
 def test_exceptions_are_real():
     """The exception list names no function that no longer needs it."""
+    from sl_cy import selection
+
     for name in POSITIONAL_EXCEPTIONS:
-        obj = sl_cy
+        obj = sl_cy if hasattr(sl_cy, name.split(".")[0]) else selection
         for part in name.split("."):
             obj = getattr(obj, part)
         n = _n_positional(obj) - ("." in name)          # a method's self
@@ -177,3 +179,20 @@ def test_no_function_of_any_module_takes_more_than_three_positional_arguments():
         if len(params) > MAX_POSITIONAL and name not in POSITIONAL_EXCEPTIONS:
             too_many[f"{obj.__module__}.{name}"] = [p.name for p in params]
     assert not too_many, too_many
+
+
+def test_selection_switch_has_one_name_and_the_seed_aliases():
+    from sl_cy.likelihood import use_selection_flag
+
+    assert use_selection_flag() is True and use_selection_flag(False) is False
+    assert use_selection_flag(None, eta=False) is False and use_selection_flag(None, selection=0) is False
+    with pytest.raises(TypeError, match="not both"):
+        use_selection_flag(True, eta=False)
+    _, obs = sl_cy.run_mock_simulation(20_000, seed=3)
+    grids = sl_cy.tabulate_likelihood_grids(obs.iloc[:6])
+    e = np.array([0.0, 12.91, 2.04, 0.37, 1.0, 0.2])
+    off = sl_cy.log_likelihood(e, grids, use_selection=False)
+    assert sl_cy.log_likelihood(e, grids, selection=False) == off != sl_cy.log_likelihood(e, grids)
+    a = sl_cy.run_mcmc(grids, nwalkers=14, nsteps=3, seed=1, progress=False, use_selection=False).get_chain()
+    b = sl_cy.run_mcmc(grids, nwalkers=14, nsteps=3, seed=1, progress=False, eta=False).get_chain()
+    assert np.array_equal(a, b)

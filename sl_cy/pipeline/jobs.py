@@ -29,10 +29,10 @@ _SETTINGS = frozenset(RunConfig.__dataclass_fields__) - {"discard_auto"}
 def _config(config, settings: dict) -> RunConfig:
     """``config`` (or the defaults) with the keyword ``settings`` applied; TypeError for unknown ones."""
     settings = dict(settings)
-    if "eta" in settings:
-        if "use_selection" in settings:
-            raise TypeError("give use_selection or its alias eta, not both")
-        settings["use_selection"] = settings.pop("eta")
+    if "eta" in settings or "use_selection" in settings:
+        from sl_cy.likelihood import use_selection_flag
+
+        settings["use_selection"] = use_selection_flag(settings.pop("use_selection", None), eta=settings.pop("eta", None))
     bad = sorted(set(settings) - _SETTINGS)
     if bad:
         raise TypeError(f"infer() got unexpected keyword argument(s) {', '.join(map(repr, bad))}; the run settings "
