@@ -54,9 +54,9 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
 
     Performance
     -----------
-    Defaults on the idle 2-core machine: mock, grids and A(eta) table ~12 s (table cached after
-    the first run), MCMC 3000 steps x ~0.08 s: 4 min 13 s in all (~6 min when another job holds a
-    core; see README).
+    Defaults on the 2-core machine: mock and grids ~10 s, the A(eta) table ~1 min on a first run
+    (then cached), MCMC 3000 steps x ~0.13 s (409 lenses, 16 walkers), ArviZ export ~15 s:
+    8 min 9 s in all, measured with a test run sharing the cores for part of it (README).
 
     Examples
     --------
