@@ -161,8 +161,8 @@ class LensShard(LikelihoodKernel):
 
     Performance
     -----------
-    Building: ~4 ms per lens (reading, compacting, the selection-rate factor; one load of the rate
-    table per block), peak memory one block of grids (~450 kB per lens) on top of what is held.
+    Building: ~4 ms per lens (reading, compacting, the selection-rate factor; the rate table loaded
+    once), peak memory one block of grids (~450 kB per lens) on top of what is held.
     Holding: ~28 bytes per valid grid point (31.8 kB per lens on the default adaptive grids).
     Evaluating: the kernel's cost (~20 us per lens per eta per core). Measured in
     ``benchmarks/bench_distributed.py``.
@@ -204,14 +204,19 @@ class LensShard(LikelihoodKernel):
         self.token = head["token"]
         worker_threads = _worker_threads()
         n_threads = worker_threads if n_threads is None else n_threads
-        if self.selection and head["forward_model"] is not None and worker_threads is not None:
-            from sl_cy.selection import selection_for     # in a dask worker (no process pool there):
+        engine = None
+        if self.selection and head["forward_model"] is not None:
+            from sl_cy.selection import selection_for
 
-            selection_for(head["forward_model"], n_jobs=1, progress=False)   # cached, or built serially here
+            # loaded once for all blocks (cached on disk, or built here: serially in a dask worker,
+            # which has no process pool)
+            engine = selection_for(head["forward_model"], n_jobs=1 if worker_threads is not None else -1,
+                                   progress=False)
         self.kernels = []
         for s in range(start, stop, block):
             grids = load_grids_hdf5(path, lenses=np.arange(s, min(s + block, stop)))
-            self.kernels.append(LikelihoodKernel(grids, selection=self.selection, n_threads=n_threads))
+            self.kernels.append(LikelihoodKernel(grids, selection=self.selection, n_threads=n_threads,
+                                                 rate_engine=engine))
             del grids
         k0 = self.kernels[0]
         self.forward_model = k0.forward_model

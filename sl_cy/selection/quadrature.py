@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
