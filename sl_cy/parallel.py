@@ -277,6 +277,13 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
             proc.kill()
         except (OSError, ValueError, AttributeError):      # already gone
             pass
+    # A worker killed while it was sending a result leaves the pool's manager thread blocked for ever
+    # in recv() on a half-written message (the pipe never reports EOF, because this process holds
+    # its other write end), and shutdown() would wait for that thread. Closing our write end lets the
+    # dead workers' pipe end in EOF: the manager thread marks the pool broken and exits.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _main_not_reimportable() -> str | None:

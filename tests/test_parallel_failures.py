@@ -126,6 +126,58 @@ def test_dead_workers_are_named_with_cause_and_remedy(tmp_path):
     assert out["after"] == [1, 2]
 
 
+TORN_RESULT = textwrap.dedent("""
+    import gc, os, signal, struct, sys, threading, time
+    from multiprocessing.queues import SimpleQueue
+    from sl_cy.parallel import iter_chunks
+
+    MARK = sys.argv[1]
+
+    def torn(i):
+        # what a worker killed half-way through sending a large result leaves in the result pipe:
+        # a message header announcing 1 MB and the first bytes of it
+        if i == 0:
+            rq = next(o for o in gc.get_objects() if isinstance(o, SimpleQueue))
+            os.write(rq._writer.fileno(), struct.pack("!i", 1 << 20) + b"x" * 10)
+            open(MARK, "w").close()
+            time.sleep(600)
+        time.sleep(0.1)
+        return i
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop()
+
+    def stop_when_torn():
+        while not os.path.exists(MARK):
+            time.sleep(0.02)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGALRM)   # the consumer stops (as on Ctrl-C) while the message is torn
+
+    if __name__ == "__main__":
+        signal.signal(signal.SIGALRM, stop)
+        threading.Thread(target=stop_when_torn, daemon=True).start()
+        try:
+            for _ in iter_chunks(torn, range(4), n_jobs=2):
+                pass
+        except Stop:
+            t0 = time.perf_counter()
+        print(f"stopped; the pool was shut down in {time.perf_counter() - t0:.1f} s", flush=True)
+""")
+
+
+def test_stopping_while_a_worker_is_half_way_through_sending_a_result_does_not_hang(tmp_path):
+    # The pool's manager thread blocks in recv() on the torn message; before the fix, the pool's
+    # shutdown waited for it for ever (seen in CI as a Ctrl-C during tabulation that never ended).
+    script = tmp_path / "torn.py"
+    script.write_text(TORN_RESULT)
+    r, _ = _run([str(script), str(tmp_path / "torn")], tmp_path, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith("stopped; the pool was shut down in"), (r.stdout, r.stderr)
+    assert float(r.stdout.split()[-2]) < 10, r.stdout
+
+
 def test_explanation_without_exit_codes():
     assert "worker exit status unknown" in _explain_broken_pool({}, None)
     assert issubclass(WorkerPoolError, RuntimeError)
