@@ -791,9 +791,10 @@ class Posterior:
         """True when :meth:`log_prob_and_grad` is available: every free parameter's prior has an
         analytic gradient (:class:`Uniform`, :class:`Gaussian`) and the selection normaliser A
         has one (:meth:`sl_cy.selection.SelectionQuadrature.log_lens_fraction_and_grad`), and the
-        kernel gives per-lens gradients (not yet the sharded kernel of :mod:`sl_cy.distributed`)."""
-        if not hasattr(self.kernel, "per_lens_and_grad"):
-            return False                       # e.g. the sharded kernel of sl_cy.distributed
+        kernel gives summed gradients (:meth:`LikelihoodKernel.value_and_grad`; the sharded kernel of
+        :mod:`sl_cy.distributed` sums them on its workers)."""
+        if not hasattr(self.kernel, "value_and_grad"):
+            return False
         if not all(hasattr(self.prior.params[n], "grad_logpdf") for n in self.free_names):
             return False
         return not self.use_selection or hasattr(self.A, "log_lens_fraction_and_grad")
@@ -825,7 +826,8 @@ class Posterior:
 
     def log_prob_and_grad(self, theta):
         """Log posterior and its gradient on the free parameters, from one pass of the compiled
-        kernel (:meth:`LikelihoodKernel.per_lens_and_grad`) plus -N d log A / d eta
+        kernel (:meth:`LikelihoodKernel.value_and_grad`; a sharded kernel sums on its workers) plus
+        -N d log A / d eta
         (:meth:`sl_cy.selection.SelectionQuadrature.log_lens_fraction_and_grad`) and the prior's
         gradient.
 
@@ -866,7 +868,7 @@ class Posterior:
             bad = [n for n in self.free_names if not hasattr(self.prior.params[n], "grad_logpdf")]
             what = (f"the prior(s) of {bad} have no analytic gradient (use Uniform or Gaussian)" if bad else
                     f"the kernel {type(self.kernel).__name__} gives no gradient"
-                    if not hasattr(self.kernel, "per_lens_and_grad") else
+                    if not hasattr(self.kernel, "value_and_grad") else
                     f"the selection normaliser {self.A!r} has no analytic gradient (use SelectionQuadrature)")
             raise NotImplementedError(f"log_prob_and_grad: {what}")
         t = np.asarray(theta, dtype=float)
@@ -876,9 +878,7 @@ class Posterior:
         ok = self.in_support(e)
         if ok.any():
             eo = e[ok]
-            lp, g = self.kernel.per_lens_and_grad(eo)
-            with np.errstate(invalid="ignore"):
-                v, ge = lp.sum(axis=1), g.sum(axis=1)
+            v, ge = self.kernel.value_and_grad(eo)      # summed where the lenses are (a shard's worker)
             if self.use_selection:
                 la, gA = self.A.log_lens_fraction_and_grad(eo)
                 v = v - self.n_lenses * np.atleast_1d(la)
