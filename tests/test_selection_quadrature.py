@@ -66,17 +66,23 @@ def test_quadrature_threads_and_bad_rows(sq):
 
 
 def test_rate_interpolates_the_table_in_log_T(sq):
+    # log T: cubic (4-point Lagrange) along each axis; half-way between two nodes along one axis
+    # that is the mid-point rule (-1, 9, 9, -1) / 16 of the four nodes around
+    names = ("logM_star", "logRe", "logM_halo", "gamma_in")
     start = {k: v[0] for k, v in sq.axes.items()}
     step = {k: v[2] for k, v in sq.axes.items()}
     i = np.unravel_index(np.argmax(sq.T), sq.T.shape)
-    i = tuple(min(v, n - 2) for v, n in zip(i, sq.T.shape))
-    node = [start[k] + step[k] * v for k, v in zip(("logM_star", "logRe", "logM_halo", "gamma_in"), i)]
-    assert sq.T[i] > 0 and sq.T[i[:2] + (i[2] + 1,) + i[3:]] > 0
+    i = tuple(min(max(v, 1), n - 3) for v, n in zip(i, sq.T.shape))
+    node = [start[k] + step[k] * v for k, v in zip(names, i)]
+    box = sq.T[i[0] - 1:i[0] + 3, i[1] - 1:i[1] + 3, i[2] - 1:i[2] + 3, i[3] - 1:i[3] + 3]
+    assert np.all(box > 0)
     assert sq.rate(*node)[()] == pytest.approx(sq.T[i], rel=1e-12)
-    mid = list(node)
-    mid[2] += 0.5 * step["logM_halo"]                   # half-way in logMh: geometric mean of the corners
-    want = np.sqrt(sq.T[i] * sq.T[i[:2] + (i[2] + 1,) + i[3:]])
-    assert sq.rate(*mid)[()] == pytest.approx(want, rel=1e-12)
+    lt = np.log(box)
+    for d in range(4):
+        mid = list(node)
+        mid[d] += 0.5 * step[names[d]]
+        want = np.exp(np.array([-1, 9, 9, -1]) @ np.moveaxis(lt, d, 0)[(slice(None),) + (1,) * 3] / 16)
+        assert sq.rate(*mid)[()] == pytest.approx(want, rel=1e-12), names[d]
     lo, hi = sq.forward_model.halo_support             # outside the halo support no galaxy is a lens
     out = sq.rate([node[0]] * 2, [node[1]] * 2, [lo - 0.5, hi + 0.5], [node[3]] * 2)
     assert out.tolist() == [0.0, 0.0]

@@ -48,6 +48,20 @@ TABLE_STEPS = dict(logM_star=0.1, logRe=0.1, logM_halo=0.1, gamma_in=0.1)
 #: within [0, 2]).
 N_NODES = dict(M=64, logRe=8, logM_halo=20, gamma=16)
 
+#: Posterior standard deviation of each eta component times sqrt(number of lenses): the Laplace
+#: widths of the default mock (1e5 galaxies, seed 1, 428 lenses, MAP with the selection term;
+#: ``benchmarks/accuracy_scaling.py``) times sqrt(428). :meth:`SelectionQuadrature.error_report`
+#: steps one posterior sigma = these / sqrt(N) when no widths are given.
+POSTERIOR_SIGMA_1 = dict(alpha_sps=0.197, mu_h=2.73, beta_h=2.55, sigma_h=0.94, mu_gamma=1.22, sigma_gamma=0.42)
+
+#: Accuracy target of A(eta) at N lenses (issue 16): N x (variation of the log A error over one
+#: posterior sigma) <= this, per eta component.
+ERROR_TOL = 0.1
+
+#: :class:`sl_cy.likelihood.Posterior` runs :meth:`SelectionQuadrature.check_accuracy` (~1 s)
+#: from this many lenses on (below it the default table's error is far below :data:`ERROR_TOL`).
+ERROR_CHECK_MIN_LENSES = 1000
+
 
 def _axis(spec):
     lo, hi, st = (float(v) for v in spec)
@@ -63,11 +77,13 @@ def _ceil(x, step):
     return math.ceil(x / step - 1e-9) * step
 
 
-def selection_table_axes(forward_model: ForwardModel | None = None) -> dict:
+def selection_table_axes(forward_model: ForwardModel | None = None, *, refine: int = 1) -> dict:
     """(start, stop, step) per axis of the selection-rate table of a forward model: logM* covers
     the quadrature nodes of the skew-normal law shifted by any alpha_sps of :data:`ETA_BOX`,
     logRe the Gauss-Hermite nodes of the size-mass relation over that mass range, logMh the halo
-    support and gamma_in [0, 2].
+    support and gamma_in [0, 2]; steps :data:`TABLE_STEPS` divided by ``refine`` (2: a table
+    with twice the nodes per axis, 16x the build time, for N lenses beyond the default table's
+    accuracy, :meth:`SelectionQuadrature.error_report`).
 
     Examples
     --------
@@ -81,11 +97,13 @@ def selection_table_axes(forward_model: ForwardModel | None = None) -> dict:
     t_max = float(np.max(np.polynomial.hermite_e.hermegauss(N_NODES["logRe"])[0]))
     r_lo = p["mu_R0"] + p["beta_R"] * (m_lo - PIVOT_LOGM) - t_max * p["sigma_R"]
     r_hi = p["mu_R0"] + p["beta_R"] * (m_hi - PIVOT_LOGM) + t_max * p["sigma_R"]
-    st = TABLE_STEPS
+    if isinstance(refine, (bool, np.bool_)) or not isinstance(refine, (int, np.integer)) or refine < 1:
+        raise ValueError(f"refine must be a positive integer, got {refine!r}")
+    st = {k: v / int(refine) for k, v in TABLE_STEPS.items()}
     r = lambda v: round(v, 10)
     return dict(logM_star=(r(_floor(m_lo + a_lo, st["logM_star"])), r(_ceil(m_hi + a_hi, st["logM_star"])), st["logM_star"]),
                 logRe=(r(_floor(r_lo, st["logRe"])), r(_ceil(r_hi, st["logRe"])), st["logRe"]),
-                logM_halo=(fm.halo_support[0], fm.halo_support[1], st["logM_halo"]),
+                logM_halo=(fm.halo_support[0], fm.halo_support[1], r(st["logM_halo"])),
                 gamma_in=(GAMMA_LO, GAMMA_HI, st["gamma_in"]))
 
 
@@ -204,8 +222,18 @@ class SelectionQuadrature(Selection):
     True
     """
 
-    def __init__(self, T, axes: dict, config: dict, *, T_zl=None, n_threads: int | None = None):
+    def __init__(self, T, axes: dict, config: dict, *, T_zl=None, n_threads: int | None = None,
+                 n_nodes: dict | None = None):
         self.T = np.ascontiguousarray(T, dtype=float)
+        nn = dict(N_NODES)
+        for k, v in (n_nodes or {}).items():
+            if k not in nn or isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"n_nodes: {k}={v!r} (need positive integers for {sorted(N_NODES)})")
+            nn[k] = int(v)
+        if nn["gamma"] > 64:
+            raise ValueError(f"n_nodes: at most 64 gamma nodes, got {nn['gamma']}")
+        self.n_nodes = nn
+        self._error_cache = {}
         self.axes = {k: tuple(float(v) for v in axes[k]) for k in AXIS_NAMES}
         self.config = dict(config)
         self.config_hash = config_hash(self.config)
@@ -238,20 +266,180 @@ class SelectionQuadrature(Selection):
         p = fm.params
         self.kernel = _selection.SelectionKernel(p["mu_star"], p["sigma_star"], 10.0 ** p["log_s_star"], p["mu_R0"],
                                                  p["beta_R"], p["sigma_R"], p["xi_h"], PIVOT_LOGM, GAMMA_LO, GAMMA_HI)
-        t, w = np.polynomial.legendre.leggauss(N_NODES["M"])
+        t, w = np.polynomial.legendre.leggauss(nn["M"])
         lo, hi = p["mu_star"] - 4 * p["sigma_star"], p["mu_star"] + 6 * p["sigma_star"]
         self._M = 0.5 * (hi - lo) * t + 0.5 * (hi + lo)
         self._wM = 0.5 * (hi - lo) * w * np.exp(mstar_logpdf(self._M, fm.model))
-        self._tR, wR = np.polynomial.hermite_e.hermegauss(N_NODES["logRe"])
+        self._tR, wR = np.polynomial.hermite_e.hermegauss(nn["logRe"])
         self._wR = wR / math.sqrt(2 * math.pi)
-        self._tH, self._wH = np.polynomial.legendre.leggauss(N_NODES["logM_halo"])
-        self._tg, self._wg = np.polynomial.legendre.leggauss(N_NODES["gamma"])
+        self._tH, self._wH = np.polynomial.legendre.leggauss(nn["logM_halo"])
+        self._tg, self._wg = np.polynomial.legendre.leggauss(nn["gamma"])
         from sl_cy.parallel import resolve_n_threads
 
         self.n_threads = resolve_n_threads(n_threads)
 
     def __repr__(self) -> str:
         return f"SelectionQuadrature(table {self.T.shape}, hash {self.config_hash[:10]})"
+
+    def _variant(self, key, make):
+        """A memoised engine derived from this one (finer rule, coarsened table)."""
+        cache = self.__dict__.setdefault("_variants", {})
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def with_nodes(self, factor: int = 2) -> "SelectionQuadrature":
+        """The same table integrated with ``factor`` x the quadrature nodes in every dimension
+        (memoised; the reference rule of :meth:`error_report`)."""
+        return self._variant(("nodes", factor), lambda: SelectionQuadrature(
+            self.T, self.axes, self.config, T_zl=self.T_zl, n_threads=self.n_threads,
+            n_nodes={k: factor * v for k, v in self.n_nodes.items()}))
+
+    def coarsened(self, axis: str) -> "SelectionQuadrature | None":
+        """The engine on this table with every second node along ``axis`` (one of
+        :data:`AXIS_NAMES`): exactly the table a build with twice that step gives, without a
+        forward solve. With an odd number of cells the end node of smaller rates is dropped
+        (that end of the axis is then clamped). None where fewer than 4 nodes would remain
+        (memoised)."""
+        d = AXIS_NAMES.index(axis)
+
+        def make():
+            n = self.T.shape[d]
+            if (n + 1) // 2 < 4:
+                return None
+            lo, hi, st = self.axes[axis]
+            first = 0
+            if (n - 1) % 2:      # odd number of cells: drop the end node where the table is smaller
+                first = int(np.take(self.T, -1, axis=d).sum() > np.take(self.T, 0, axis=d).sum())
+            idx = np.arange(first, n, 2)
+            axes = dict(self.axes)
+            axes[axis] = (lo + first * st, lo + idx[-1] * st, 2 * st)
+            cfg = dict(self.config, axes={k: list(v) for k, v in axes.items()})
+            Tz = None if self.T_zl is None else np.take(self.T_zl, idx, axis=d + 1)
+            return SelectionQuadrature(np.take(self.T, idx, axis=d), axes, cfg, T_zl=Tz, n_threads=self.n_threads,
+                                       n_nodes=self.n_nodes)
+
+        return self._variant(("coarse", axis), make)
+
+    def error_report(self, n_lenses: int, *, eta=None, sigma=None, tol: float = ERROR_TOL) -> dict:
+        """How much the error of log A(eta) varies across the posterior of ``n_lenses`` lenses,
+        times ``n_lenses``: the error A(eta) puts into log L there (issue 16: <= 0.1).
+
+        The error of log A is estimated at eta0 +- sigma_j e_j per eta component j as
+        delta = delta_rule + delta_table: delta_rule = log A - log A(2x quadrature nodes, same
+        table) and, per table axis, the Richardson estimate of the interpolation error from the
+        table with every second node along it (:meth:`coarsened`: log A(coarse) - log A over
+        2^p - 1, p = 4 along logMh and gamma_in, interpolated cubically, p = 2 along logM* and
+        logRe, linearly). Reported: D_j = n_lenses (delta(eta0 + sigma_j e_j) - delta(eta0 -
+        sigma_j e_j)) / 2, and its two parts.
+
+        Parameters
+        ----------
+        n_lenses : int
+        eta : array (6,), optional
+            Centre (default :data:`sl_cy.population.DEFAULT_ETA`; pass the MAP when known).
+        sigma : array (6,), optional
+            Posterior widths (default :data:`POSTERIOR_SIGMA_1` / sqrt(n_lenses)).
+        tol : float
+            Target for max_j |D_j| (default :data:`ERROR_TOL`).
+
+        Returns
+        -------
+        dict
+            ``D``, ``D_rule``, ``D_table`` (dicts by eta name), ``max`` (max_j |D_j|), ``ok``
+            (max <= tol), ``worst`` (that component), ``remedy`` (text; '' when ok),
+            ``n_lenses``, ``eta``, ``sigma``, ``tol``.
+
+        Performance
+        -----------
+        12 eta x (1 + 16 (the 2x rule) + 4 (coarsened tables)) quadratures: ~1 s on one core
+        (memoised per argument set).
+
+        Precision
+        ---------
+        An estimate: the finer rule and the Richardson step have errors of their own (smaller
+        by ~2^p). Measured on the default table (``benchmarks/accuracy_scaling.py``): at N = 1e4
+        the same-table 2x-rule part is <= 0.03 for every component.
+
+        Examples
+        --------
+        >>> sq = build_selection_table(axes=dict(logM_star=(10.5, 12.5, 0.25), logRe=(0.0, 1.6, 0.4),
+        ...                                       logM_halo=(11.0, 15.0, 0.5), gamma_in=(0.0, 2.0, 0.5)), cache=False)
+        >>> r = sq.error_report(100_000)
+        >>> sorted(r["D"]) == sorted(ETA_NAMES), r["ok"]
+        (True, False)
+        """
+        n = _check_n(n_lenses, "n_lenses")
+        if n < 1:
+            raise ValueError(f"n_lenses must be >= 1, got {n_lenses!r}")
+        e0 = np.asarray(DEFAULT_ETA.to_array() if eta is None else as_float_array("eta", eta), float)
+        sig = (np.array([POSTERIOR_SIGMA_1[k] for k in ETA_NAMES]) / math.sqrt(n) if sigma is None
+               else as_float_array("sigma", sigma, lo=0.0, lo_open=True))
+        if e0.shape != (6,) or np.shape(sig) != (6,):
+            raise ValueError(f"eta and sigma need 6 values, got shapes {e0.shape} and {np.shape(sig)}")
+        key = (n, tuple(e0), tuple(np.asarray(sig, float)), float(tol))
+        if key in self._error_cache:
+            return self._error_cache[key]
+        E = np.vstack([e0 + np.diag(sig), e0 - np.diag(sig)])
+        la = np.log(self(E))
+        d_rule = la - np.log(self.with_nodes(2)(E))
+        d_table = np.zeros(len(E))
+        for ax in AXIS_NAMES:
+            c = self.coarsened(ax)
+            if c is not None:
+                p = 4 if ax in ("logM_halo", "gamma_in") else 2
+                d_table += (np.log(c(E)) - la) / (2 ** p - 1)
+
+        def D(d):
+            return n * (d[:6] - d[6:]) / 2
+
+        Dr, Dt = D(d_rule), D(d_table)
+        Dtot = Dr + Dt
+        j = int(np.argmax(np.abs(Dtot)))
+        mx = float(np.abs(Dtot[j]))
+        ok = bool(mx <= tol)
+        remedy = ""
+        if not ok:
+            if abs(Dt[j]) >= abs(Dr[j]):
+                remedy = ("rebuild the selection-rate table with finer steps, e.g. A = build_selection_table("
+                          "forward_model=fm, axes=selection_table_axes(fm, refine=2)) (16x the build time), and "
+                          "pass it as A=")
+            else:
+                remedy = ("integrate with more quadrature nodes: A = A.with_nodes(2) (~16x the cost per eta), and "
+                          "pass it as A=")
+        names = list(ETA_NAMES)
+        out = dict(n_lenses=n, eta=e0.tolist(), sigma=np.asarray(sig, float).tolist(), tol=float(tol),
+                   D=dict(zip(names, Dtot.tolist())), D_rule=dict(zip(names, Dr.tolist())),
+                   D_table=dict(zip(names, Dt.tolist())), max=mx, worst=names[j], ok=ok, remedy=remedy)
+        self._error_cache[key] = out
+        return out
+
+    def check_accuracy(self, n_lenses: int, *, eta=None, sigma=None, tol: float = ERROR_TOL,
+                       action: str = "warn") -> dict:
+        """:meth:`error_report`, then a :class:`SelectionWarning` (``action="warn"``) or a
+        ValueError (``"raise"``) naming the remedy when N lenses need a finer table or rule than
+        this one. Returns the report.
+
+        Examples
+        --------
+        >>> sq = build_selection_table(axes=dict(logM_star=(10.5, 12.5, 0.25), logRe=(0.0, 1.6, 0.4),
+        ...                                       logM_halo=(11.0, 15.0, 0.5), gamma_in=(0.0, 2.0, 0.5)), cache=False)
+        >>> sq.check_accuracy(100_000, action="ignore")["ok"]
+        False
+        """
+        if action not in ("warn", "raise", "ignore"):
+            raise ValueError(f"action must be 'warn', 'raise' or 'ignore', got {action!r}")
+        r = self.error_report(n_lenses, eta=eta, sigma=sigma, tol=tol)
+        if not r["ok"] and action != "ignore":
+            msg = (f"A(eta) is not accurate enough for {r['n_lenses']} lenses: its error varies by "
+                   f"{r['max']:.3g} in N log A over one posterior sigma of {r['worst']} (target <= {r['tol']:g}; "
+                   f"{self!r}). Remedy: {r['remedy']}.")
+            if action == "raise":
+                raise ValueError(msg)
+            import warnings
+
+            warnings.warn(msg, SelectionWarning, stacklevel=2)
+        return r
 
     def _gamma_nodes(self, e: np.ndarray, grad: bool = False):
         """Per-eta nodes and weights of the truncated gamma law (Gauss-Legendre on its +-7 sigma within
