@@ -696,6 +696,11 @@ class Posterior:
             self.A = _default_selection(fm) if A is None else A
             if getattr(self.A, "forward_model", None) is not None:
                 fm.check_same(self.A.forward_model, "the grids", "the selection normaliser A")
+            from sl_cy.selection import quadrature as _q
+
+            if isinstance(self.A, _q.SelectionQuadrature) and self.n_lenses >= _q.ERROR_CHECK_MIN_LENSES:
+                # A(eta)'s error enters log L times N: warn (naming the remedy) when N needs a finer table
+                self.A.check_accuracy(self.n_lenses, action="warn")
         else:
             self.A = None
         fx = dict(fixed or {})

@@ -162,7 +162,12 @@ class SelectionQuadrature(Selection):
     (8), Gauss-Legendre in logMh (20 nodes over the halo Gaussian's +-6 sigma within the halo
     support: galaxies outside it are not lenses of the model, as in the mock and the grids) and
     over the truncated gamma law (16 nodes on its +-7 sigma within [0, 2]). T is interpolated
-    multilinearly in log T (linear in T in cells at the edge of the lensing region).
+    by 4-point (cubic) Lagrange in log T along each axis (where the 4^4-node stencil touches T = 0,
+    at the edge of the lensing region, multilinearly as in earlier versions: in log T, or in T in
+    cells with a zero corner). Piecewise-linear interpolation put kinks into the integrand that
+    the moving quadrature nodes crossed: the error of N log A varied by up to ~1 over one
+    posterior sigma at N = 1e4 (now <= 0.015, see Precision), and the kinks distorted
+    finite-difference Hessians of the posterior (Laplace widths 2-5x too narrow at 428 lenses).
 
     **Redshift distributions** (:mod:`sl_cy.redshifts`). With p(zl), p(zs) in the forward model
     the table is built on quadrature nodes zl_a, zs_b (weights w_a, v_b): per zl node the
@@ -202,7 +207,10 @@ class SelectionQuadrature(Selection):
 
     Performance
     -----------
-    About 3 ms per eta on one core (~160 000 interpolations of the table); eta batches are spread
+    About 3 ms per eta on one core (~160 000 interpolations of the table; the table contracted
+    over logM* and logRe once per (M, R) node, over logMh once per (M, R, H) node: 0.65x the
+    time of the earlier multilinear rule, measured side by side; with the gradient 0.6x);
+    eta batches are spread
     over OpenMP threads (``benchmarks/bench_selection.py``). The same with redshift distributions
     (one quadrature of the effective rate; ``benchmarks/redshift_recovery.py``); building their
     table costs one fixed-redshift table per (zl, zs) node pair (9 with the default 3 x 3 nodes).
@@ -210,9 +218,13 @@ class SelectionQuadrature(Selection):
     Precision
     ---------
     Equal to the lens fraction of mocks of 5e6 galaxies within their binomial error at the default
-    eta and far from it (``tests/test_selection_quadrature.py``); against exact per-galaxy rates
-    the interpolation errs by -0.2 % on the population average at the default truth. Quadrature
-    and interpolation errors are smooth in eta.
+    eta and far from it (``tests/test_selection_quadrature.py``). What matters at N lenses is the
+    variation of the error of log A across the posterior, times N: at N = 1e4 (428-lens mock,
+    Laplace widths projected) <= 0.009 against 2x the quadrature nodes and <= 0.014 against a
+    table with twice the nodes along logM* and logRe (was up to 0.92 and 1.0 with the multilinear
+    rule; ``benchmarks/accuracy_scaling.py``). :meth:`error_report` estimates it for any N;
+    :class:`sl_cy.likelihood.Posterior` warns from :data:`ERROR_CHECK_MIN_LENSES` lenses on
+    when N needs a finer table or rule. Quadrature and interpolation errors are smooth in eta.
 
     Examples
     --------
@@ -328,10 +340,10 @@ class SelectionQuadrature(Selection):
         The error of log A is estimated at eta0 +- sigma_j e_j per eta component j as
         delta = delta_rule + delta_table: delta_rule = log A - log A(2x quadrature nodes, same
         table) and, per table axis, the Richardson estimate of the interpolation error from the
-        table with every second node along it (:meth:`coarsened`: log A(coarse) - log A over
-        2^p - 1, p = 4 along logMh and gamma_in, interpolated cubically, p = 2 along logM* and
-        logRe, linearly). Reported: D_j = n_lenses (delta(eta0 + sigma_j e_j) - delta(eta0 -
-        sigma_j e_j)) / 2, and its two parts.
+        table with every second node along it (:meth:`coarsened`: (log A(coarse) - log A) / 15,
+        the table being interpolated cubically). Reported: D_j = n_lenses (delta(eta0 + sigma_j
+        e_j) - delta(eta0 - sigma_j e_j)) / 2, and its two parts. An axis of fewer than 7 nodes
+        cannot be coarsened: it is listed in ``unchecked`` and the report is not ok.
 
         Parameters
         ----------
@@ -346,9 +358,10 @@ class SelectionQuadrature(Selection):
         Returns
         -------
         dict
-            ``D``, ``D_rule``, ``D_table`` (dicts by eta name), ``max`` (max_j |D_j|), ``ok``
-            (max <= tol), ``worst`` (that component), ``remedy`` (text; '' when ok),
-            ``n_lenses``, ``eta``, ``sigma``, ``tol``.
+            ``D``, ``D_rule``, ``D_table`` (dicts by eta name), ``max`` (max_j |D_j|), ``worst``
+            (that component), ``unchecked`` (axes too short to coarsen), ``ok`` (max <= tol and
+            none unchecked), ``remedy`` (text; '' when ok), ``n_lenses``, ``eta``, ``sigma``,
+            ``tol``.
 
         Performance
         -----------
@@ -357,9 +370,11 @@ class SelectionQuadrature(Selection):
 
         Precision
         ---------
-        An estimate: the finer rule and the Richardson step have errors of their own (smaller
-        by ~2^p). Measured on the default table (``benchmarks/accuracy_scaling.py``): at N = 1e4
-        the same-table 2x-rule part is <= 0.03 for every component.
+        An estimate, conservative on the default table: there it reports max_j |D_j| = 0.044
+        (mu_h) at N = 1e4 around the default eta, while against a table built with twice the
+        nodes along logM* and logRe (forward solves) and the 2x rule the measured D_j are
+        <= 0.014 at the Laplace widths of a 428-lens mock projected to N = 1e4
+        (``benchmarks/accuracy_scaling.py``).
 
         Examples
         --------
@@ -384,11 +399,13 @@ class SelectionQuadrature(Selection):
         la = np.log(self(E))
         d_rule = la - np.log(self.with_nodes(2)(E))
         d_table = np.zeros(len(E))
+        unchecked = []
         for ax in AXIS_NAMES:
             c = self.coarsened(ax)
-            if c is not None:
-                p = 4 if ax in ("logM_halo", "gamma_in") else 2
-                d_table += (np.log(c(E)) - la) / (2 ** p - 1)
+            if c is None:
+                unchecked.append(ax)
+            else:    # cubic interpolation: error ~ step^4 (~ step^2 in cells at the edge of the lensing region)
+                d_table += (np.log(c(E)) - la) / (2 ** 4 - 1)
 
         def D(d):
             return n * (d[:6] - d[6:]) / 2
@@ -397,9 +414,13 @@ class SelectionQuadrature(Selection):
         Dtot = Dr + Dt
         j = int(np.argmax(np.abs(Dtot)))
         mx = float(np.abs(Dtot[j]))
-        ok = bool(mx <= tol)
+        ok = bool(mx <= tol) and not unchecked
         remedy = ""
-        if not ok:
+        if unchecked:
+            remedy = (f"the table has too few nodes along {', '.join(unchecked)} (< 7) to estimate its error: build "
+                      "it on the default axes, A = build_selection_table(forward_model=fm), or finer ones, "
+                      "axes=selection_table_axes(fm, refine=2), and pass it as A=")
+        elif not ok:
             if abs(Dt[j]) >= abs(Dr[j]):
                 remedy = ("rebuild the selection-rate table with finer steps, e.g. A = build_selection_table("
                           "forward_model=fm, axes=selection_table_axes(fm, refine=2)) (16x the build time), and "
@@ -410,7 +431,8 @@ class SelectionQuadrature(Selection):
         names = list(ETA_NAMES)
         out = dict(n_lenses=n, eta=e0.tolist(), sigma=np.asarray(sig, float).tolist(), tol=float(tol),
                    D=dict(zip(names, Dtot.tolist())), D_rule=dict(zip(names, Dr.tolist())),
-                   D_table=dict(zip(names, Dt.tolist())), max=mx, worst=names[j], ok=ok, remedy=remedy)
+                   D_table=dict(zip(names, Dt.tolist())), max=mx, worst=names[j], unchecked=unchecked, ok=ok,
+                   remedy=remedy)
         self._error_cache[key] = out
         return out
 
@@ -520,13 +542,15 @@ class SelectionQuadrature(Selection):
 
         Performance
         -----------
-        About 2-3x :meth:`lens_fraction` (derivatives of the table interpolation).
+        About 2x :meth:`lens_fraction` (derivatives of the table interpolation).
 
         Precision
         ---------
         Agrees with central finite differences of log A to ~1e-8 relative
-        (``tests/test_gradients.py``); the rate table is piecewise multilinear in log T, so the
-        gradient jumps (by a tiny amount) where a quadrature node crosses a table cell.
+        (``tests/test_gradients.py``); the piecewise-cubic interpolation of the rate table is
+        continuous, its derivative jumps by O(step^3) where a quadrature node crosses a table
+        node (the multilinear rule's O(step) jumps made finite differences of log A disagree by
+        ~2e-5 relative; now ~4e-8).
 
         Examples
         --------
