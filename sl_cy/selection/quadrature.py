@@ -293,6 +293,13 @@ class SelectionQuadrature(Selection):
     def __repr__(self) -> str:
         return f"SelectionQuadrature(table {self.T.shape}, hash {self.config_hash[:10]})"
 
+    def __getstate__(self):
+        # the memoised variants (finer rule, coarsened tables) and error reports stay behind
+        d = dict(self.__dict__)
+        d.pop("_variants", None)
+        d["_error_cache"] = {}
+        return d
+
     def _variant(self, key, make):
         """A memoised engine derived from this one (finer rule, coarsened table)."""
         cache = self.__dict__.setdefault("_variants", {})
