@@ -633,6 +633,10 @@ class Posterior:
         deterministic quadrature of the grids' forward model (built once, cached on disk). A
         given engine must have been built from the same forward model
         (:class:`sl_cy.forward.ForwardModelMismatch` names the differing field).
+        From :data:`sl_cy.selection.quadrature.ERROR_CHECK_MIN_LENSES` lenses on, a quadrature
+        engine checks that its error is small enough for this many lenses
+        (:meth:`sl_cy.selection.SelectionQuadrature.check_accuracy`, ~1 s, memoised) and
+        otherwise warns (:class:`sl_cy.selection.SelectionWarning`), naming the remedy.
     prior : Prior, optional
         Default :func:`BoxPrior`.
     fixed : mapping name -> value, optional
