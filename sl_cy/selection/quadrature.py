@@ -58,6 +58,12 @@ POSTERIOR_SIGMA_1 = dict(alpha_sps=0.197, mu_h=2.73, beta_h=2.55, sigma_h=0.94, 
 #: posterior sigma) <= this, per eta component.
 ERROR_TOL = 0.1
 
+#: Order assumed by :meth:`SelectionQuadrature.error_report` for the interpolation error of the
+#: rate table (cubic rule: 4; multilinear fallback at the edge of the lensing region: 2); 3 gives
+#: a conservative estimate: 0.034 at N = 1e4 on the default table where a table built with
+#: twice the nodes along logM* and logRe measured 0.014 (order 4 would report 0.012).
+RICHARDSON_ORDER = 3
+
 #: :class:`sl_cy.likelihood.Posterior` runs :meth:`SelectionQuadrature.check_accuracy` (~1 s)
 #: from this many lenses on (below it the default table's error is far below :data:`ERROR_TOL`).
 ERROR_CHECK_MIN_LENSES = 1000
@@ -349,8 +355,8 @@ class SelectionQuadrature(Selection):
         The error of log A is estimated at eta0 +- sigma_j e_j per eta component j as
         delta = delta_rule + delta_table: delta_rule = log A - log A(2x quadrature nodes, same
         table) and, per table axis, the Richardson estimate of the interpolation error from the
-        table with every second node along it (:meth:`coarsened`: (log A(coarse) - log A) / 15,
-        the table being interpolated cubically). Reported: D_j = n_lenses (delta(eta0 + sigma_j
+        table with every second node along it (:meth:`coarsened`: (log A(coarse) - log A) /
+        (2^p - 1), p = :data:`RICHARDSON_ORDER`). Reported: D_j = n_lenses (delta(eta0 + sigma_j
         e_j) - delta(eta0 - sigma_j e_j)) / 2, and its two parts. An axis of fewer than 7 nodes
         cannot be coarsened: it is listed in ``unchecked`` and the report is not ok.
 
@@ -379,10 +385,11 @@ class SelectionQuadrature(Selection):
 
         Precision
         ---------
-        An estimate, conservative on the default table: there it reports max_j |D_j| = 0.044
-        (mu_h) at N = 1e4 around the default eta, while against a table built with twice the
-        nodes along logM* and logRe (forward solves) and the 2x rule the measured D_j are
-        <= 0.014 at the Laplace widths of a 428-lens mock projected to N = 1e4
+        An estimate, made conservative by :data:`RICHARDSON_ORDER`. On the default table around
+        the default eta it reports max_j |D_j| = 0.034 at N = 1e4 (mu_h; 0.105 at 1e5); measured
+        against a table built with twice the nodes along logM* and logRe (forward solves) and
+        against the 2x rule, the D_j are <= 0.014 at the Laplace widths of a 428-lens mock
+        projected to N = 1e4
         (``benchmarks/accuracy_scaling.py``).
 
         Examples
@@ -413,8 +420,9 @@ class SelectionQuadrature(Selection):
             c = self.coarsened(ax)
             if c is None:
                 unchecked.append(ax)
-            else:    # cubic interpolation: error ~ step^4 (~ step^2 in cells at the edge of the lensing region)
-                d_table += (np.log(c(E)) - la) / (2 ** 4 - 1)
+            else:    # cubic interpolation: error ~ step^4 (~ step^2 in cells at the edge of the lensing
+                # region, multilinear there): the exponent 3 in between errs on the safe side
+                d_table += (np.log(c(E)) - la) / (2 ** RICHARDSON_ORDER - 1)
 
         def D(d):
             return n * (d[:6] - d[6:]) / 2
