@@ -635,7 +635,7 @@ class Posterior:
         (:class:`sl_cy.forward.ForwardModelMismatch` names the differing field).
         From :data:`sl_cy.selection.quadrature.ERROR_CHECK_MIN_LENSES` lenses on, a quadrature
         engine checks that its error is small enough for this many lenses
-        (:meth:`sl_cy.selection.SelectionQuadrature.check_accuracy`, ~1 s, memoised) and
+        (:meth:`sl_cy.selection.SelectionQuadrature.check_accuracy`, ~2 s, memoised) and
         otherwise warns (:class:`sl_cy.selection.SelectionWarning`), naming the remedy.
     prior : Prior, optional
         Default :func:`BoxPrior`.

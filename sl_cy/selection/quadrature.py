@@ -64,7 +64,7 @@ ERROR_TOL = 0.1
 #: twice the nodes along logM* and logRe measured 0.014 (order 4 would report 0.012).
 RICHARDSON_ORDER = 3
 
-#: :class:`sl_cy.likelihood.Posterior` runs :meth:`SelectionQuadrature.check_accuracy` (~1 s)
+#: :class:`sl_cy.likelihood.Posterior` runs :meth:`SelectionQuadrature.check_accuracy` (~2 s)
 #: from this many lenses on (below it the default table's error is far below :data:`ERROR_TOL`).
 ERROR_CHECK_MIN_LENSES = 1000
 
@@ -380,7 +380,7 @@ class SelectionQuadrature(Selection):
 
         Performance
         -----------
-        12 eta x (1 + 16 (the 2x rule) + 4 (coarsened tables)) quadratures: ~1 s on one core
+        12 eta x (1 + 16 (the 2x rule) + 4 (coarsened tables)) quadratures: ~2 s on 2 cores at load ~4.7
         (memoised per argument set).
 
         Precision
