@@ -3,13 +3,15 @@
 Draws galaxies from the population at one eta, computes each galaxy's exact rate
 T = pi y_c^2 n_bkg <K>_beta (32-node area average, no table) and compares the population averages
 E[1 - exp(-T)] and E[T] with the table interpolated three ways (linear in T, linear in log T -- the
-engine's rule --, linear in sqrt T) on the *same* galaxies, so the comparison has no Monte-Carlo
+engine's rule until 2026-12-01 --, linear in sqrt T) and by the engine (cubic in log T) on the *same* galaxies, so the comparison has no Monte-Carlo
 noise of its own.
 
     python benchmarks/selection_interpolation.py [--n 100000] [--eta 0,12.91,2.04,0.37,1,0.2]
 
 Measured (2026-11-30, default eta, 1e5 galaxies): exact 0.004019; linear in T +1.4 %;
 log T -0.24 %; sqrt T +0.6 %; 8 vs 32 beta nodes: 2e-4.
+Measured (2026-12-01, same draws, load ~4 on 2 cores): the engine's rule (since then cubic
+Lagrange in log T along each axis) +0.01 % (multilinear in log T: -0.23 %).
 """
 import argparse
 import math

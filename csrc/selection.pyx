@@ -13,9 +13,10 @@ truncated-normal gamma laws); tests check equality against the Python definition
 """
 import numpy as np
 cimport numpy as cnp
-from libc.math cimport exp, expm1, log, INFINITY, NAN
+from libc.math cimport exp, expm1, log, isfinite, INFINITY, NAN
+from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange
-from sl_cy._numerics cimport log_gauss_norm, resolve_threads
+from sl_cy._numerics cimport log_gauss_norm, resolve_threads, lagrange4_weights, lagrange4_dweights
 from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, sk_log_pdf, size_mean, size_z,
                                 halo_mean, halo_z, gamma_in_support, gamma_z, gamma_log_norm_mass,
                                 gamma_log_norm_grad)
@@ -226,11 +227,105 @@ cdef inline double _interp_cell(const double* T, const double* LT, const Py_ssiz
     return s
 
 
-cdef inline double _interp_T(const double* T, const double* LT, const double* ax0, const Py_ssize_t* n,
-                             const double* step, double x0, double x1, double x2, double x3) noexcept nogil:
-    """The rate table at one point (see :func:`_interp_cell`)."""
+#: The rate table is interpolated by 4-point (cubic) Lagrange in log T along all four axes; at most
+#: this many gamma_in nodes (a per-eta row buffer on the stack).
+cdef enum:
+    MAX_GAMMA_AXIS = 256
+
+
+cdef inline double _locate4(double x, double x0, double step, Py_ssize_t n, Py_ssize_t* s, double* w,
+                            double* dw) noexcept nogil:
+    """Cubic Lagrange stencil of x on a regular axis of n >= 4 nodes (clamped to its range): the
+    first stencil node s (nodes s .. s+3: the cell's two nodes and one more each side, shifted
+    inwards at the ends of the axis), its 4 weights w and (dw != NULL) their derivatives
+    d w / d f. Returns d f / d x (1 / step inside the axis, 0 where x is clamped; a nan x gives
+    nan weights)."""
+    cdef double t = (x - x0) / step, r = 1.0 / step
+    cdef Py_ssize_t i
+    if t <= 0.0:
+        t = 0.0
+        r = 0.0
+    elif t >= n - 1:
+        t = n - 1
+        r = 0.0
+    elif not t == t:
+        s[0] = 0
+        for i in range(4):
+            w[i] = NAN
+            if dw != NULL:
+                dw[i] = NAN
+        return 0.0
+    i = <Py_ssize_t>t
+    if i < 1:
+        i = 1
+    if i > n - 3:
+        i = n - 3
+    s[0] = i - 1
+    lagrange4_weights(t - i, w)
+    if dw != NULL:
+        lagrange4_dweights(t - i, dw)
+    return r
+
+
+cdef inline void _slab(const double* LT, const Py_ssize_t* n, Py_ssize_t sm, const double* cm, Py_ssize_t sr,
+                       const double* cr, Py_ssize_t h0, Py_ssize_t h1, Py_ssize_t g0, Py_ssize_t g1,
+                       double* S) noexcept nogil:
+    """S[(h - h0) G + g - g0] = sum_{a, b < 4} cm[a] cr[b] LT[sm + a, sr + b, h, g] for h0 <= h < h1,
+    g0 <= g < g1 (G = g1 - g0): the table contracted over logM* and logRe. A -inf of log T
+    (T = 0) makes the entry -inf or nan."""
+    cdef Py_ssize_t a, b, h, g, G = g1 - g0, q
+    cdef const double* p[16]
+    cdef double cc[16]
+    cdef double* o
+    cdef double acc
+    for a in range(4):
+        for b in range(4):
+            cc[4 * a + b] = cm[a] * cr[b]
+    for h in range(h1 - h0):
+        for a in range(4):
+            for b in range(4):
+                p[4 * a + b] = LT + (((sm + a) * n[1] + (sr + b)) * n[2] + (h0 + h)) * n[3] + g0
+        o = S + h * G
+        for g in range(G):
+            acc = 0.0
+            for q in range(16):
+                acc = acc + cc[q] * p[q][g]
+            o[g] = acc
+
+
+cdef inline void _contract(const double* S, Py_ssize_t G, const double* c, double* row) noexcept nogil:
+    """row[g] = sum_{h < 4} c[h] S[h G + g] (g < G): the slab contracted over logMh."""
+    cdef Py_ssize_t g
+    for g in range(G):
+        row[g] = c[0] * S[g] + c[1] * S[G + g] + c[2] * S[2 * G + g] + c[3] * S[3 * G + g]
+
+
+cdef inline double _dot4(const double* c, const double* v) noexcept nogil:
+    return c[0] * v[0] + c[1] * v[1] + c[2] * v[2] + c[3] * v[3]
+
+
+cdef inline double _interp_point(const double* T, const double* LT, const double* ax0, const Py_ssize_t* n,
+                                 const double* step, double x0, double x1, double x2, double x3) noexcept nogil:
+    """The rate table at one point: cubic Lagrange in log T along the four axes (as the
+    quadrature, :func:`_quad_one`); where the 256-node stencil touches T = 0 (the edge of the
+    lensing region), the multilinear rule of :func:`_interp_cell`."""
     cdef Py_ssize_t i[4]
     cdef double f[4]
+    cdef Py_ssize_t s[4]
+    cdef double c[16]
+    cdef double S[16]
+    cdef double row[4]
+    cdef double x[4]
+    cdef double v
+    cdef Py_ssize_t d
+    x[0], x[1], x[2], x[3] = x0, x1, x2, x3
+    for d in range(4):
+        _locate4(x[d], ax0[d], step[d], n[d], &s[d], &c[4 * d], NULL)
+    _slab(LT, n, s[0], &c[0], s[1], &c[4], s[2], s[2] + 4, s[3], s[3] + 4, S)
+    _contract(S, 4, &c[8], row)
+    v = _dot4(&c[12], row)
+    if isfinite(v):
+        return exp(v)
     _locate(x0, ax0[0], step[0], n[0], &i[0], &f[0])
     _locate(x1, ax0[1], step[1], n[1], &i[1], &f[1])
     _locate(x2, ax0[2], step[2], n[2], &i[2], &f[2])
@@ -250,17 +345,23 @@ cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const 
     # Gaussian's +-6 sigma intersected with the halo support [h_lo, h_hi] (galaxies outside it
     # are not lenses of the model); wM already includes p_sk(M) dM, wg the truncated gamma law.
     #
+    # T is interpolated as _interp_point (cubic Lagrange in log T along the four axes), arranged
+    # for speed: per (M, R) node the table is contracted over logM* and logRe into a slab over
+    # the (logMh, gamma_in) rows the H and gamma nodes need (_slab), per H node over logMh into a
+    # row along gamma_in (_contract), which the gamma nodes (shared by all (M, R, H)) then
+    # interpolate. Where the stencil touches T = 0, the multilinear _interp_cell.
+    #
     # With grad != NULL: d E[1 - exp(-T)] / d eta (6 values) of this very sum, by the chain rule
     # through everything that moves with eta: the table coordinate M + alpha_sps; the halo nodes
     # H_k = mid + half t_k (mid, half follow mu_H and sigma_h unless clipped to the halo support)
     # and their weights half wH_k N(H_k; mu_H, sigma_h); the gamma nodes and weights (their
     # derivatives dgn, dwg (ngam, 2) w.r.t. (mu_gamma, sigma_gamma), from the caller). mu_H =
     # mu_h + beta_h (M - pivot) + ..., so d/d beta_h = (M - pivot) d/d mu_H.
-    cdef Py_ssize_t i, j, k, l, d
+    cdef Py_ssize_t i, j, k, l, d, g0, g1, G, hs, h0, h1, sm, sr, o
     cdef double M, muR, R, muH, H, sA = 0.0, sF = 0.0, aR, aH, vT, lo, hi, half, mid, z, F, ew, term
     cdef double sh = e.sigma_h, inv_sh = 1.0 / e.sigma_h, lnh = log_gauss_norm(e.sigma_h)
-    cdef double dfx0, dfx2, dlo_m, dlo_s, dhi_m, dhi_s, dhalf_m, dhalf_s, dmid_m, dmid_s
-    cdef double dH_m, dH_s, dla_m, dla_s, gF0, gF2, gF3, gmuH
+    cdef double dfx0, dfx2, dfm4, dfh4, dlo_m, dlo_s, dhi_m, dhi_s, dhalf_m, dhalf_s, dmid_m, dmid_s
+    cdef double dH_m, dH_s, dla_m, dla_s, gF0, gF2, gF3, gmuH, lv
     cdef double g[6]
     cdef double dv[4]
     cdef Py_ssize_t ic[4]
@@ -268,22 +369,53 @@ cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const 
     cdef Py_ssize_t ig[64]
     cdef double fg[64]
     cdef double dfg[64]
-    if ngam > 64:
+    cdef Py_ssize_t gs[64]
+    cdef double cg[256]
+    cdef double dcg[256]
+    cdef double dfg4[64]
+    cdef double cM[4]
+    cdef double dcM[4]
+    cdef double cR[4]
+    cdef double cH[4]
+    cdef double dcH[4]
+    cdef double row[MAX_GAMMA_AXIS]
+    cdef double rowM[MAX_GAMMA_AXIS]
+    cdef double rowH[MAX_GAMMA_AXIS]
+    cdef double* S
+    cdef double* SM = NULL
+    if ngam > 64 or n[3] > MAX_GAMMA_AXIS:
         out[0] = NAN
         out[1] = NAN
         return
     for d in range(6):
         g[d] = 0.0
+    g0 = n[3]
+    g1 = 0
     for l in range(ngam):
         dfg[l] = _locate(gn[l], ax0[3], step[3], n[3], &ig[l], &fg[l])
+        dfg4[l] = _locate4(gn[l], ax0[3], step[3], n[3], &gs[l], &cg[4 * l], &dcg[4 * l])
+        if gs[l] < g0:
+            g0 = gs[l]
+        if gs[l] + 4 > g1:
+            g1 = gs[l] + 4
+    G = g1 - g0
+    S = <double*>malloc(n[2] * G * (2 if grad != NULL else 1) * sizeof(double))
+    if S == NULL:
+        out[0] = NAN
+        out[1] = NAN
+        return
+    if grad != NULL:
+        SM = S + n[2] * G
     for i in range(nm):
         M = Mn[i]
         muR = size_mean(c, M)
         dfx0 = _locate(M + e.alpha_sps, ax0[0], step[0], n[0], &ic[0], &fc[0])
+        dfm4 = _locate4(M + e.alpha_sps, ax0[0], step[0], n[0], &sm, cM, dcM)
         gmuH = 0.0
         for j in range(nr):
             R = muR + c.sigma_R * tR[j]
             _locate(R, ax0[1], step[1], n[1], &ic[1], &fc[1])
+            _locate4(R, ax0[1], step[1], n[1], &sr, cR, NULL)
             muH = halo_mean(c, e, M, R)
             lo = muH - 6.0 * sh
             hi = muH + 6.0 * sh
@@ -301,39 +433,65 @@ cdef void _quad_one(const PopModel* c, const double* T, const double* LT, const 
             dhalf_m, dhalf_s = 0.5 * (dhi_m - dlo_m), 0.5 * (dhi_s - dlo_s)
             dmid_m, dmid_s = 0.5 * (dhi_m + dlo_m), 0.5 * (dhi_s + dlo_s)
             aR = wM[i] * wR[j]
+            # the logMh rows the stencils of the H nodes need (tH ascending: the first and last node)
+            _locate4(mid + half * tH[0], ax0[2], step[2], n[2], &h0, cH, NULL)
+            _locate4(mid + half * tH[nh - 1], ax0[2], step[2], n[2], &h1, cH, NULL)
+            h1 = h1 + 4
+            _slab(LT, n, sm, cM, sr, cR, h0, h1, g0, g1, S)
+            if grad != NULL:
+                _slab(LT, n, sm, dcM, sr, cR, h0, h1, g0, g1, SM)
             for k in range(nh):
                 H = mid + half * tH[k]
                 z = (H - muH) * inv_sh
                 aH = aR * half * wH[k] * exp(-0.5 * z * z + lnh)
                 dfx2 = _locate(H, ax0[2], step[2], n[2], &ic[2], &fc[2])
+                dfh4 = _locate4(H, ax0[2], step[2], n[2], &hs, cH, dcH if grad != NULL else NULL)
+                _contract(S + (hs - h0) * G, G, cH, row)
                 if grad != NULL:
+                    _contract(SM + (hs - h0) * G, G, cH, rowM)
+                    _contract(S + (hs - h0) * G, G, dcH, rowH)
                     dH_m = dmid_m + dhalf_m * tH[k]
                     dH_s = dmid_s + dhalf_s * tH[k]
                     # d log aH: d log half - z dz - (d sigma_h) / sigma_h
                     dla_m = dhalf_m / half - z * (dH_m - 1.0) * inv_sh
                     dla_s = dhalf_s / half - z * (dH_s - z) * inv_sh - inv_sh
                 for l in range(ngam):
-                    ic[3] = ig[l]
-                    fc[3] = fg[l]
-                    if grad == NULL:
-                        vT = _interp_cell(T, LT, n, ic, fc, NULL)
+                    o = gs[l] - g0
+                    lv = _dot4(&cg[4 * l], &row[o])
+                    if isfinite(lv):
+                        vT = exp(lv)
+                        if grad != NULL:
+                            # d vT / d x = vT (d log T / d f) (d f / d x)
+                            gF0 = vT * _dot4(&cg[4 * l], &rowM[o]) * dfm4
+                            gF2 = vT * _dot4(&cg[4 * l], &rowH[o]) * dfh4
+                            gF3 = vT * _dot4(&dcg[4 * l], &row[o]) * dfg4[l]
                     else:
-                        vT = _interp_cell(T, LT, n, ic, fc, dv)
+                        # the stencil touches T = 0: multilinear rule of the cell
+                        ic[3] = ig[l]
+                        fc[3] = fg[l]
+                        if grad == NULL:
+                            vT = _interp_cell(T, LT, n, ic, fc, NULL)
+                        else:
+                            vT = _interp_cell(T, LT, n, ic, fc, dv)
+                            gF0 = dv[0] * dfx0
+                            gF2 = dv[2] * dfx2
+                            gF3 = dv[3] * dfg[l]
                     F = -expm1(-vT)
                     sA += aH * wg[l] * vT
                     sF += aH * wg[l] * F
                     if grad != NULL:
                         ew = aH * wg[l] * exp(-vT)          # aH wg dF/dT
                         term = aH * wg[l] * F
-                        g[0] += ew * dv[0] * dfx0
-                        gF2 = ew * dv[2] * dfx2
+                        g[0] += ew * gF0
+                        gF2 = ew * gF2
                         gmuH += term * dla_m + gF2 * dH_m
                         g[3] += term * dla_s + gF2 * dH_s
-                        gF3 = aH * exp(-vT) * dv[3] * dfg[l]
+                        gF3 = aH * exp(-vT) * gF3
                         g[4] += aH * F * dwg[2 * l] + wg[l] * gF3 * dgn[2 * l]
                         g[5] += aH * F * dwg[2 * l + 1] + wg[l] * gF3 * dgn[2 * l + 1]
         g[1] += gmuH
         g[2] += (M - c.pivot) * gmuH
+    free(S)
     out[0] = sA
     out[1] = sF
     if grad != NULL:
@@ -354,6 +512,11 @@ cdef void _table_meta(const double[:, :, :, ::1] T, const double[:, :, :, ::1] L
         st[d] = axis_step[d]
         if n[d] < 2 or not st[d] > 0:
             raise ValueError("T must be a 4-D table with >= 2 nodes and a positive step per axis")
+        if n[d] < 4:
+            raise ValueError(f"the rate table needs >= 4 nodes per axis (cubic interpolation), got {n[d]} along "
+                             f"axis {d}")
+    if n[3] > MAX_GAMMA_AXIS:
+        raise ValueError(f"the rate table has {n[3]} gamma_in nodes, at most {MAX_GAMMA_AXIS} are supported")
 
 
 def quad_selection(SelectionKernel kern, const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT,
@@ -450,5 +613,5 @@ def interp_rate(const double[:, :, :, ::1] T, const double[:, :, :, ::1] LT, con
     cdef double[::1] o = out
     with nogil:
         for k in range(npt):
-            o[k] = _interp_T(&T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, logM_star[k], logRe[k], logM_halo[k], gamma_in[k])
+            o[k] = _interp_point(&T[0, 0, 0, 0], &LT[0, 0, 0, 0], ax0, n, st, logM_star[k], logRe[k], logM_halo[k], gamma_in[k])
     return out

@@ -84,6 +84,14 @@ cdef inline void lagrange4_weights(double f, double* w) noexcept nogil:
     w[3] = (f + 1.0) * f * (f - 1.0) / 6.0
 
 
+cdef inline void lagrange4_dweights(double f, double* dw) noexcept nogil:
+    """d/df of :func:`lagrange4_weights` (the same nodes -1, 0, 1, 2)."""
+    dw[0] = -(3.0 * f * f - 6.0 * f + 2.0) / 6.0
+    dw[1] = (3.0 * f * f - 4.0 * f - 1.0) * 0.5
+    dw[2] = -(3.0 * f * f - 2.0 * f - 2.0) * 0.5
+    dw[3] = (3.0 * f * f - 1.0) / 6.0
+
+
 cdef inline Py_ssize_t lagrange4(double x, Py_ssize_t n, double* w) noexcept nogil:
     """4-point Lagrange weights at grid coordinate x (clamped to [0, n-1]) of a regular axis of
     n >= 4 nodes, on nodes i-1 .. i+2; returns i."""

@@ -633,6 +633,10 @@ class Posterior:
         deterministic quadrature of the grids' forward model (built once, cached on disk). A
         given engine must have been built from the same forward model
         (:class:`sl_cy.forward.ForwardModelMismatch` names the differing field).
+        From :data:`sl_cy.selection.quadrature.ERROR_CHECK_MIN_LENSES` lenses on, a quadrature
+        engine checks that its error is small enough for this many lenses
+        (:meth:`sl_cy.selection.SelectionQuadrature.check_accuracy`, ~2 s, memoised) and
+        otherwise warns (:class:`sl_cy.selection.SelectionWarning`), naming the remedy.
     prior : Prior, optional
         Default :func:`BoxPrior`.
     fixed : mapping name -> value, optional
@@ -696,6 +700,11 @@ class Posterior:
             self.A = _default_selection(fm) if A is None else A
             if getattr(self.A, "forward_model", None) is not None:
                 fm.check_same(self.A.forward_model, "the grids", "the selection normaliser A")
+            from sl_cy.selection import quadrature as _q
+
+            if isinstance(self.A, _q.SelectionQuadrature) and self.n_lenses >= _q.ERROR_CHECK_MIN_LENSES:
+                # A(eta)'s error enters log L times N: warn (naming the remedy) when N needs a finer table
+                self.A.check_accuracy(self.n_lenses, action="warn")
         else:
             self.A = None
         fx = dict(fixed or {})

@@ -138,9 +138,9 @@ def laplace_hessian(posterior: Posterior, x, *, rel_step: float = 1e-3, scale_st
     """Hessian of the log posterior at x by central differences of its analytic gradient (all
     2 n_free points in one batched kernel call; one-sided next to a bound).
 
-    The selection term's rate table is interpolated multilinearly, so the gradient of N log A
-    carries small jumps (~0.01-0.06 x N per table cell crossed) at scales far below the
-    posterior width; a first pass with ``rel_step`` gives the curvature scale sigma_j =
+    The selection term's rate table is interpolated piecewise (cubically since the multilinear rule
+    gave gradient jumps of ~0.01-0.06 x N per table cell crossed), so the gradient of N log A may
+    carry small jumps at scales far below the posterior width; a first pass with ``rel_step`` gives the curvature scale sigma_j =
     (-H_jj)^-1/2, and (with ``scale_step``) a second pass with steps ``scale_step`` x sigma_j
     averages over those jumps (exact for a quadratic log posterior whatever the step).
 

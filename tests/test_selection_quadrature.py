@@ -66,17 +66,23 @@ def test_quadrature_threads_and_bad_rows(sq):
 
 
 def test_rate_interpolates_the_table_in_log_T(sq):
+    # log T: cubic (4-point Lagrange) along each axis; half-way between two nodes along one axis
+    # that is the mid-point rule (-1, 9, 9, -1) / 16 of the four nodes around
+    names = ("logM_star", "logRe", "logM_halo", "gamma_in")
     start = {k: v[0] for k, v in sq.axes.items()}
     step = {k: v[2] for k, v in sq.axes.items()}
     i = np.unravel_index(np.argmax(sq.T), sq.T.shape)
-    i = tuple(min(v, n - 2) for v, n in zip(i, sq.T.shape))
-    node = [start[k] + step[k] * v for k, v in zip(("logM_star", "logRe", "logM_halo", "gamma_in"), i)]
-    assert sq.T[i] > 0 and sq.T[i[:2] + (i[2] + 1,) + i[3:]] > 0
+    i = tuple(min(max(v, 1), n - 3) for v, n in zip(i, sq.T.shape))
+    node = [start[k] + step[k] * v for k, v in zip(names, i)]
+    box = sq.T[i[0] - 1:i[0] + 3, i[1] - 1:i[1] + 3, i[2] - 1:i[2] + 3, i[3] - 1:i[3] + 3]
+    assert np.all(box > 0)
     assert sq.rate(*node)[()] == pytest.approx(sq.T[i], rel=1e-12)
-    mid = list(node)
-    mid[2] += 0.5 * step["logM_halo"]                   # half-way in logMh: geometric mean of the corners
-    want = np.sqrt(sq.T[i] * sq.T[i[:2] + (i[2] + 1,) + i[3:]])
-    assert sq.rate(*mid)[()] == pytest.approx(want, rel=1e-12)
+    lt = np.log(box)
+    for d in range(4):
+        mid = list(node)
+        mid[d] += 0.5 * step[names[d]]
+        want = np.exp(np.array([-1, 9, 9, -1]) @ np.moveaxis(lt, d, 0)[(slice(None),) + (1,) * 3] / 16)
+        assert sq.rate(*mid)[()] == pytest.approx(want, rel=1e-12), names[d]
     lo, hi = sq.forward_model.halo_support             # outside the halo support no galaxy is a lens
     out = sq.rate([node[0]] * 2, [node[1]] * 2, [lo - 0.5, hi + 0.5], [node[3]] * 2)
     assert out.tolist() == [0.0, 0.0]
@@ -93,7 +99,7 @@ def test_table_cache_round_trip(sq, tmp_path):
         build_selection_table(axes=dict(AXES, logRe=(1.0, 0.0, 0.1)), cache=False)
 
 
-def test_posterior_with_quadrature_selection(sq):
+def test_posterior_with_quadrature_selection(sq, monkeypatch):
     from sl_cy.grids import DEFAULT_GAMMA_GRID, DEFAULT_LOGMH_GRID, tabulate_likelihood_grids
     from sl_cy.likelihood import Posterior
     from sl_cy.mock import run_mock_simulation
@@ -112,6 +118,13 @@ def test_posterior_with_quadrature_selection(sq):
         survey=SurveyConfig(m_lim=25.5)).to_dict()))
     with pytest.raises(ForwardModelMismatch, match="survey.m_lim"):
         Posterior(grids, A=other)
+    # from ERROR_CHECK_MIN_LENSES lenses on the posterior checks A's accuracy for its N and warns
+    from sl_cy.selection import SelectionWarning
+    from sl_cy.selection import quadrature as q
+
+    monkeypatch.setattr(q, "ERROR_CHECK_MIN_LENSES", 10)
+    with pytest.warns(SelectionWarning, match="not accurate enough for 10 lenses"):
+        Posterior(grids, A=sq.coarsened("logRe"))      # an axis too short to check
 
 
 @pytest.mark.parametrize("eta", [(0.0, 12.91, 2.04, 0.37, 1.0, 0.2), (-0.1, 13.2, 2.5, 0.5, 1.4, 0.15),
@@ -131,3 +144,62 @@ def test_A_equals_the_mock_lens_fraction(eta):
     err = (f * (1 - f) / n) ** 0.5
     A = selection_for(m.forward_model)(np.array(eta))
     assert abs(A - f) < 3 * err, (A, f, err)
+
+
+def _random_eta(n, seed):
+    from sl_cy.population import ETA_BOX, ETA_NAMES
+
+    lo, hi = (np.array([ETA_BOX[k][i] for k in ETA_NAMES]) for i in (0, 1))
+    return lo + (hi - lo) * np.random.default_rng(seed).random((n, 6))
+
+
+def test_interpolation_error_against_a_table_with_twice_the_step(sq):
+    # every second node along one axis is exactly the table a build with twice that step gives;
+    # with the cubic rule log A moves by at most these at random eta in the box (measured 9.8e-5,
+    # 9.1e-3, 2.1e-4, 1.9e-3; the multilinear rule moved it by 3.9e-3, 6.0e-2, 2.2e-3, 9.9e-3)
+    E = _random_eta(8, 5)
+    la = np.log(sq(E))
+    for ax, tol in (("logM_star", 5e-4), ("logRe", 2e-2), ("logM_halo", 1e-3), ("gamma_in", 5e-3)):
+        c = sq.coarsened(ax)
+        d = ("logM_star", "logRe", "logM_halo", "gamma_in").index(ax)
+        assert c.T.shape[d] == (sq.T.shape[d] + 1) // 2 and c.axes[ax][2] == pytest.approx(2 * sq.axes[ax][2])
+        assert np.max(np.abs(np.log(c(E)) - la)) < tol, ax
+
+
+def test_error_report_flags_a_coarse_table_at_large_n(sq):
+    import warnings
+
+    from sl_cy.population import ETA_NAMES
+    from sl_cy.selection import SelectionWarning
+
+    small = sq.error_report(400)
+    assert small["ok"] and small["max"] < 0.1 and not small["unchecked"] and set(small["D"]) == set(ETA_NAMES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sq.check_accuracy(400)                          # no warning
+    # this test table's logRe step (0.2, twice the default) is too coarse for 1e5 lenses; the
+    # estimate grows like sqrt(N) (a smooth error: N x the change over sigma ~ 1 / sqrt(N))
+    big = sq.error_report(100_000)
+    assert not big["ok"] and big["max"] > 0.1 and "refine=2" in big["remedy"]
+    assert 8 < big["max"] / small["max"] < 30
+    assert abs(big["D_table"][big["worst"]]) > abs(big["D_rule"][big["worst"]])
+    with pytest.warns(SelectionWarning, match="not accurate enough for 100000 lenses.*Remedy"):
+        sq.check_accuracy(100_000)
+    with pytest.raises(ValueError, match="not accurate enough"):
+        sq.check_accuracy(100_000, action="raise")
+    # an axis too short to coarsen cannot be checked: never reported ok
+    r = sq.coarsened("logRe").error_report(400)
+    assert r["unchecked"] == ["logRe"] and not r["ok"] and "too few nodes" in r["remedy"]
+    with pytest.raises(ValueError, match="n_lenses"):
+        sq.error_report(0)
+
+
+def test_error_report_passes_the_default_table_at_default_n():
+    from sl_cy.selection import selection_for
+
+    A = selection_for()
+    r = A.error_report(430)                             # the default run's ~430 lenses
+    assert r["ok"] and r["max"] < 0.02, r
+    # the 2x rule alone: what the default table gives at 1e4 lenses (measured <= 0.009 at the
+    # Laplace widths of benchmarks/accuracy_scaling.py, <= 0.03 here at the default widths)
+    assert max(abs(v) for v in A.error_report(10_000)["D_rule"].values()) < 0.05
