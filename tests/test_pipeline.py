@@ -175,7 +175,22 @@ def test_quadrature_engine_plumbing_and_rerun(small_sim):
     sq = selection_for(ForwardModel())
     assert params["selection"]["engine"] == "quadrature" and params["selection"]["table_hash"] == sq.config_hash
     assert params["forward_model"] == ForwardModel().to_dict()
-    r2 = rerun(r.run_dir, run_id="quad2", progress=False)
+    # the default start: walkers drawn around the MAP (analytic gradients with the quadrature engine),
+    # recorded in params.json and run.h5 before the first step
+    assert params["start"] == "map" and params["moves"] == "de" and params["map_start"]["method"] == "L-BFGS-B"
+    assert np.shape(params["initial_state"]) == (14, 6) and all(s_ > 0 for s_ in params["map_start"]["sd"])
+    from sl_cy.io import read_attrs
+
+    with h5py.File(r.run_dir / "run.h5", "r") as f:
+        assert np.array_equal(read_attrs(f)["params"]["initial_state"], params["initial_state"])
+    import sl_cy.inference as inf
+
+    real, inf.map_start = inf.map_start, None            # a rerun starts from the recorded positions
+    try:
+        r2 = rerun(r.run_dir, run_id="quad2", progress=False)
+    finally:
+        inf.map_start = real
+    assert json.loads((r2.run_dir / "params.json").read_text())["initial_state"] == params["initial_state"]
     with h5py.File(r.run_dir / "chain.h5", "r") as a, h5py.File(r2.run_dir / "chain.h5", "r") as b:
         np.testing.assert_array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
 

@@ -417,12 +417,12 @@ def _tables_kwargs(p: dict, root: Path) -> dict:
                 forward_model=cat.get("forward_model") if cat else None,
                 logMh_grid=p["grids"]["logMh_axis"], gamma_grid=p["grids"]["gamma_axis"],
                 expect=dict(grids_key=p["grids"].get("key"), catalogue_sha256=cat["sha256"] if cat else None),
-                extra_params={k: v for k, v in p.items() if k == "pipeline"})
+                extra_params={k: v for k, v in p.items() if k in ("pipeline", "map_start")})
 
 
 #: params.json entries that define the chain: a resumed run must find them unchanged.
 _CHAIN_DEFINING = ("seed", "mcmc_seed", "nwalkers", "eta", "free_names", "prior", "fixed", "initial_guess",
-                   "forward_model")
+                   "forward_model", "start", "moves", "initial_state")
 
 
 def _chain_mismatch(old: dict, new: dict) -> str | None:
