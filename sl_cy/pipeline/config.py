@@ -32,7 +32,7 @@ __all__ = ["RunConfig", "derived_seed", "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "D
 #: Defaults of ``sl-cy run`` / :func:`sl_cy.pipeline.run_pipeline` (README: measured wall time).
 DEFAULT_N_GALAXY = 100_000
 DEFAULT_NWALKERS = 16
-DEFAULT_NSTEPS = 3000
+DEFAULT_NSTEPS = 1500
 DEFAULT_BANK_SIZE = 100_000
 #: Default start of the walkers: ``"map"`` = draws of the Laplace approximation at the MAP
 #: (:func:`sl_cy.inference.map_start`); ``"ball"`` = the small ball around ``initial_guess`` (or the

@@ -137,6 +137,8 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, config=
     prep = prepare(sim_id, cfg, observed=observed, unit=unit, root=root, out=out, A=A, forward_model=forward_model,
                    zl=zl, zs=zs, logMh_grid=logMh_grid, gamma_grid=gamma_grid, run_id=run_id, progress=progress,
                    verbose=verbose, expect=expect, extra_params=extra_params, client=client)
+    if verbose:
+        print(f"grids and A(eta) ready in {time.perf_counter() - t_start:.1f} s", flush=True)
     try:
         folder = RunFolder.create(prep.d, prep.params, sim_id=prep.sim_id, started_utc=prep.started,
                                   tables=prep.tables, run_id=prep.run_id, step=0, nsteps=cfg.nsteps)
@@ -458,7 +460,8 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
         ``<root>/inference/<sim_id>/<run_id>`` (tables under ``<root>/data/``).
     nsteps : int, optional
         New total number of steps (default the recorded one). Larger extends the run (also a
-        complete one); the default burn-in (``nsteps // 4``, unless ``discard`` was given) follows.
+        complete one); the default burn-in (``nsteps // 10`` after a MAP start, ``nsteps // 4``
+        after a ball start, unless ``discard`` was given) follows.
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     progress, verbose : bool

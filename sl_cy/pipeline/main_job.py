@@ -94,6 +94,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
         else:
             say(f"[2/4] tabulate -> {grids_path}", flush=True)
             tabulate_sim(sim_id, root, n_jobs=n_jobs, executor=client, show_progress=bool(progress), overwrite=True)
+    say(f"mock and grids ready in {time.perf_counter() - t0:.1f} s", flush=True)
     say("[3/4] A(eta) and [4/4] MCMC", flush=True)
     pipe = dict(pipeline=dict(n_galaxy=n_galaxy, mock_seed=seed, mock_config_hash=chash, mock_kwargs=mk))
     res = infer(sim_id, root=root, config=cfg, progress=progress, run_id=run_id, extra_params=pipe, verbose=verbose,

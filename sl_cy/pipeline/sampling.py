@@ -110,6 +110,9 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
                            seed=params["mcmc_seed"], nproc=params["n_jobs"])
         backend.close()
         t_mcmc = time.perf_counter() - t0
+        t_sum = time.perf_counter()
+        if verbose:
+            print(f"MCMC (with the start) done in {t_mcmc:.1f} s", flush=True)
         table, conv, files = summarise(d, params, params["save_plots"])
         exports = {c: table[c].to_numpy() for c in table.columns}
         exports.update(names=list(table.index), verdict=conv["verdict"], converged=conv["converged"],
@@ -137,6 +140,8 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
         files[POSTERIOR_NC] = write_posterior_nc(d, idata)
         table = add_arviz_columns(table, idata)
         backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
+        if verbose:
+            print(f"summaries, plots, run.h5 and posterior.nc in {time.perf_counter() - t_sum:.1f} s", flush=True)
         folder.mark_complete(step=nsteps, nsteps=nsteps, wall_time_s=time.perf_counter() - t_start,
                              mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
     except BaseException as exc:
