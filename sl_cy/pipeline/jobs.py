@@ -427,13 +427,17 @@ _CHAIN_DEFINING = ("seed", "mcmc_seed", "nwalkers", "eta", "free_names", "prior"
                    "forward_model", "start", "moves", "initial_state")
 
 
+#: What a params.json written before an entry existed meant by its absence.
+_LEGACY = dict(start="ball", moves="stretch")
+
+
 def _chain_mismatch(old: dict, new: dict) -> str | None:
     """The first chain-defining difference between a recorded and a re-created params.json."""
     from sl_cy.io import canonical_json
 
     same = lambda a, b: canonical_json(a) == canonical_json(b)
     for k in _CHAIN_DEFINING:
-        if not same(old.get(k), new.get(k)):
+        if not same(old.get(k, _LEGACY.get(k)), new.get(k)):
             return f"{k} (recorded {canonical_json(old.get(k))[:120]}, now {canonical_json(new.get(k))[:120]})"
     for k in ("engine", "enabled", "bank_hash", "table_hash", "forward_model_hash"):
         if not same(old["selection"].get(k), new["selection"].get(k)):
