@@ -336,11 +336,20 @@ def _cmd_aeta(args) -> int:
 # --------------------------------------------------------------------------------------------
 def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
     from sl_cy.pipeline import DEFAULT_BANK_SIZE, DEFAULT_NSTEPS, DEFAULT_NWALKERS
+    from sl_cy.pipeline.config import DEFAULT_MOVES, DEFAULT_START
 
     p.add_argument("--nwalkers", type=int, default=DEFAULT_NWALKERS,
                    help=f"emcee walkers, >= 2 x free parameters (default {DEFAULT_NWALKERS})")
     p.add_argument("--nsteps", type=int, default=DEFAULT_NSTEPS, help=f"MCMC steps (default {DEFAULT_NSTEPS})")
-    p.add_argument("--discard", type=int, default=None, help="burn-in steps left out of the summaries (nsteps/4)")
+    p.add_argument("--discard", type=int, default=None,
+                   help="burn-in steps left out of the summaries (default nsteps/10 with --start map, nsteps/4 "
+                        "with --start ball)")
+    p.add_argument("--start", default=DEFAULT_START, choices=["map", "ball"],
+                   help="walkers drawn from the Laplace approximation at the MAP (default; recorded in params.json) "
+                        "or a small ball around the default-mock truth")
+    p.add_argument("--moves", default=DEFAULT_MOVES, choices=["de", "stretch"],
+                   help="emcee moves: differential evolution (DEMove 0.8 + DESnookerMove 0.2, default) or the "
+                        "stretch move")
     p.add_argument("--seed", type=int, default=None,
                    help="root random seed (default: fresh entropy, recorded in params.json)")
     p.add_argument("--sim-id", default=None, help="table folder data/tables/<sim_id>")
@@ -394,7 +403,7 @@ def _run_config(args):
     from sl_cy.pipeline import RunConfig
 
     return RunConfig(nwalkers=args.nwalkers, nsteps=args.nsteps, seed=args.seed, discard=args.discard,
-                     use_selection=not args.no_eta, selection=args.selection, bank_size=args.bank_size,
+                     start=args.start, moves=args.moves, use_selection=not args.no_eta, selection=args.selection, bank_size=args.bank_size,
                      fixed=_parse_fixed(args.fixed), n_jobs=args.n_jobs, save_plots=args.save_plots)
 
 

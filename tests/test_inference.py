@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sl_cy.grids import tabulate_likelihood_grids
-from sl_cy.inference import (convergence_report, credible_intervals, find_map, get_mle_params,
-                             get_param_covariance_from_chain, grid_posterior, initial_ball, plot_corner,
+from sl_cy.inference import (convergence_report, credible_intervals, emcee_moves, find_map, get_mle_params,
+                             get_param_covariance_from_chain, grid_posterior, initial_ball, map_start, plot_corner,
                              plot_log_prob, plot_traces, run_mcmc, save_grid_posterior_hdf5)
 from sl_cy.likelihood import Posterior
 from sl_cy.mock import run_mock_simulation
@@ -51,6 +51,28 @@ def test_resume_equals_uninterrupted(small_posterior, tmp_path):
     with pytest.raises(ValueError, match="cannot resume"):
         run_mcmc(small_posterior, nsteps=30, backend_file=tmp_path / "b.h5", resume=True, nwalkers=12,
                  progress=False)
+
+
+def test_map_start_draws_around_the_map_and_de_moves_resume_identically(small_posterior, tmp_path):
+    p0, info = map_start(small_posterior, 10, seed=4)
+    assert p0.shape == (10, 4) and np.all(np.isfinite(small_posterior(p0)))
+    assert np.array_equal(p0, map_start(small_posterior, 10, seed=4)[0])        # deterministic from the seed
+    xmap, sd = np.array(info["map"]), np.array(info["sd"])
+    assert info["success"] and np.all(sd > 0)
+    assert np.all(np.abs(p0 - xmap).max(axis=0) < 6 * sd)                      # a Laplace-sized start
+    assert np.all(np.abs(p0 - xmap).max(axis=0) > 0.05 * sd)
+    # the MAP is the optimum: it beats every walker drawn around it
+    assert small_posterior(xmap[None, :])[0] >= np.max(small_posterior(p0))
+    kw = dict(nwalkers=10, progress=False, seed=7, initial_state=p0, moves="de")
+    full = run_mcmc(small_posterior, nsteps=20, backend_file=tmp_path / "a.h5", **kw)
+    run_mcmc(small_posterior, nsteps=8, backend_file=tmp_path / "b.h5", **kw)
+    res = run_mcmc(small_posterior, nsteps=20, backend_file=tmp_path / "b.h5", resume=True, **kw)
+    assert np.array_equal(full.get_chain(), res.get_chain())
+    stretch = run_mcmc(small_posterior, nsteps=20, **dict(kw, moves="stretch"))
+    assert not np.array_equal(stretch.get_chain(), full.get_chain())           # the moves setting is used
+    assert [type(m).__name__ for m, _ in emcee_moves("de")] == ["DEMove", "DESnookerMove"]
+    with pytest.raises(ValueError, match="moves"):
+        run_mcmc(small_posterior, nsteps=2, nwalkers=10, moves="nuts", progress=False)
 
 
 def test_process_pool_is_the_spawn_policy(small_posterior, monkeypatch):

@@ -175,8 +175,41 @@ def test_quadrature_engine_plumbing_and_rerun(small_sim):
     sq = selection_for(ForwardModel())
     assert params["selection"]["engine"] == "quadrature" and params["selection"]["table_hash"] == sq.config_hash
     assert params["forward_model"] == ForwardModel().to_dict()
-    r2 = rerun(r.run_dir, run_id="quad2", progress=False)
+    # the default start: walkers drawn around the MAP (analytic gradients with the quadrature engine),
+    # recorded in params.json and run.h5 before the first step
+    assert params["start"] == "map" and params["moves"] == "de" and params["map_start"]["method"] == "L-BFGS-B"
+    assert np.shape(params["initial_state"]) == (14, 6) and all(s_ > 0 for s_ in params["map_start"]["sd"])
+    with h5py.File(r.run_dir / "run.h5", "r") as f:
+        assert np.array_equal(read_attrs(f)["params"]["initial_state"], params["initial_state"])
+    import sl_cy.inference as inf
+
+    real, inf.map_start = inf.map_start, None            # a rerun starts from the recorded positions
+    try:
+        r2 = rerun(r.run_dir, run_id="quad2", progress=False)
+    finally:
+        inf.map_start = real
+    assert json.loads((r2.run_dir / "params.json").read_text())["initial_state"] == params["initial_state"]
     with h5py.File(r.run_dir / "chain.h5", "r") as a, h5py.File(r2.run_dir / "chain.h5", "r") as b:
+        np.testing.assert_array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
+
+
+def test_a_run_folder_recorded_before_start_and_moves_resumes_as_ball_and_stretch(small_sim):
+    """A params.json without ``start``/``moves``/``initial_state`` (an older sl_cy) is resumed with
+    the ball start and the stretch move it was made with: the identical chain."""
+    from sl_cy.pipeline import resume
+
+    root, sid, _ = small_sim
+    kw = dict(root=root, nwalkers=14, seed=4, n_jobs=1, progress=False, save_plots=False, start="ball",
+              moves="stretch")
+    full = infer(sid, nsteps=7, run_id="legacy_full", **kw)
+    part = infer(sid, nsteps=4, run_id="legacy_part", **kw)
+    pf = part.run_dir / "params.json"
+    p = json.loads(pf.read_text())
+    for k in ("start", "moves", "initial_state", "start_seed"):
+        p.pop(k)
+    pf.write_text(json.dumps(p))
+    resume(part.run_dir, nsteps=7, progress=False)
+    with h5py.File(full.run_dir / "chain.h5", "r") as a, h5py.File(part.run_dir / "chain.h5", "r") as b:
         np.testing.assert_array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
 
 

@@ -11,18 +11,41 @@ from sl_cy.pipeline.config import prior_to_dict
 
 def test_defaults_and_derived_seeds():
     c = RunConfig(seed=5)
-    assert c.discard == c.nsteps // 4 and c.discard_auto
+    assert c.start == "map" and c.moves == "de"
+    assert c.discard == c.nsteps // 10 and c.discard_auto                 # a MAP start needs little burn-in
+    assert RunConfig(seed=5, start="ball").discard == c.nsteps // 4
     assert c.mcmc_seed == derived_seed(5, 2) and c.bank_seed == derived_seed(5, 1)
+    assert c.start_seed == derived_seed(5, 3)
     assert isinstance(RunConfig().seed, int)            # fresh entropy, recorded
 
 
 @pytest.mark.parametrize("kw, word", [(dict(nsteps=0), "nsteps"), (dict(nwalkers=1), "nwalkers"),
                                       (dict(nsteps=10, discard=10), "discard"), (dict(selection="mc"), "selection"),
                                       (dict(seed=-1), "seed"), (dict(bank_size=True), "bank_size"),
-                                      (dict(initial_guess=[0.0, np.nan]), "initial_guess"), (dict(n_jobs=0), "n_jobs")])
+                                      (dict(initial_guess=[0.0, np.nan]), "initial_guess"), (dict(n_jobs=0), "n_jobs"),
+                                      (dict(start="truth"), "start"), (dict(moves="hmc"), "moves"),
+                                      (dict(nwalkers=4, initial_state=np.zeros((3, 6))), "initial_state")])
 def test_bad_settings_name_the_field(kw, word):
     with pytest.raises(ValueError, match=word):
         RunConfig(**kw)
+
+
+def test_start_moves_and_initial_state_round_trip_and_old_runs_read_as_ball_stretch():
+    st = np.arange(24.0).reshape(4, 6) / 7
+    c = RunConfig(seed=2, nwalkers=4, nsteps=50, start="ball", moves="stretch", initial_state=st)
+    p = json.loads(json.dumps(c.to_params()))
+    assert p["start"] == "ball" and p["moves"] == "stretch" and np.array_equal(p["initial_state"], st)
+    back = RunConfig.from_params(p)
+    assert back == c and back.moves == "stretch" and np.array_equal(back.initial_state, st)
+    d = RunConfig(seed=2).to_params()
+    assert (d["start"], d["moves"], d["initial_state"]) == ("map", "de", None)
+    # a params.json written before these settings existed: its chain was a ball start with the stretch move
+    for k in ("start", "moves", "initial_state", "start_seed"):
+        d.pop(k)
+    old = RunConfig.from_params(d)
+    assert (old.start, old.moves, old.initial_state) == ("ball", "stretch", None)
+    # extending a MAP-start run moves its default burn-in with nsteps // 10
+    assert RunConfig(seed=2, nsteps=100).replace(nsteps=400).discard == 40
 
 
 def test_params_round_trip_through_json():
@@ -39,7 +62,7 @@ def test_params_round_trip_through_json():
 
 
 def test_replace_moves_a_default_burn_in_only():
-    auto = RunConfig(nsteps=400, seed=1).replace(nsteps=800)
+    auto = RunConfig(nsteps=400, seed=1, start="ball").replace(nsteps=800)
     assert auto.discard == 200
     explicit = RunConfig(nsteps=400, discard=30, seed=1).replace(nsteps=800)
     assert explicit.discard == 30
@@ -71,7 +94,10 @@ def test_run_folder_params_recreate_the_config(tmp_path):
     sid, _, _ = generate_and_save_mock_tabulate(20_000, seed=3, root=tmp_path, show_progress=False)
     cfg = RunConfig(nwalkers=14, nsteps=6, seed=1, selection="bank", bank_size=3000, n_jobs=1, save_plots=False)
     r = infer(sid, root=tmp_path, config=cfg, progress=False)
-    assert RunConfig.from_params(read_params(r.run_dir)) == cfg
+    p = read_params(r.run_dir)
+    # the MAP start drew the walkers' positions and recorded them (rerun and resume start from them)
+    assert np.shape(p["initial_state"]) == (14, 6) and len(p["map_start"]["map"]) == 6
+    assert RunConfig.from_params(p) == cfg.replace(initial_state=p["initial_state"])
 
 
 # --- the cache helper ----------------------------------------------------------------------------

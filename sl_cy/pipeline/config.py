@@ -9,8 +9,8 @@ by :func:`sl_cy.pipeline.rerun` and :func:`sl_cy.pipeline.resume`.
 Examples
 --------
 >>> c = RunConfig(nwalkers=16, nsteps=400, seed=7)
->>> c.discard, c.mcmc_seed == derived_seed(7, 2)
-(100, True)
+>>> c.discard, c.mcmc_seed == derived_seed(7, 2)          # burn-in nsteps // 10 after a MAP start
+(40, True)
 >>> RunConfig.from_params(c.to_params()) == c
 True
 >>> RunConfig(nsteps=0)
@@ -25,14 +25,24 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["RunConfig", "derived_seed", "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE",
+__all__ = ["RunConfig", "derived_seed", "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE", "DEFAULT_START",
+           "DEFAULT_MOVES",
            "DEFAULT_N_GALAXY", "DEFAULT_SELECTION", "prior_to_dict", "prior_from_dict", "as_prior"]
 
 #: Defaults of ``sl-cy run`` / :func:`sl_cy.pipeline.run_pipeline` (README: measured wall time).
 DEFAULT_N_GALAXY = 100_000
 DEFAULT_NWALKERS = 16
-DEFAULT_NSTEPS = 3000
+DEFAULT_NSTEPS = 1500
 DEFAULT_BANK_SIZE = 100_000
+#: Default start of the walkers: ``"map"`` = draws of the Laplace approximation at the MAP
+#: (:func:`sl_cy.inference.map_start`); ``"ball"`` = the small ball around ``initial_guess`` (or the
+#: default-mock truth) of :func:`sl_cy.inference.initial_ball`.
+DEFAULT_START = "map"
+STARTS = ("map", "ball")
+#: Default emcee moves (:func:`sl_cy.inference.emcee_moves`): ``"de"`` = DEMove 0.8 + DESnookerMove 0.2.
+DEFAULT_MOVES = "de"
+#: Default burn-in ``nsteps // DISCARD_DIVISOR[start]`` (a MAP start begins in the posterior's bulk).
+DISCARD_DIVISOR = {"map": 10, "ball": 4}
 #: Default A(eta) engine: the deterministic quadrature table (the Monte-Carlo bank's noise biases a
 #: 6-D chain, see the README); ``"bank"`` selects the importance-sampling bank.
 DEFAULT_SELECTION = "quadrature"
@@ -115,9 +125,11 @@ class RunConfig:
         emcee walkers (>= 2 x free parameters, checked against the posterior) and steps.
     seed : int, optional
         Root seed; fresh entropy when None (then recorded). The sampler uses
-        ``derived_seed(seed, 2)``, the selection bank ``derived_seed(seed, 1)``.
+        ``derived_seed(seed, 2)``, the selection bank ``derived_seed(seed, 1)``, the draws of a MAP
+        start ``derived_seed(seed, 3)``.
     discard : int, optional
-        Burn-in steps left out of the summaries (default ``nsteps // 4``; ``discard_auto`` records
+        Burn-in steps left out of the summaries (default ``nsteps // 10`` with a MAP start,
+        ``nsteps // 4`` with a ball start (:data:`DISCARD_DIVISOR`); ``discard_auto`` records
         that it was the default, so extending a run moves it).
     use_selection : bool
         The selection term -N log A(eta) (``--no-eta`` switches it off). ``params.json`` key ``eta``.
@@ -132,7 +144,18 @@ class RunConfig:
     fixed : mapping name -> value, optional
         Fixed eta parameters.
     initial_guess : array (n_free,), optional
-        Centre of the starting ball (:func:`sl_cy.inference.initial_ball`).
+        Centre of the starting ball (:func:`sl_cy.inference.initial_ball`), or with a MAP start
+        the start of the MAP search.
+    start : {"map", "ball"}
+        Walkers drawn from the Laplace approximation at the MAP (default,
+        :func:`sl_cy.inference.map_start`) or a small ball around ``initial_guess``. The positions
+        a MAP start gives are recorded in ``params.json`` as ``initial_state``.
+    moves : {"de", "stretch"}
+        emcee moves (:func:`sl_cy.inference.emcee_moves`): differential evolution (default) or
+        emcee's stretch move. Runs recorded without ``start``/``moves`` were "ball"/"stretch".
+    initial_state : array (nwalkers, n_free), optional
+        The walkers' starting positions (overrides ``start``); :func:`sl_cy.pipeline.rerun` passes
+        the recorded ones so the chain is reproduced without recomputing the MAP.
     n_jobs : int
         Worker processes / OpenMP threads (-1 = all cores); results do not depend on it.
     save_plots : bool
@@ -157,6 +180,9 @@ class RunConfig:
     prior: object = None
     fixed: Mapping = field(default_factory=dict)
     initial_guess: tuple | None = None
+    start: str = DEFAULT_START
+    moves: str = DEFAULT_MOVES
+    initial_state: tuple | None = None
     n_jobs: int = -1
     save_plots: bool = True
     discard_auto: bool = field(default=None, repr=False)
@@ -174,8 +200,14 @@ class RunConfig:
         put("bank_seed", derived_seed(self.seed, 1) if self.bank_seed is None else _check_seed(self.bank_seed))
         if self.discard_auto is None:
             put("discard_auto", self.discard is None)
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
+        from sl_cy.inference import MOVES
+
+        if self.moves not in MOVES:
+            raise ValueError(f"moves must be one of {MOVES}, got {self.moves!r}")
         if self.discard_auto:
-            put("discard", self.nsteps // 4)
+            put("discard", self.nsteps // DISCARD_DIVISOR[self.start])
         put("discard", check_pos_int("discard", self.discard, 0))
         if self.discard >= self.nsteps:
             raise ValueError(f"discard ({self.discard}) must be smaller than nsteps ({self.nsteps})")
@@ -190,11 +222,22 @@ class RunConfig:
             if not np.isfinite(g).all():
                 raise ValueError(f"initial_guess must be finite, got {self.initial_guess!r}")
             put("initial_guess", tuple(float(v) for v in g))
+        if self.initial_state is not None:
+            st = np.asarray(self.initial_state, float)
+            if st.ndim != 2 or st.shape[0] != self.nwalkers or not np.isfinite(st).all():
+                raise ValueError(f"initial_state must be a finite array (nwalkers={self.nwalkers}, n_free), got shape "
+                                 f"{st.shape}")
+            put("initial_state", tuple(tuple(float(v) for v in row) for row in st))
 
     @property
     def mcmc_seed(self) -> int:
         """Seed of the sampler: ``derived_seed(seed, 2)``."""
         return derived_seed(self.seed, 2)
+
+    @property
+    def start_seed(self) -> int:
+        """Seed of the draws of a MAP start: ``derived_seed(seed, 3)``."""
+        return derived_seed(self.seed, 3)
 
     def replace(self, **changes) -> "RunConfig":
         """A copy with some settings changed; a changed ``nsteps`` moves a default burn-in."""
@@ -216,6 +259,8 @@ class RunConfig:
                     seed=self.seed, mcmc_seed=self.mcmc_seed, eta=self.use_selection, selection=sel,
                     prior=prior_to_dict(self.prior), fixed=dict(self.fixed),
                     initial_guess=None if self.initial_guess is None else list(self.initial_guess),
+                    start=self.start, start_seed=self.start_seed, moves=self.moves,
+                    initial_state=None if self.initial_state is None else [list(r) for r in self.initial_state],
                     n_jobs=self.n_jobs, save_plots=self.save_plots)
 
     @classmethod
@@ -229,11 +274,13 @@ class RunConfig:
             raise ValueError("this run used a user-supplied A(eta) callable; it cannot be re-created from "
                              "params.json (continue it from Python with sl_cy.inference.run_mcmc(..., resume=True))")
         auto = p.get("discard_auto", p["discard"] == p["nsteps"] // 4)
+        # runs recorded before the start and moves settings existed: a ball start, the stretch move
         return cls(nwalkers=p["nwalkers"], nsteps=p["nsteps"], seed=p["seed"], discard=p["discard"],
                    discard_auto=bool(auto), use_selection=p["eta"], selection=engine,
                    bank_size=sel.get("bank_size", DEFAULT_BANK_SIZE), bank_seed=sel.get("bank_seed"),
                    prior=prior_from_dict(p["prior"]), fixed=p.get("fixed") or {},
-                   initial_guess=p.get("initial_guess"), n_jobs=p.get("n_jobs", -1),
+                   initial_guess=p.get("initial_guess"), start=p.get("start", "ball"),
+                   moves=p.get("moves", "stretch"), initial_state=p.get("initial_state"), n_jobs=p.get("n_jobs", -1),
                    save_plots=p.get("save_plots", True))
 
     def __eq__(self, other):

@@ -137,6 +137,8 @@ def infer(sim_id=None, *, observed=None, unit="kpc", root=".", out=None, config=
     prep = prepare(sim_id, cfg, observed=observed, unit=unit, root=root, out=out, A=A, forward_model=forward_model,
                    zl=zl, zs=zs, logMh_grid=logMh_grid, gamma_grid=gamma_grid, run_id=run_id, progress=progress,
                    verbose=verbose, expect=expect, extra_params=extra_params, client=client)
+    if verbose:
+        print(f"grids and A(eta) ready in {time.perf_counter() - t_start:.1f} s", flush=True)
     try:
         folder = RunFolder.create(prep.d, prep.params, sim_id=prep.sim_id, started_utc=prep.started,
                                   tables=prep.tables, run_id=prep.run_id, step=0, nsteps=cfg.nsteps)
@@ -417,12 +419,16 @@ def _tables_kwargs(p: dict, root: Path) -> dict:
                 forward_model=cat.get("forward_model") if cat else None,
                 logMh_grid=p["grids"]["logMh_axis"], gamma_grid=p["grids"]["gamma_axis"],
                 expect=dict(grids_key=p["grids"].get("key"), catalogue_sha256=cat["sha256"] if cat else None),
-                extra_params={k: v for k, v in p.items() if k == "pipeline"})
+                extra_params={k: v for k, v in p.items() if k in ("pipeline", "map_start")})
 
 
 #: params.json entries that define the chain: a resumed run must find them unchanged.
 _CHAIN_DEFINING = ("seed", "mcmc_seed", "nwalkers", "eta", "free_names", "prior", "fixed", "initial_guess",
-                   "forward_model")
+                   "forward_model", "start", "moves", "initial_state")
+
+
+#: What a params.json written before an entry existed meant by its absence.
+_LEGACY = dict(start="ball", moves="stretch")
 
 
 def _chain_mismatch(old: dict, new: dict) -> str | None:
@@ -431,7 +437,7 @@ def _chain_mismatch(old: dict, new: dict) -> str | None:
 
     same = lambda a, b: canonical_json(a) == canonical_json(b)
     for k in _CHAIN_DEFINING:
-        if not same(old.get(k), new.get(k)):
+        if not same(old.get(k, _LEGACY.get(k)), new.get(k)):
             return f"{k} (recorded {canonical_json(old.get(k))[:120]}, now {canonical_json(new.get(k))[:120]})"
     for k in ("engine", "enabled", "bank_hash", "table_hash", "forward_model_hash"):
         if not same(old["selection"].get(k), new["selection"].get(k)):
@@ -458,7 +464,8 @@ def resume(run_path, nsteps=None, *, n_jobs=None, progress: bool = True, verbose
         ``<root>/inference/<sim_id>/<run_id>`` (tables under ``<root>/data/``).
     nsteps : int, optional
         New total number of steps (default the recorded one). Larger extends the run (also a
-        complete one); the default burn-in (``nsteps // 4``, unless ``discard`` was given) follows.
+        complete one); the default burn-in (``nsteps // 10`` after a MAP start, ``nsteps // 4``
+        after a ball start, unless ``discard`` was given) follows.
     n_jobs : int, optional
         Override the recorded worker count (results do not depend on it).
     progress, verbose : bool

@@ -54,9 +54,11 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
 
     Performance
     -----------
-    Defaults on the 2-core machine: mock and grids ~10 s, the A(eta) table ~1 min on a first run
-    (then cached), MCMC 3000 steps x ~0.13 s (409 lenses, 16 walkers), ArviZ export ~15 s:
-    8 min 9 s in all, measured with a test run sharing the cores for part of it (README).
+    Defaults on the 2-core machine: mock and grids ~10 s idle, the A(eta) table ~1 min on a first
+    run (then cached), the MAP start ~100 gradient evaluations (seconds idle), MCMC 1500 steps x
+    ~0.13 s idle (409 lenses, 16 walkers, DE moves: tau ~20 steps, converged at ~65 tau), the
+    summaries, plots and ArviZ export ~20-70 s. Seed 101 measured under load (load average 3-10,
+    README): 20 min 53 s wall, converged (65.4 x tau_max); ~4 min expected idle.
 
     Examples
     --------
@@ -94,6 +96,7 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
         else:
             say(f"[2/4] tabulate -> {grids_path}", flush=True)
             tabulate_sim(sim_id, root, n_jobs=n_jobs, executor=client, show_progress=bool(progress), overwrite=True)
+    say(f"mock and grids ready in {time.perf_counter() - t0:.1f} s", flush=True)
     say("[3/4] A(eta) and [4/4] MCMC", flush=True)
     pipe = dict(pipeline=dict(n_galaxy=n_galaxy, mock_seed=seed, mock_config_hash=chash, mock_kwargs=mk))
     res = infer(sim_id, root=root, config=cfg, progress=progress, run_id=run_id, extra_params=pipe, verbose=verbose,

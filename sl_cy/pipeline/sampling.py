@@ -61,6 +61,24 @@ def _observed(prep: Prepared) -> pd.DataFrame:
         return read_dataframe(f["observed"])
 
 
+def _record_map_start(folder, params: dict, post, verbose: bool) -> None:
+    """Draw the walkers' start around the MAP (:func:`sl_cy.inference.map_start`) and record it in
+    ``params.json`` (``initial_state``, and ``map_start``: the MAP, its Laplace widths, the cost)
+    before the first step, so that :func:`resume` and :func:`rerun` start from the same positions."""
+    from sl_cy.inference import map_start
+
+    ig = params.get("initial_guess")
+    p0, info = map_start(post, params["nwalkers"], initial_guess=None if ig is None else np.asarray(ig),
+                         seed=params["start_seed"])
+    params["initial_state"] = p0.tolist()
+    params["map_start"] = info
+    folder.write_params(params)
+    if verbose:
+        sd = info["sd"] or [float("nan")] * len(info["map"])
+        print(f"start: MAP in {info['seconds']:.1f} s ({info['nfev']} evaluations, {info['method']}): "
+              + ", ".join(f"{n} {x:.4g} +- {s:.2g}" for n, x, s in zip(post.free_names, info["map"], sd)), flush=True)
+
+
 def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress, verbose) -> RunResult:
     """MCMC into the run folder's crash-safe chain, then summaries, plots, run.h5 and ``"complete"``.
 
@@ -83,11 +101,18 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
                   f"selection {'on' if prep.eta else 'off'} -> {d / CHAIN_FILE}", flush=True)
         t0 = time.perf_counter()
         ig = params.get("initial_guess")
+        if not resumed_from and params.get("initial_state") is None and params.get("start") == "map":
+            _record_map_start(folder, params, post, verbose)
+        st = params.get("initial_state")
         sampler = run_mcmc(post, nwalkers=nwalkers, nsteps=nsteps, initial_guess=None if ig is None else np.asarray(ig),
+                           initial_state=None if st is None else np.asarray(st, float), moves=params.get("moves"),
                            backend=backend, resume=resumed_from is not None, progress=bool(progress),
                            seed=params["mcmc_seed"], nproc=params["n_jobs"])
         backend.close()
         t_mcmc = time.perf_counter() - t0
+        t_sum = time.perf_counter()
+        if verbose:
+            print(f"MCMC (with the start) done in {t_mcmc:.1f} s", flush=True)
         table, conv, files = summarise(d, params, params["save_plots"])
         exports = {c: table[c].to_numpy() for c in table.columns}
         exports.update(names=list(table.index), verdict=conv["verdict"], converged=conv["converged"],
@@ -115,6 +140,8 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
         files[POSTERIOR_NC] = write_posterior_nc(d, idata)
         table = add_arviz_columns(table, idata)
         backend.journal.unlink(missing_ok=True)          # chain.h5 is whole: the journal has served
+        if verbose:
+            print(f"summaries, plots, run.h5 and posterior.nc in {time.perf_counter() - t_sum:.1f} s", flush=True)
         folder.mark_complete(step=nsteps, nsteps=nsteps, wall_time_s=time.perf_counter() - t_start,
                              mcmc_wall_time_s=t_mcmc, convergence=conv["verdict"], selection=selection)
     except BaseException as exc:
