@@ -177,7 +177,7 @@ def map_start(posterior: Posterior, nwalkers: int, *, initial_guess=None, seed=N
     -----------
     ~100 gradient evaluations (1 posterior point each) + 2 x n_free for the Hessian: ~2-3 s for
     400 lenses on two idle cores (10-26 s measured under load). Without gradients (the bank
-    engine, the sharded dask kernel) Nelder-Mead takes ~1000-3000 evaluations.
+    engine) Nelder-Mead takes ~1000-3000 evaluations.
 
     Examples
     --------
