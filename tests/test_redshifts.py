@@ -11,7 +11,6 @@ from sl_cy.config import SurveyConfig
 from sl_cy.forward import ForwardModel
 from sl_cy.lensing import forward_solve
 from sl_cy.mock import simulate_mock
-from sl_cy.population import DEFAULT_ETA
 from sl_cy.redshifts import (FixedRedshift, HistogramRedshift, NormalRedshift, UniformRedshift, as_redshift,
                              parse_redshift, redshift_from_json)
 from sl_cy.selection import build_selection_table, selection_table_config
