@@ -1,5 +1,6 @@
 """ArviZ export (sl_cy.arviz_export): per-lens log-likelihood with the selection term, posterior.nc in
 run folders, NetCDF round trip, PSIS-LOO, and the ArviZ columns of `sl-cy report`."""
+import json
 import warnings
 
 import numpy as np
@@ -71,7 +72,9 @@ def test_run_folder_gets_posterior_nc_and_report_prints_arviz(sim, capsys):
 
     with h5py.File(r.run_dir / "chain.h5") as f:
         chain = f["mcmc/chain"][()]
-    np.testing.assert_array_equal(idata.posterior["beta_h"].values, chain[7:, :, 2].T)     # discard 30 // 4
+    discard = json.loads((r.run_dir / "params.json").read_text())["discard"]
+    assert discard == 30 // 10                        # the default burn-in after a MAP start
+    np.testing.assert_array_equal(idata.posterior["beta_h"].values, chain[discard:, :, 2].T)
     assert idata.attrs["truth_beta_h"] == pytest.approx(2.04) and idata.attrs["sim_id"] == sid
     again = to_arviz(r.run_dir, rebuild=True)        # the posterior re-created from params.json and the tables
     np.testing.assert_array_equal(again.log_likelihood["lenses"].values, idata.log_likelihood["lenses"].values)
