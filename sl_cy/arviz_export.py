@@ -207,6 +207,8 @@ def inference_data(chain, log_prob, names, *, posterior=None, discard: int = 0, 
         at["truth"] = json.dumps(tr)
         at.update({f"truth_{k}": v for k, v in tr.items()})
     for k, v in dict(attrs or {}).items():
+        if isinstance(v, (int, np.integer)) and not -2 ** 63 <= int(v) < 2 ** 63:
+            v = str(v)              # e.g. a seed drawn from fresh entropy (128 bits): no HDF5/NetCDF integer holds it
         at[k] = v if isinstance(v, (str, int, float, np.integer, np.floating)) else json.dumps(v, default=str)
     with warnings.catch_warnings():          # "more chains than draws": the layout is (walker, draw) by construction
         warnings.filterwarnings("ignore", message="More chains", category=UserWarning)

@@ -98,3 +98,16 @@ def test_report_without_the_tables_still_gives_the_arviz_columns(tmp_path):
     shutil.rmtree(tmp_path / "data")
     rep = report(r.run_dir, save_plots=False)
     assert {"ess_bulk", "r_hat"} <= set(rep.summary.columns) and not (r.run_dir / POSTERIOR_NC).exists()
+
+
+def test_a_fresh_entropy_seed_is_written_to_posterior_nc(tmp_path):
+    # `sl-cy run` without --seed records a 128-bit seed from fresh entropy; NetCDF/HDF5 attributes hold
+    # no integer that large (the default run used to fail at its very end writing posterior.nc)
+    from sl_cy.arviz_export import inference_data
+
+    seed = 2 ** 127 + 12345
+    rng = np.random.default_rng(0)
+    idata = inference_data(rng.normal(size=(20, 4, 2)), rng.normal(size=(20, 4)), ["mu_h", "beta_h"], discard=5,
+                           attrs=dict(seed=seed, run_id="r", small=7))
+    back = az.from_netcdf(str(write_posterior_nc(tmp_path, idata)))
+    assert back.attrs["seed"] == str(seed) and int(back.attrs["small"]) == 7
