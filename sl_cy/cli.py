@@ -336,7 +336,8 @@ def _cmd_aeta(args) -> int:
 # --------------------------------------------------------------------------------------------
 def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
     from sl_cy.pipeline import DEFAULT_BANK_SIZE, DEFAULT_NSTEPS, DEFAULT_NWALKERS
-    from sl_cy.pipeline.config import DEFAULT_MOVES, DEFAULT_START
+    from sl_cy.inference import MOVES
+    from sl_cy.pipeline.config import DEFAULT_MOVES, DEFAULT_START, STARTS
 
     p.add_argument("--nwalkers", type=int, default=DEFAULT_NWALKERS,
                    help=f"emcee walkers, >= 2 x free parameters (default {DEFAULT_NWALKERS})")
@@ -344,10 +345,10 @@ def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--discard", type=int, default=None,
                    help="burn-in steps left out of the summaries (default nsteps/10 with --start map, nsteps/4 "
                         "with --start ball)")
-    p.add_argument("--start", default=DEFAULT_START, choices=["map", "ball"],
+    p.add_argument("--start", default=DEFAULT_START, choices=STARTS,
                    help="walkers drawn from the Laplace approximation at the MAP (default; recorded in params.json) "
                         "or a small ball around the default-mock truth")
-    p.add_argument("--moves", default=DEFAULT_MOVES, choices=["de", "stretch"],
+    p.add_argument("--moves", default=DEFAULT_MOVES, choices=MOVES,
                    help="emcee moves: differential evolution (DEMove 0.8 + DESnookerMove 0.2, default) or the "
                         "stretch move")
     p.add_argument("--seed", type=int, default=None,

@@ -87,21 +87,25 @@ def initial_ball(posterior: Posterior, nwalkers: int, *, initial_guess=None, see
     x0 = np.where(outside, mid, x0)
     rng = np.random.default_rng(seed)
     eps = 1e-9 * width
-    p = x0 + scale * width * rng.standard_normal((nwalkers, len(x0)))
-    p = np.clip(p, lo + eps, hi - eps)
-    for _ in range(max_tries):
-        lp = np.atleast_1d(posterior(p))
-        bad = ~np.isfinite(lp)
-        if not bad.any():
-            break
-        p[bad] = np.clip(x0 + scale * width * rng.standard_normal((int(bad.sum()), len(x0))), lo + eps, hi - eps)
-    lp = np.atleast_1d(posterior(p))
-    if not np.any(np.isfinite(lp)):
+    draw = lambda k: np.clip(x0 + scale * width * rng.standard_normal((k, len(x0))), lo + eps, hi - eps)  # noqa: E731
+    p, bad = _redraw_until_finite(posterior, draw(nwalkers), draw, max_tries)
+    if bad.all():
         why = posterior.explain(p[0]) if hasattr(posterior, "explain") else ""
         raise ValueError(f"no starting walker has a finite log posterior (centre {dict(zip(names, x0.tolist()))}): "
                          f"{why or 'the log posterior is -inf there'}. Give an initial_guess inside the prior and the "
                          "selection normaliser's bounds")
     return p
+
+
+def _redraw_until_finite(posterior, p, draw, max_tries: int):
+    """Replace the walkers of ``p`` whose log posterior is -inf by ``draw(k)`` (k new walkers), up to
+    ``max_tries`` rounds; returns ``p`` and the mask of the walkers still at -inf."""
+    for _ in range(max_tries):
+        bad = ~np.isfinite(np.atleast_1d(posterior(p)))
+        if not bad.any():
+            return p, bad
+        p[bad] = draw(int(bad.sum()))
+    return p, ~np.isfinite(np.atleast_1d(posterior(p)))
 
 
 #: Named emcee move sets (:func:`emcee_moves`; ``run_mcmc(moves=...)``, ``RunConfig.moves``).
@@ -214,13 +218,8 @@ def map_start(posterior: Posterior, nwalkers: int, *, initial_guess=None, seed=N
     rng = np.random.default_rng(seed)
     chol = np.linalg.cholesky(cov)
     draw = lambda k: np.clip(xmap + rng.standard_normal((k, len(xmap))) @ chol.T, lo + eps, hi - eps)  # noqa: E731
-    p = draw(nwalkers)
-    for _ in range(max_tries):
-        bad = ~np.isfinite(np.atleast_1d(posterior(p)))
-        if not bad.any():
-            break
-        p[bad] = draw(int(bad.sum()))
-    else:
+    p, bad = _redraw_until_finite(posterior, draw(nwalkers), draw, max_tries)
+    if bad.any():
         raise ValueError(f"{int(bad.sum())} of {nwalkers} walkers drawn around the MAP "
                          f"{dict(zip(posterior.free_names, info['map']))} have log posterior -inf: "
                          f"{posterior.explain(p[bad][0])}")

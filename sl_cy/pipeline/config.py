@@ -41,6 +41,8 @@ DEFAULT_START = "map"
 STARTS = ("map", "ball")
 #: Default emcee moves (:func:`sl_cy.inference.emcee_moves`): ``"de"`` = DEMove 0.8 + DESnookerMove 0.2.
 DEFAULT_MOVES = "de"
+#: What a params.json written before the start and moves settings existed meant by their absence.
+LEGACY_SETTINGS = dict(start="ball", moves="stretch")
 #: Default burn-in ``nsteps // DISCARD_DIVISOR[start]`` (a MAP start begins in the posterior's bulk).
 DISCARD_DIVISOR = {"map": 10, "ball": 4}
 #: Default A(eta) engine: the deterministic quadrature table (the Monte-Carlo bank's noise biases a
@@ -274,13 +276,12 @@ class RunConfig:
             raise ValueError("this run used a user-supplied A(eta) callable; it cannot be re-created from "
                              "params.json (continue it from Python with sl_cy.inference.run_mcmc(..., resume=True))")
         auto = p.get("discard_auto", p["discard"] == p["nsteps"] // 4)
-        # runs recorded before the start and moves settings existed: a ball start, the stretch move
         return cls(nwalkers=p["nwalkers"], nsteps=p["nsteps"], seed=p["seed"], discard=p["discard"],
                    discard_auto=bool(auto), use_selection=p["eta"], selection=engine,
                    bank_size=sel.get("bank_size", DEFAULT_BANK_SIZE), bank_seed=sel.get("bank_seed"),
                    prior=prior_from_dict(p["prior"]), fixed=p.get("fixed") or {},
-                   initial_guess=p.get("initial_guess"), start=p.get("start", "ball"),
-                   moves=p.get("moves", "stretch"), initial_state=p.get("initial_state"), n_jobs=p.get("n_jobs", -1),
+                   initial_guess=p.get("initial_guess"), start=p.get("start", LEGACY_SETTINGS["start"]),
+                   moves=p.get("moves", LEGACY_SETTINGS["moves"]), initial_state=p.get("initial_state"), n_jobs=p.get("n_jobs", -1),
                    save_plots=p.get("save_plots", True))
 
     def __eq__(self, other):

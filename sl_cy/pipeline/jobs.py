@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sl_cy._version import __version__
-from sl_cy.pipeline.config import RUN_KIND, RunConfig, check_pos_int, prior_to_dict
+from sl_cy.pipeline.config import LEGACY_SETTINGS, RUN_KIND, RunConfig, check_pos_int, prior_to_dict
 from sl_cy.pipeline.inputs import catalogue_tables, check_writable, file_sha256, grids_attrs, sim_constants
 from sl_cy.pipeline.normaliser import normaliser_for
 from sl_cy.pipeline.sampling import Prepared, sample_and_finish
@@ -427,9 +427,6 @@ _CHAIN_DEFINING = ("seed", "mcmc_seed", "nwalkers", "eta", "free_names", "prior"
                    "forward_model", "start", "moves", "initial_state")
 
 
-#: What a params.json written before an entry existed meant by its absence.
-_LEGACY = dict(start="ball", moves="stretch")
-
 
 def _chain_mismatch(old: dict, new: dict) -> str | None:
     """The first chain-defining difference between a recorded and a re-created params.json."""
@@ -437,7 +434,7 @@ def _chain_mismatch(old: dict, new: dict) -> str | None:
 
     same = lambda a, b: canonical_json(a) == canonical_json(b)
     for k in _CHAIN_DEFINING:
-        if not same(old.get(k, _LEGACY.get(k)), new.get(k)):
+        if not same(old.get(k, LEGACY_SETTINGS.get(k)), new.get(k)):
             return f"{k} (recorded {canonical_json(old.get(k))[:120]}, now {canonical_json(new.get(k))[:120]})"
     for k in ("engine", "enabled", "bank_hash", "table_hash", "forward_model_hash"):
         if not same(old["selection"].get(k), new["selection"].get(k)):
