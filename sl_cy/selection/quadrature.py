@@ -253,7 +253,7 @@ class SelectionQuadrature(Selection):
         if nn["gamma"] > 64:
             raise ValueError(f"n_nodes: at most 64 gamma nodes, got {nn['gamma']}")
         self.n_nodes = nn
-        self._error_cache = {}
+        self._memo = {}                 # derived engines and error reports (_variant, error_report)
         self.axes = {k: tuple(float(v) for v in axes[k]) for k in AXIS_NAMES}
         self.config = dict(config)
         self.config_hash = config_hash(self.config)
@@ -304,16 +304,14 @@ class SelectionQuadrature(Selection):
     def __getstate__(self):
         # the memoised variants (finer rule, coarsened tables) and error reports stay behind
         d = dict(self.__dict__)
-        d.pop("_variants", None)
-        d["_error_cache"] = {}
+        d["_memo"] = {}
         return d
 
     def _variant(self, key, make):
         """A memoised engine derived from this one (finer rule, coarsened table)."""
-        cache = self.__dict__.setdefault("_variants", {})
-        if key not in cache:
-            cache[key] = make()
-        return cache[key]
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def with_nodes(self, factor: int = 2) -> "SelectionQuadrature":
         """The same table integrated with ``factor`` x the quadrature nodes in every dimension
@@ -409,8 +407,8 @@ class SelectionQuadrature(Selection):
         if e0.shape != (6,) or np.shape(sig) != (6,):
             raise ValueError(f"eta and sigma need 6 values, got shapes {e0.shape} and {np.shape(sig)}")
         key = (n, tuple(e0), tuple(np.asarray(sig, float)), float(tol))
-        if key in self._error_cache:
-            return self._error_cache[key]
+        if ("error", key) in self._memo:
+            return self._memo["error", key]
         E = np.vstack([e0 + np.diag(sig), e0 - np.diag(sig)])
         la = np.log(self(E))
         d_rule = la - np.log(self.with_nodes(2)(E))
@@ -450,7 +448,7 @@ class SelectionQuadrature(Selection):
                    D=dict(zip(names, Dtot.tolist())), D_rule=dict(zip(names, Dr.tolist())),
                    D_table=dict(zip(names, Dt.tolist())), max=mx, worst=names[j], unchecked=unchecked, ok=ok,
                    remedy=remedy)
-        self._error_cache[key] = out
+        self._memo["error", key] = out
         return out
 
     def check_accuracy(self, n_lenses: int, *, eta=None, sigma=None, tol: float = ERROR_TOL,
