@@ -72,14 +72,16 @@ def main(argv=None):
     ap.add_argument("--dask-workers", type=int, default=0, help="0: in process; k: a k-worker LocalCluster")
     ap.add_argument("--draws", type=int, default=2000, help="Laplace + PSIS draws per round")
     ap.add_argument("--emcee-steps", type=int, default=100)
-    ap.add_argument("--emcee-walkers", type=int, default=16)
+    ap.add_argument("--emcee-walkers", type=int, default=32)
+    ap.add_argument("--emcee-moves", default="de", help="de (the pipeline's default) or stretch")
     ap.add_argument("--root", default="scale_run")
+    ap.add_argument("--threads", type=int, default=None, help="kernel threads in process (default: all cores)")
     a = ap.parse_args(argv)
 
     import emcee
 
     from sl_cy.distributed import DistributedPosterior, LensShard, dask_client
-    from sl_cy.inference import find_map
+    from sl_cy.inference import emcee_moves, find_map
     from sl_cy.likelihood import Posterior
     from sl_cy.mock import mock_config, simulate_mock
     from sl_cy.population import DEFAULT_ETA
@@ -114,7 +116,7 @@ def main(argv=None):
             post = stack.enter_context(DistributedPosterior(grids_path, client))
             where = f"{a.dask_workers}-worker LocalCluster"
         else:
-            post = Posterior(LensShard(grids_path))
+            post = Posterior(LensShard(grids_path, n_threads=a.threads))
             where = "in process"
         n = post.n_lenses
         st("posterior", t0, f"{n} lenses, {where}, {post.kernel.nbytes / n / 1e3:.1f} kB per lens held")
@@ -130,7 +132,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         post.A(E)
         ta = (time.perf_counter() - t0) / len(E) * 1e3
-        cores = os.cpu_count()
+        cores = a.threads or os.cpu_count()
         print(f"kernel: {tv:.1f} us/lens/eta value, {tg:.1f} with gradient (wall, {cores} cores; "
               f"{tv * cores:.1f} / {tg * cores:.1f} core-us); A(eta) {ta:.2f} ms per eta", flush=True)
 
@@ -148,16 +150,21 @@ def main(argv=None):
 
         ess_emcee = np.nan
         t_em = np.nan
+        em_q = None
         if a.emcee_steps > 0:
             rng = np.random.default_rng(a.seed)
             p0 = draws[rng.choice(len(draws), a.emcee_walkers, replace=False)]
-            sampler = emcee.EnsembleSampler(a.emcee_walkers, post.ndim, post, vectorize=True)
+            sampler = emcee.EnsembleSampler(a.emcee_walkers, post.ndim, post, vectorize=True,
+                                            moves=emcee_moves(a.emcee_moves))
             t0 = time.perf_counter()
             sampler.run_mcmc(p0, a.emcee_steps, progress=False)
-            tau = float(np.max(sampler.get_autocorr_time(tol=0)))
+            taus = sampler.get_autocorr_time(tol=0)
+            tau = float(np.max(taus))
             ess_emcee = a.emcee_walkers * a.emcee_steps / tau
-            t_em = st("emcee", t0, f"{a.emcee_walkers} walkers x {a.emcee_steps} steps, tau_max {tau:.1f} "
-                                   f"(underestimated: chain of {a.emcee_steps / tau:.1f} tau)")
+            t_em = st("emcee", t0, f"{a.emcee_walkers} walkers x {a.emcee_steps} steps ({a.emcee_moves} moves, "
+                                   f"started from the Laplace+PSIS draws), tau {np.round(taus, 1).tolist()}, "
+                                   f"chain = {a.emcee_steps / tau:.1f} tau_max")
+            em_q = np.quantile(sampler.get_chain(flat=True), [0.16, 0.5, 0.84], axis=0)
 
     print(f"\n{n} lenses ({a.galaxies} galaxies, seed {a.seed}), {where}\n")
     print("| stage | wall (s) | peak RSS (GB) | largest worker (GB) | |")
@@ -171,10 +178,25 @@ def main(argv=None):
         print(f"| {name} | {t:.3f} | {md:.4f} | {sdv:.4f} | {p:+.2f} |")
     ok = np.all(np.abs(pull) < 3)
     print(f"\nevery eta within 3 sigma: {'yes' if ok else 'NO'}")
+    is_q = s.quantiles([0.16, 0.5, 0.84])
+    if em_q is not None:
+        print("\n| parameter | Laplace+PSIS median [16 %, 84 %] | emcee median [16 %, 84 %] | "
+              "median difference / sd |")
+        print("|---|---|---|---|")
+        for j, name in enumerate(post.free_names):
+            print(f"| {name} | {is_q[1, j]:.4f} [{is_q[0, j]:.4f}, {is_q[2, j]:.4f}] | {em_q[1, j]:.4f} "
+                  f"[{em_q[0, j]:.4f}, {em_q[2, j]:.4f}] | {(em_q[1, j] - is_q[1, j]) / sd[j]:+.2f} |")
+    # ESS per second and per posterior evaluation (the same kernel for both; an L-BFGS evaluation
+    # with the gradient counts as one); emcee's burn-in is not counted (it starts from the draws)
+    n_is_all = s.n_evals
+    n_em = a.emcee_walkers * a.emcee_steps
     ess_s_is = s.ess / t_is
     ess_s_em = ess_emcee / t_em if np.isfinite(t_em) else np.nan
     print(f"ESS per second: Laplace+PSIS {ess_s_is:.2f} (ESS {s.ess:.0f} in {t_is:.0f} s), emcee {ess_s_em:.3f} "
-          f"(ESS {ess_emcee:.0f} in {t_em:.0f} s; flattered) -> ratio {ess_s_is / ess_s_em:.0f}x")
+          f"(ESS {ess_emcee:.0f} in {t_em:.0f} s, no burn-in counted) -> ratio {ess_s_is / ess_s_em:.1f}x")
+    print(f"ESS per posterior evaluation: Laplace+PSIS {s.ess / n_is_all:.3f} ({n_is_all} evaluations incl. "
+          f"the MAP), emcee {ess_emcee / max(n_em, 1):.4f} ({n_em}) -> ratio "
+          f"{(s.ess / n_is_all) / (ess_emcee / max(n_em, 1)):.1f}x")
     core_g, core_v = tg * cores * 1e-6 * 1e5, tv * cores * 1e-6 * 1e5
     n_is = s.n_evals - m["nfev"]
     print(f"projection to 10^5 lenses: one eta {core_v:.1f} core-s ({core_g:.1f} with gradient); MAP "
