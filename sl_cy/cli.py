@@ -336,8 +336,7 @@ def _cmd_aeta(args) -> int:
 # --------------------------------------------------------------------------------------------
 def _add_mcmc_options(p: argparse.ArgumentParser) -> None:
     from sl_cy.pipeline import DEFAULT_BANK_SIZE, DEFAULT_NSTEPS, DEFAULT_NWALKERS
-    from sl_cy.inference import MOVES
-    from sl_cy.pipeline.config import DEFAULT_MOVES, DEFAULT_START, STARTS
+    from sl_cy.inference import DEFAULT_MOVES, DEFAULT_START, MOVES, STARTS
 
     p.add_argument("--nwalkers", type=int, default=DEFAULT_NWALKERS,
                    help=f"emcee walkers, >= 2 x free parameters (default {DEFAULT_NWALKERS})")

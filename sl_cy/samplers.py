@@ -227,8 +227,8 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
                                 map_result: dict | None = None) -> ImportanceSample:
     """Sample the posterior by Laplace approximation + Pareto-smoothed importance sampling.
 
-    1. MAP by L-BFGS-B with the analytic gradient (:func:`sl_cy.inference.find_map`);
-    2. Hessian there (:func:`laplace_hessian`, one batched gradient call);
+    1. MAP by L-BFGS-B with the analytic gradient, robust to saddles (:func:`sl_cy.inference.map_search`);
+    2. Hessian there (:func:`laplace_hessian`, batched gradient calls; from step 1);
     3. ``n_draws`` draws of a Student-t (``df``) centred on the MAP with covariance (-H)^-1,
        weighted by posterior / proposal, smoothed by PSIS (:func:`arviz.psislw`);
     4. while k-hat > ``khat_target`` (at most ``max_rounds`` rounds): refit the proposal to the
@@ -243,8 +243,8 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     n_draws : int
         Draws per round.
     x0 : array, optional
-        Start of the MAP search (free vector; default the default-mock truth moved inside the
-        support, as :func:`sl_cy.inference.initial_ball`).
+        Initial guess of the MAP search (free vector; default the default-mock truth moved inside
+        the support, as :func:`sl_cy.inference.initial_ball`).
     df : float
         Degrees of freedom of the Student-t proposal (heavier tails than the posterior keep the
         weights bounded).
@@ -254,7 +254,8 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     max_rounds : int
     khat_target : float
     map_result : dict, optional
-        A :func:`sl_cy.inference.find_map` result to start from (skips step 1).
+        A :func:`sl_cy.inference.map_search` or :func:`sl_cy.inference.find_map` result to start
+        from (skips step 1; and step 2 if it has a ``hessian``).
 
     Returns
     -------
@@ -288,7 +289,7 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     """
     import arviz as az
 
-    from sl_cy.inference import find_map, initial_ball
+    from sl_cy.inference import map_search
 
     if not isinstance(posterior, Posterior):
         raise TypeError(f"laplace_importance_sampling needs a sl_cy Posterior, got {type(posterior).__name__}")
@@ -300,14 +301,16 @@ def laplace_importance_sampling(posterior: Posterior, *, n_draws: int = 4000, x0
     t0 = time.perf_counter()
     n_evals = 0
     if map_result is None:
-        start = initial_ball(posterior, 1, initial_guess=x0, seed=seed, scale=0.0)[0]
-        map_result = find_map(posterior, start)
+        map_result = map_search(posterior, initial_guess=x0)
         n_evals += int(map_result["nfev"])
     xmap = np.asarray(map_result["x"], float)
     t1 = time.perf_counter()
     lo, hi = _bounds_arrays(posterior)
-    cov = _proposal_cov(laplace_hessian(posterior, xmap), lo, hi)
-    n_evals += 4 * len(xmap)
+    H = map_result.get("hessian")
+    if H is None:
+        H = laplace_hessian(posterior, xmap)
+        n_evals += 4 * len(xmap)
+    cov = _proposal_cov(H, lo, hi)
     t2 = time.perf_counter()
     rng = np.random.default_rng(seed)
     mean = xmap

@@ -341,8 +341,9 @@ def _run_replicate(task: _Replicate) -> dict:
         post = Posterior(grids, A=_selection(fm, task.n_threads), prior=prior, n_threads=task.n_threads)
         rng = np.random.default_rng(_stream(task.seed, task.index, 2))
         p0 = _start_from_prior(post, task.nwalkers, rng)
+        # the stretch move: the replicate chains' length and burn-in were calibrated with it
         s = run_mcmc(post, nwalkers=task.nwalkers, nsteps=task.nsteps, initial_state=p0, progress=False,
-                     seed=_stream(task.seed, task.index, 3), nproc=task.n_threads)
+                     seed=_stream(task.seed, task.index, 3), nproc=task.n_threads, moves="stretch")
     except (ValueError, FloatingPointError) as exc:          # an unusable replicate is recorded, not fatal
         row.update(status="failed", reason=" ".join(str(exc).split())[:300], wall_s=time.perf_counter() - t0,
                    cpu_s=time.process_time() - c0)

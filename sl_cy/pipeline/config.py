@@ -25,6 +25,8 @@ from typing import Mapping
 
 import numpy as np
 
+from sl_cy.inference import DEFAULT_MOVES, DEFAULT_START, STARTS
+
 __all__ = ["RunConfig", "derived_seed", "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "DEFAULT_BANK_SIZE", "DEFAULT_START",
            "DEFAULT_MOVES",
            "DEFAULT_N_GALAXY", "DEFAULT_SELECTION", "prior_to_dict", "prior_from_dict", "as_prior"]
@@ -34,13 +36,6 @@ DEFAULT_N_GALAXY = 100_000
 DEFAULT_NWALKERS = 16
 DEFAULT_NSTEPS = 1500
 DEFAULT_BANK_SIZE = 100_000
-#: Default start of the walkers: ``"map"`` = draws of the Laplace approximation at the MAP
-#: (:func:`sl_cy.inference.map_start`); ``"ball"`` = the small ball around ``initial_guess`` (or the
-#: default-mock truth) of :func:`sl_cy.inference.initial_ball`.
-DEFAULT_START = "map"
-STARTS = ("map", "ball")
-#: Default emcee moves (:func:`sl_cy.inference.emcee_moves`): ``"de"`` = DEMove 0.8 + DESnookerMove 0.2.
-DEFAULT_MOVES = "de"
 #: What a params.json written before the start and moves settings existed meant by their absence.
 LEGACY_SETTINGS = dict(start="ball", moves="stretch")
 #: Default burn-in ``nsteps // DISCARD_DIVISOR[start]`` (a MAP start begins in the posterior's bulk).

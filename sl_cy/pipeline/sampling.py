@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sl_cy._version import __version__
+from sl_cy.pipeline.config import LEGACY_SETTINGS
 from sl_cy.pipeline.summaries import CHAIN_FILE, RunResult, summarise
 
 __all__ = ["Prepared", "sample_and_finish", "interrupt_reason"]
@@ -105,7 +106,8 @@ def sample_and_finish(prep: Prepared, folder, *, resumed_from, t_start, progress
             _record_map_start(folder, params, post, verbose)
         st = params.get("initial_state")
         sampler = run_mcmc(post, nwalkers=nwalkers, nsteps=nsteps, initial_guess=None if ig is None else np.asarray(ig),
-                           initial_state=None if st is None else np.asarray(st, float), moves=params.get("moves"),
+                           initial_state=None if st is None else np.asarray(st, float),
+                           start=params.get("start") or LEGACY_SETTINGS["start"], moves=params.get("moves"),
                            backend=backend, resume=resumed_from is not None, progress=bool(progress),
                            seed=params["mcmc_seed"], nproc=params["n_jobs"])
         backend.close()
