@@ -22,21 +22,24 @@ near the truth, as wall time and as process CPU time (the machine is shared: CPU
 steadier number under load). Run with ``OMP_NUM_THREADS=1``.
 
 Recorded (2026-12-01, ``OMP_NUM_THREADS=1 python benchmarks/bench_selection.py --quad-only``,
-ms per eta, 2 cores shared with other jobs):
+ms per eta, 2 cores shared with other jobs; the old kernel built from commit 936d191 and run
+right after, at the same load):
 
-  ===================================================  =====  ==============  ====================
-  version                                              load   value (wall /   value + gradient
-                                                              CPU)            (wall / CPU)
-  ===================================================  =====  ==============  ====================
-  before: 64 x 8 x 20 x 16 nodes, 16-term slab, expm1  1.4    7.6 / -         13.9 / -
-  (same, measured again beside the new one)            6.3    8.8 / 5.6       11.7 / 10.4
-  one axis at a time, one exp per node (f053673)       6.3    7.9 / 6.6       14.2 / 8.8
-  + 40 x 6 x 20 x 16 nodes (6f92e57)                   4.6    4.9 / 3.9       8.2 / 4.9
-  ===================================================  =====  ==============  ====================
+  ========================================================  =====  ============  ==================
+  version                                                   load   value         value + gradient
+                                                                   wall / CPU    wall / CPU
+  ========================================================  =====  ============  ==================
+  before: 64 x 8 x 20 x 16 nodes, 16-term slab, expm1       1.4    7.6 / -       13.9 / -
+  before (936d191), measured beside the new one             3.5    8.9 / 5.7     19.6 / 13.0
+  now: one axis at a time, one exp per node, 40 x 6 nodes   3.4    3.9 / 2.8     5.3 / 4.8
+  ========================================================  =====  ============  ==================
 
-(at load > 4 on 2 cores the wall times scatter by ~50 %; the CPU times of the final version
-were 3.9-4.0 / 4.9 ms in repeated runs). Profile of the old kernel (perf, value only): the 16-term
-slab contraction ~22 %, expm1 29 %, exp 10 %, the rest of the per-node work ~27 %.
+The kernel change alone (f053673, results equal to 1e-15) made the gradient ~1.2x cheaper in
+CPU time (10.4 -> 8.8 ms at load 6.3; the value was within the noise); the rule with 40 M and 6
+logRe nodes instead of 64 and 8 (6f92e57) the rest. Profile of the old kernel (perf, value
+only): the 16-term (logM*, logRe) slab contraction ~22 %, expm1 29 %, exp 10 %, the rest of
+the per-node work ~27 %. On the table ``selection_for(n_lenses=1e5)`` builds (32 x 60 x 71 x
+41: logRe and gamma_in steps halved) 4.8 / 7.1 ms CPU (value / gradient, load 4.6).
 """
 import argparse
 import math

@@ -244,12 +244,12 @@ class SelectionQuadrature(Selection):
 
     Performance
     -----------
-    About 4 ms per eta on one core, 5 ms with the gradient (CPU time at load ~4.6 on 2 shared
-    cores; 76 800 interpolations of the table: 40 x 6 x 20 x 16 nodes; the table contracted
-    one axis at a time, over logM* once per M node, over logRe once per (M, R) node, over logMh
-    once per (M, R, H) node; one exp per node for 1 - exp(-T); was 7.6 / 13.9 ms with 64 x 8
-    nodes, a 16-term (logM*, logRe) contraction and expm1, ``benchmarks/bench_selection.py
-    --quad-only``);
+    About 3 ms per eta on one core, 5 ms with the gradient (CPU time; 3.9 / 5.3 ms wall at load
+    3.4 on 2 shared cores; 76 800 interpolations of the table: 40 x 6 x 20 x 16 nodes; the
+    table contracted one axis at a time, over logM* once per M node, over logRe once per (M, R)
+    node, over logMh once per (M, R, H) node; one exp per node for 1 - exp(-T); the previous
+    version, 64 x 8 nodes, a 16-term (logM*, logRe) contraction and expm1: 5.7 / 13.0 ms CPU,
+    ``benchmarks/bench_selection.py --quad-only``);
     eta batches are spread
     over OpenMP threads (``benchmarks/bench_selection.py``). The same with redshift distributions
     (one quadrature of the effective rate; ``benchmarks/redshift_recovery.py``); building their
@@ -264,7 +264,10 @@ class SelectionQuadrature(Selection):
     variation of the error of log A across the posterior, times N: at N = 1e4 (428-lens mock,
     Laplace widths projected) <= 0.009 against 2x the quadrature nodes and <= 0.014 against a
     table with twice the nodes along logM* and logRe (was up to 0.92 and 1.0 with the multilinear
-    rule; ``benchmarks/accuracy_scaling.py``). :meth:`error_report` estimates it for any N;
+    rule; ``benchmarks/accuracy_scaling.py``). With the default widths at the default eta, against
+    finer tables (``accuracy_scaling.py --at-default``): <= 0.012 at N = 1e4 and <= 0.039 at
+    N = 1e5; the table ``selection_for(fm, n_lenses=1e5)`` builds (logRe, gamma_in steps halved)
+    and the one with logM*, logRe halved differ by <= 0.014 at N = 1e5. :meth:`error_report` estimates it for any N;
     :class:`sl_cy.likelihood.Posterior` warns from :data:`ERROR_CHECK_MIN_LENSES` lenses on
     when N needs a finer table or rule. Quadrature and interpolation errors are smooth in eta.
 
@@ -420,7 +423,8 @@ class SelectionQuadrature(Selection):
         Precision
         ---------
         An estimate, made conservative by :data:`RICHARDSON_ORDER`. On the default table around
-        the default eta it reports max_j |D_j| = 0.034 at N = 1e4 (mu_h; 0.105 at 1e5); measured
+        the default eta it reports max_j |D_j| = 0.034 at N = 1e4 (mu_h; 0.107 at 1e5, not ok:
+        refine logRe and gamma_in; on that refined table 0.034 at 1e5, ok); measured
         against a table built with twice the nodes along logM* and logRe (forward solves) and
         against the 2x rule, the D_j are <= 0.014 at the Laplace widths of a 428-lens mock
         projected to N = 1e4
@@ -603,7 +607,7 @@ class SelectionQuadrature(Selection):
 
         Performance
         -----------
-        About 1.3x :meth:`lens_fraction` in CPU time (derivatives of the table interpolation;
+        About 1.7x :meth:`lens_fraction` in CPU time (derivatives of the table interpolation;
         `benchmarks/bench_selection.py --quad-only`).
 
         Precision
