@@ -19,6 +19,7 @@ is linear in the step); the projection to N' = 10^4 is printed.
 Run:  python benchmarks/accuracy_scaling.py [--galaxies 50000] [--seed 1] [--skip-kernel]
       [--fine-table PATH]   (A(eta) also against a selection table built finer, e.g. with
       build_selection_table(axes=...) at 0.05 dex along logM* and logRe: ~17 min on 2 loaded cores)
+or:   python benchmarks/accuracy_scaling.py --at-default [TABLE.h5 ...]   (A(eta) only, seconds)
 
 Recorded (2026-11-30, 100 000 galaxies, seed 1 -> 428 lenses; default 1137 points/lens, finer
 17 234): per-lens |eps| at the MAP median 3.5e-5, max 0.136 (one lens); log A error (vs 2x nodes)
@@ -43,6 +44,23 @@ for every component (multilinear rule: up to 1.0). The MAP and Laplace widths ch
 the multilinear kinks had stalled L-BFGS (gradient norm 0.85 after 129 evaluations; now 1e-7
 after 29) and distorted the Hessian (Laplace widths of mu_h 0.024 -> 0.134, sigma_h 0.018 ->
 0.046, mu_gamma 0.022 -> 0.060; value finite differences agree with the new widths).
+
+``--at-default [TABLE.h5 ...]`` (2026-12-01, second session; quadrature 40 x 6 x 20 x 16 nodes,
+load ~3 on 2 cores): at the default eta, widths POSTERIOR_SIGMA_1 / sqrt(N), against the table with
+logM* and logRe steps halved (MR, 63 x 61 x 71 x 21, from an earlier session's cache) and the table
+``selection_for(n_lenses=1e5)`` builds (RG: logRe and gamma_in steps halved, 32 x 60 x 71 x 41,
+511 s with n_jobs=2 at load 5-6):
+
+  N = 1e4  default vs MR   alpha -0.0042 mu_h +0.0122 beta_h +0.0030 sigma_h +0.0061 mu_g +0.0060 sigma_g +0.0041
+           default vs RG   alpha -0.0030 mu_h +0.0094 beta_h +0.0006 sigma_h +0.0016 mu_g +0.0100 sigma_g +0.0043
+  N = 1e5  default vs MR   alpha -0.0135 mu_h +0.0385 beta_h +0.0095 sigma_h +0.0196 mu_g +0.0190 sigma_g +0.0130
+           default vs RG   alpha -0.0097 mu_h +0.0297 beta_h +0.0016 sigma_h +0.0057 mu_g +0.0317 sigma_g +0.0136
+           RG vs MR        alpha -0.0038 mu_h +0.0088 beta_h +0.0079 sigma_h +0.0140 mu_g -0.0127 sigma_g -0.0006
+
+error_report (Richardson from the coarsened table, order 3: conservative): default 0.034 at 1e4,
+0.107 at 1e5 (not ok; refine logRe and gamma_in); RG 0.010 at 1e4, 0.034 at 1e5 (ok). With the
+earlier 64 x 8 M x logRe nodes the default table's report was 0.034 / 0.105: the rule with fewer
+nodes (2.1x faster) changes it by < 0.002.
 """
 from __future__ import annotations
 
@@ -51,6 +69,36 @@ import os
 import time
 
 import numpy as np
+
+
+def at_default(tables, ns=(10**4, 10**5)):
+    """``--at-default``: no mock, no MAP: at the default eta with the widths POSTERIOR_SIGMA_1 / sqrt(N)
+    (those of the 428-lens mock, projected), N x the variation over +-1 sigma of log A(a) - log A(b)
+    for the default table and each table file given (every pair, the default first), and each
+    table's own :meth:`error_report`."""
+    import math
+
+    from sl_cy.population import DEFAULT_ETA, ETA_NAMES
+    from sl_cy.selection import SelectionQuadrature, selection_for
+    from sl_cy.selection.quadrature import POSTERIOR_SIGMA_1
+
+    print("load:", os.popen("uptime").read().strip())
+    engines = [selection_for()] + [SelectionQuadrature.load(p) for p in tables]
+    e0 = np.array(DEFAULT_ETA, float)
+    for n in ns:
+        sig = np.array([POSTERIOR_SIGMA_1[k] for k in ETA_NAMES]) / math.sqrt(n)
+        E = np.vstack([e0 + np.diag(sig), e0 - np.diag(sig)])
+        la = [np.log(q(E)) for q in engines]
+        for q in engines:
+            r = q.error_report(n)
+            print(f"N = {n:g}: {q!r} error_report max {r['max']:.4f} ({r['worst']}), ok {r['ok']}, refine {r['refine']}")
+        for i in range(len(engines)):
+            for j in range(i + 1, len(engines)):
+                d = la[i] - la[j]
+                D = n * (d[:6] - d[6:]) / 2
+                print(f"N = {n:g}: {engines[i].T.shape} vs {engines[j].T.shape}: "
+                      + " ".join(f"{nm} {v:+.4f}" for nm, v in zip(ETA_NAMES, D)) + f" | max {np.abs(D).max():.4f}")
+    print("load:", os.popen("uptime").read().strip())
 
 
 def main(argv=None):
@@ -62,7 +110,12 @@ def main(argv=None):
                     help="also compare A(eta) with this selection table (.h5 of a finer build, same forward model)")
     ap.add_argument("--skip-kernel", action="store_true",
                     help="only the A(eta) part (no 4x finer per-lens grids: the expensive half)")
+    ap.add_argument("--at-default", nargs="*", metavar="TABLE.h5", default=None,
+                    help="only A(eta): the default table against these finer tables at the default eta, N = 1e4 and "
+                         "1e5 (no mock, no MAP; see the docstring)")
     a = ap.parse_args(argv)
+    if a.at_default is not None:
+        return at_default(a.at_default)
 
     from sl_cy.grids import DEFAULT_GAMMA_GRID, tabulate_likelihood_grids
     from sl_cy.inference import find_map

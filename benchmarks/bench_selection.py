@@ -15,6 +15,31 @@ Prints
   eta near the truth);
 * with ``--mock N``: A(eta) against the detected-lens fraction of a mock of N galaxies at a few eta
   (bank and quadrature lens fractions).
+
+``--quad-only``: only the cost of the quadrature A(eta) on the cached default table
+(``selection_for()``), value and value + gradient, one thread, best of ``--repeat`` over 64 eta
+near the truth, as wall time and as process CPU time (the machine is shared: CPU time is the
+steadier number under load). Run with ``OMP_NUM_THREADS=1``.
+
+Recorded (2026-12-01, ``OMP_NUM_THREADS=1 python benchmarks/bench_selection.py --quad-only``,
+ms per eta, 2 cores shared with other jobs; the old kernel built from commit 936d191 and run
+right after, at the same load):
+
+  ========================================================  =====  ============  ==================
+  version                                                   load   value         value + gradient
+                                                                   wall / CPU    wall / CPU
+  ========================================================  =====  ============  ==================
+  before: 64 x 8 x 20 x 16 nodes, 16-term slab, expm1       1.4    7.6 / -       13.9 / -
+  before (936d191), measured beside the new one             3.5    8.9 / 5.7     19.6 / 13.0
+  now: one axis at a time, one exp per node, 40 x 6 nodes   3.4    3.9 / 2.8     5.3 / 4.8
+  ========================================================  =====  ============  ==================
+
+The kernel change alone (f053673, results equal to 1e-15) made the gradient ~1.2x cheaper in
+CPU time (10.4 -> 8.8 ms at load 6.3; the value was within the noise); the rule with 40 M and 6
+logRe nodes instead of 64 and 8 (6f92e57) the rest. Profile of the old kernel (perf, value
+only): the 16-term (logM*, logRe) slab contraction ~22 %, expm1 29 %, exp 10 %, the rest of
+the per-node work ~27 %. On the table ``selection_for(n_lenses=1e5)`` builds (32 x 60 x 71 x
+41: logRe and gamma_in steps halved) 4.8 / 7.1 ms CPU (value / gradient, load 4.6).
 """
 import argparse
 import math
@@ -40,6 +65,31 @@ def numpy_A(bank, eta):
         return float(np.sum(np.exp(np.log(d["T"]) - d["log_q"] + lt)) / bank.n)
 
 
+def quad_cost(repeat=5):
+    """ms per eta of the quadrature A(eta) (value; value + gradient), one thread: wall and CPU time."""
+    import os
+
+    from sl_cy.selection import selection_for
+
+    sq = selection_for()
+    sq.n_threads = 1
+    eta = np.array(DEFAULT_ETA, float)
+    near = np.tile(eta, (64, 1)) + np.random.default_rng(3).normal(0, 1, (64, 6)) * [0.02, 0.05, 0.1, 0.02, 0.05, 0.02]
+    sq(near)
+    print(f"{sq!r}, nodes {sq.n_nodes}; load {os.getloadavg()[0]:.2f}")
+    for label, f in (("value", lambda: sq(near)), ("value + gradient", lambda: sq.log_lens_fraction_and_grad(near))):
+        wall = best_of(f, repeat) / len(near)
+        cpu = min(_cpu_time(f) for _ in range(repeat)) / len(near)
+        print(f"{label}: {wall * 1e3:.2f} ms per eta (wall), {cpu * 1e3:.2f} ms (CPU)")
+    print(f"load {os.getloadavg()[0]:.2f}")
+
+
+def _cpu_time(f):
+    t0 = time.process_time()
+    f()
+    return time.process_time() - t0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="bank galaxies (default 1e5)")
@@ -47,8 +97,12 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     ap.add_argument("--mock", type=int, default=0, help="galaxies per mock for the consistency table (0: skip)")
     ap.add_argument("--n-beta", type=int, default=1, help="source positions per bank galaxy (default 1)")
+    ap.add_argument("--quad-only", action="store_true",
+                    help="only the quadrature A(eta) cost per eta on the cached default table (see the docstring)")
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore", SelectionWarning)
+    if a.quad_only:
+        return quad_cost(a.repeat)
 
     t0 = time.perf_counter()
     kt = _ktable_for(SurveyConfig())

@@ -529,10 +529,10 @@ def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamm
 # --------------------------------------------------------------------------------------------
 # likelihood / posterior
 # --------------------------------------------------------------------------------------------
-def _default_selection(fm: ForwardModel):
+def _default_selection(fm: ForwardModel, n_lenses: int | None = None):
     from sl_cy.selection import selection_for
 
-    return selection_for(fm)
+    return selection_for(fm, n_lenses=n_lenses)
 
 
 def _eta2d(eta):
@@ -630,7 +630,8 @@ class Posterior:
         The lenses' grids; they carry the forward model everything else is checked against.
     A : Selection, optional
         Selection normaliser (A(eta) = lens fraction, :mod:`sl_cy.selection`): default the
-        deterministic quadrature of the grids' forward model (built once, cached on disk). A
+        deterministic quadrature of the grids' forward model (built once, cached on disk; on a
+        table refined where the number of lenses needs it, ``selection_for(fm, n_lenses=N)``). A
         given engine must have been built from the same forward model
         (:class:`sl_cy.forward.ForwardModelMismatch` names the differing field).
         From :data:`sl_cy.selection.quadrature.ERROR_CHECK_MIN_LENSES` lenses on, a quadrature
@@ -697,7 +698,7 @@ class Posterior:
                                  "but A(eta) integrates the population's gamma law: tabulate the default gamma grid and "
                                  "fix mu_gamma / sigma_gamma instead (fixed={...}), or use_selection=False")
             _check_redshifts(self.kernel)
-            self.A = _default_selection(fm) if A is None else A
+            self.A = _default_selection(fm, self.n_lenses) if A is None else A
             if getattr(self.A, "forward_model", None) is not None:
                 fm.check_same(self.A.forward_model, "the grids", "the selection normaliser A")
             from sl_cy.selection import quadrature as _q

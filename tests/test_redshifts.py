@@ -220,13 +220,36 @@ def test_fixed_redshift_limits_of_the_mixture():
     assert np.all((mix(ETAS) > lo(ETAS)) & (mix(ETAS) < hi(ETAS)))
 
 
+def _cubic_stencil_touches_zero(sq, T, pts):
+    """Per point: does the 4^4-node cubic stencil of ``sq.rate`` in the rate table T (axes of sq)
+    contain a node with T = 0? There the interpolation falls back to the multilinear rule."""
+    P = np.array(pts).T
+    idx = []
+    for d in range(4):
+        t = np.clip((P[:, d] - sq._start[d]) / sq._step[d], 0, T.shape[d] - 1)
+        idx.append(np.clip(t.astype(int), 1, T.shape[d] - 3) - 1)
+    off = np.array(np.meshgrid(*[np.arange(4)] * 4, indexing="ij")).reshape(4, -1)
+    return np.array([np.any(T[tuple(i[:, None] + off)] == 0) for i in np.array(idx).T])
+
+
 def test_rate_at_the_lens_redshift_matches_a_table_built_there():
     """The zs-mixed rate interpolated across the zl nodes (3 nodes of U(0.2, 0.6), log T Lagrange)
     against a table built at the lens's own zl, at the ends (extrapolation beyond the outer nodes
-    0.245, 0.555) and inside the support: the per-lens factor log((1 - e^-T) / T) errs by < 0.01."""
+    0.245, 0.555) and inside the support: the per-lens factor log((1 - e^-T) / T) errs by < 0.01
+    where every table interpolates by the cubic rule.
+
+    The exceptions are understood: points whose 256-node cubic stencil (on this coarse table,
+    0.75 x 1.2 x 1.5 x 1.5 in logM*, logRe, logMh, gamma_in) reaches the corner of no lensing
+    (T = 0 at logM* 10.5, logRe 1.6, gamma_in 0.5: small, extended, shallow galaxies) in some of
+    the tables compared (the zl node 0.245 and the table at zl = 0.2, whose lensing region is
+    smaller; not the others). There the rate table falls back to the multilinear rule (error
+    O(step^2) instead of O(step^4): up to 11 % in T, 0.033 in the factor, here) in one table and
+    not in the other: the difference measures the fallback's error on this coarse table, not an
+    error of the interpolation across zl. 5 such points of ~350 per zl."""
     sq = build_selection_table(forward_model=FM, axes=TINY, n_zl=3, n_zs=2, cache=False)
     rng = np.random.default_rng(4)
     pts = [rng.uniform(10.8, 12.2, 400), rng.uniform(0.4, 1.2, 400), rng.uniform(12.0, 14.5, 400), rng.uniform(0.2, 1.8, 400)]
+    node_fallback = np.any([_cubic_stencil_touches_zero(sq, t, pts) for t in sq.T_zl], axis=0)
     for zl in (0.2, 0.37, 0.6):
         exact = build_selection_table(forward_model=FM.replace(zl=zl), axes=TINY, n_zs=2, cache=False)
         want = exact.rate(*pts)
@@ -236,11 +259,11 @@ def test_rate_at_the_lens_redshift_matches_a_table_built_there():
         rel = np.abs(got[big] / want[big] - 1)
         assert np.median(rel) < (0.005 if zl == 0.37 else 0.02), (zl, np.median(rel))
         lf = lambda T: np.log(-np.expm1(-T) / T)
-        d = np.abs(lf(got[big]) - lf(want[big]))
-        # since the rate table is interpolated by the cubic rule (issue 16), two of ~200 points per zl err
-        # by up to 0.033 on this coarse table (suspected: the multilinear fallback where a 4-point stencil
-        # reaches a T = 0 cell in one table but not in the other; not yet confirmed): bounded by 0.05
-        assert np.quantile(d, 0.98) < 0.01 and d.max() < 0.05, (zl, np.quantile(d, 0.98), d.max())
+        d = np.abs(lf(got) - lf(want))
+        fallback = node_fallback | _cubic_stencil_touches_zero(sq, exact.T, pts)
+        cubic = big & ~fallback
+        assert cubic.sum() > 300 and d[cubic].max() < 0.01, (zl, d[cubic].max())
+        assert 0 < (big & fallback).sum() <= 10 and d[big & fallback].max() < 0.05, (zl, d[big & fallback].max())
     # at a node the interpolation returns that node's table
     from sl_cy import _selection
 

@@ -4,6 +4,7 @@ import pytest
 
 from sl_cy.population import DEFAULT_ETA
 from sl_cy.selection import SelectionQuadrature, build_selection_bank, build_selection_table
+from sl_cy.selection.quadrature import AXIS_NAMES
 
 TRUTH = np.asarray(DEFAULT_ETA, float)
 #: a reduced table around the default population (the default axes take ~15 s to build); beyond
@@ -180,7 +181,10 @@ def test_error_report_flags_a_coarse_table_at_large_n(sq):
     # this test table's logRe step (0.2, twice the default) is too coarse for 1e5 lenses; the
     # estimate grows like sqrt(N) (a smooth error: N x the change over sigma ~ 1 / sqrt(N))
     big = sq.error_report(100_000)
-    assert not big["ok"] and big["max"] > 0.1 and "refine=2" in big["remedy"]
+    assert not big["ok"] and big["max"] > 0.1 and "logRe" in big["refine"] and "refine={" in big["remedy"]
+    assert set(big["D_axis"]) == set(AXIS_NAMES)
+    np.testing.assert_allclose(sum(np.array(list(v.values())) for v in big["D_axis"].values()),
+                               list(big["D_table"].values()), rtol=1e-12, atol=1e-15)
     assert 8 < big["max"] / small["max"] < 30
     assert abs(big["D_table"][big["worst"]]) > abs(big["D_rule"][big["worst"]])
     with pytest.warns(SelectionWarning, match="not accurate enough for 100000 lenses.*Remedy"):
@@ -194,12 +198,31 @@ def test_error_report_flags_a_coarse_table_at_large_n(sq):
         sq.error_report(0)
 
 
+def test_selection_table_axes_refine_per_axis():
+    from sl_cy.selection import selection_table_axes
+
+    base = selection_table_axes()
+    fine = selection_table_axes(refine={"logRe": 2, "gamma_in": 2})
+    assert fine["logRe"][2] == pytest.approx(base["logRe"][2] / 2) and fine["gamma_in"][2] == 0.05
+    assert fine["logM_star"] == base["logM_star"] and fine["logM_halo"] == base["logM_halo"]
+    assert selection_table_axes(refine=2)["logM_halo"][2] == pytest.approx(0.05)
+    for bad, match in (({"logR": 2}, "unknown axis 'logR'"), ({"logRe": 0}, "logRe=0"), (1.5, "positive integer"),
+                       (True, "positive integer")):
+        with pytest.raises(ValueError, match=match):
+            selection_table_axes(refine=bad)
+
+
 def test_error_report_passes_the_default_table_at_default_n():
     from sl_cy.selection import selection_for
 
     A = selection_for()
+    assert selection_for(n_lenses=430).config_hash == A.config_hash     # no refinement needed at 430 lenses
     r = A.error_report(430)                             # the default run's ~430 lenses
-    assert r["ok"] and r["max"] < 0.02, r
+    assert r["ok"] and r["max"] < 0.02 and r["refine"] == {}, r
+    # at 1e5 lenses the table term dominates, from the gamma_in and logRe steps: selection_for(fm,
+    # n_lenses=1e5) builds the table refined along those two
+    big = A.error_report(100_000)
+    assert not big["ok"] and big["refine"] == {"gamma_in": 2, "logRe": 2}, big
     # the 2x rule alone: what the default table gives at 1e4 lenses (measured <= 0.009 at the
     # Laplace widths of benchmarks/accuracy_scaling.py, <= 0.03 here at the default widths)
     assert max(abs(v) for v in A.error_report(10_000)["D_rule"].values()) < 0.05

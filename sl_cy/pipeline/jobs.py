@@ -224,7 +224,8 @@ def prepare(sim_id, cfg: RunConfig, *, observed=None, unit="kpc", root=".", out=
         raise ValueError(f"{gpath} was re-tabulated since the run (grids key differs); cannot reproduce it")
     const = sim_constants(gpath.parent)
     fm = kernel.forward_model
-    A_call, selection = normaliser_for(fm, cfg, A=A, root=root, progress=progress, verbose=verbose)
+    A_call, selection = normaliser_for(fm, cfg, A=A, root=root, progress=progress, verbose=verbose,
+                                       n_lenses=kernel.n_lenses)
     post = Posterior(kernel, A=A_call, prior=cfg.prior, fixed=cfg.fixed, use_selection=cfg.use_selection)
     grids_sha = file_sha256(gpath)
     gcfg = gattrs.get("config", {})

@@ -60,7 +60,7 @@ def selection_bank_for(n: int, seed: int, *, root=".", forward_model=None, n_job
     return bank, path, reused
 
 
-def normaliser_for(fm, config, *, A=None, root=".", progress=False, verbose=False):
+def normaliser_for(fm, config, *, A=None, root=".", progress=False, verbose=False, n_lenses=None):
     """The A(eta) engine of a run and its ``params.json`` record.
 
     Parameters
@@ -74,6 +74,9 @@ def normaliser_for(fm, config, *, A=None, root=".", progress=False, verbose=Fals
     root : str or Path
         Working root (the bank cache).
     progress, verbose : bool
+    n_lenses : int, optional
+        The number of lenses: the quadrature engine is built on a table refined where this many
+        lenses need it (``sl_cy.selection.selection_for(fm, n_lenses=...)``).
 
     Returns
     -------
@@ -90,7 +93,7 @@ def normaliser_for(fm, config, *, A=None, root=".", progress=False, verbose=Fals
 
         if verbose:
             print("A(eta): deterministic quadrature table (sl_cy.selection.selection_for)", flush=True)
-        A = selection_for(fm, n_jobs=config.n_jobs, progress=bool(progress))
+        A = selection_for(fm, n_lenses=n_lenses, n_jobs=config.n_jobs, progress=bool(progress))
         A.n_threads = config.n_jobs
         record.update(table_hash=A.config_hash, table_file=None if A.path is None else str(A.path))
         return A, record

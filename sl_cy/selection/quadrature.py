@@ -45,8 +45,17 @@ TABLE_STEPS = dict(logM_star=0.1, logRe=0.1, logM_halo=0.1, gamma_in=0.1)
 
 #: Quadrature nodes: M (Gauss-Legendre over the skew-normal's [-4, 6] sigma), logRe (Gauss-Hermite),
 #: logMh (Gauss-Legendre over +-6 sigma within the halo support), gamma (Gauss-Legendre over +-7 sigma
-#: within [0, 2]).
-N_NODES = dict(M=64, logRe=8, logM_halo=20, gamma=16)
+#: within [0, 2]). M 40 and logRe 6 (were 64 and 8, 2.1x the cost): against the 2x rule the
+#: variation N x d log A over one posterior sigma at N = 1e4 is unchanged to 0.002 at three centres
+#: (default eta and two shifted ones) and the error at 24 random eta of the box (incl. sigma_h,
+#: sigma_gamma = 0.05) stays <= 1.0e-3; fewer logMh (16) or gamma (12) nodes raise it to 0.07-0.08
+#: and 1.6e-2 (``benchmarks/bench_selection.py`` docstring).
+N_NODES = dict(M=40, logRe=6, logM_halo=20, gamma=16)
+
+#: Gauss-Hermite nodes of logRe whose span the table's logRe axis covers (the rule of earlier
+#: versions: a wider span than the 6 nodes of :data:`N_NODES`; fixed, so that the table's axes,
+#: its hash and the cached tables do not depend on the rule).
+TABLE_RE_NODES = 8
 
 #: Posterior standard deviation of each eta component times sqrt(number of lenses): the Laplace
 #: widths of the default mock (1e5 galaxies, seed 1, 428 lenses, MAP with the selection term;
@@ -83,29 +92,32 @@ def _ceil(x, step):
     return math.ceil(x / step - 1e-9) * step
 
 
-def selection_table_axes(forward_model: ForwardModel | None = None, *, refine: int = 1) -> dict:
+def selection_table_axes(forward_model: ForwardModel | None = None, *, refine: int | dict = 1) -> dict:
     """(start, stop, step) per axis of the selection-rate table of a forward model: logM* covers
     the quadrature nodes of the skew-normal law shifted by any alpha_sps of :data:`ETA_BOX`,
     logRe the Gauss-Hermite nodes of the size-mass relation over that mass range, logMh the halo
-    support and gamma_in [0, 2]; steps :data:`TABLE_STEPS` divided by ``refine`` (2: a table
-    with twice the nodes per axis, 16x the build time, for N lenses beyond the default table's
-    accuracy, :meth:`SelectionQuadrature.error_report`).
+    support and gamma_in [0, 2]; steps :data:`TABLE_STEPS` divided by ``refine``: an integer for
+    every axis (2: twice the nodes per axis, 16x the build time) or a dict by axis name (e.g.
+    ``{"logRe": 2, "gamma_in": 2}``, ~4x; the others 1), for N lenses beyond the default table's
+    accuracy (:meth:`SelectionQuadrature.error_report` names the axes, ``selection_for(fm,
+    n_lenses=N)`` builds that table).
 
     Examples
     --------
     >>> selection_table_axes()["logM_halo"]
     (10.0, 17.0, 0.1)
+    >>> selection_table_axes(refine={"gamma_in": 2})["gamma_in"]
+    (0.0, 2.0, 0.05)
     """
     fm = as_forward_model(forward_model)
     p = fm.params
     a_lo, a_hi = ETA_BOX["alpha_sps"]
     m_lo, m_hi = p["mu_star"] - 4 * p["sigma_star"], p["mu_star"] + 6 * p["sigma_star"]
-    t_max = float(np.max(np.polynomial.hermite_e.hermegauss(N_NODES["logRe"])[0]))
+    t_max = float(np.max(np.polynomial.hermite_e.hermegauss(TABLE_RE_NODES)[0]))
     r_lo = p["mu_R0"] + p["beta_R"] * (m_lo - PIVOT_LOGM) - t_max * p["sigma_R"]
     r_hi = p["mu_R0"] + p["beta_R"] * (m_hi - PIVOT_LOGM) + t_max * p["sigma_R"]
-    if isinstance(refine, (bool, np.bool_)) or not isinstance(refine, (int, np.integer)) or refine < 1:
-        raise ValueError(f"refine must be a positive integer, got {refine!r}")
-    st = {k: v / int(refine) for k, v in TABLE_STEPS.items()}
+    ref = _refine_factors(refine)
+    st = {k: v / ref[k] for k, v in TABLE_STEPS.items()}
     r = lambda v: round(v, 10)
     return dict(logM_star=(r(_floor(m_lo + a_lo, st["logM_star"])), r(_ceil(m_hi + a_hi, st["logM_star"])), st["logM_star"]),
                 logRe=(r(_floor(r_lo, st["logRe"])), r(_ceil(r_hi, st["logRe"])), st["logRe"]),
@@ -114,6 +126,25 @@ def selection_table_axes(forward_model: ForwardModel | None = None, *, refine: i
 
 
 AXIS_NAMES = ("logM_star", "logRe", "logM_halo", "gamma_in")
+
+
+def _refine_factors(refine) -> dict:
+    """``refine`` of :func:`selection_table_axes` (a positive integer, or a dict by axis name) ->
+    the factor per axis; ValueError naming a bad value or axis."""
+    def ok(v):
+        return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, np.integer)) and v >= 1
+
+    if isinstance(refine, dict):
+        bad = sorted(set(refine) - set(AXIS_NAMES))
+        if bad:
+            raise ValueError(f"refine: unknown axis {bad[0]!r} (axes: {', '.join(AXIS_NAMES)})")
+        for k, v in refine.items():
+            if not ok(v):
+                raise ValueError(f"refine: {k}={v!r} (need a positive integer)")
+        return {k: int(refine.get(k, 1)) for k in AXIS_NAMES}
+    if not ok(refine):
+        raise ValueError(f"refine must be a positive integer or a dict by axis, got {refine!r}")
+    return {k: int(refine) for k in AXIS_NAMES}
 
 
 @dataclass(frozen=True)
@@ -164,8 +195,8 @@ class SelectionQuadrature(Selection):
         A(eta) = ∫ dM p_sk(M) ∫ dlogRe p(logRe | M) ∫_{halo support} dlogMh p(logMh | M, logRe, eta)
                  ∫ dgamma p(gamma | eta) [1 - exp(-T(M + alpha_sps, logRe, logMh, gamma))]
 
-    by Gauss-Legendre in M (64 nodes over the skew-normal's [-4, 6] sigma), Gauss-Hermite in logRe
-    (8), Gauss-Legendre in logMh (20 nodes over the halo Gaussian's +-6 sigma within the halo
+    by Gauss-Legendre in M (40 nodes over the skew-normal's [-4, 6] sigma), Gauss-Hermite in logRe
+    (6), Gauss-Legendre in logMh (20 nodes over the halo Gaussian's +-6 sigma within the halo
     support: galaxies outside it are not lenses of the model, as in the mock and the grids) and
     over the truncated gamma law (16 nodes on its +-7 sigma within [0, 2]). T is interpolated
     by 4-point (cubic) Lagrange in log T along each axis (where the 4^4-node stencil touches T = 0,
@@ -213,9 +244,12 @@ class SelectionQuadrature(Selection):
 
     Performance
     -----------
-    About 3 ms per eta on one core (~160 000 interpolations of the table; the table contracted
-    over logM* and logRe once per (M, R) node, over logMh once per (M, R, H) node: 0.65x the
-    time of the earlier multilinear rule, measured side by side; with the gradient 0.6x);
+    About 3 ms per eta on one core, 5 ms with the gradient (CPU time; 3.9 / 5.3 ms wall at load
+    3.4 on 2 shared cores; 76 800 interpolations of the table: 40 x 6 x 20 x 16 nodes; the
+    table contracted one axis at a time, over logM* once per M node, over logRe once per (M, R)
+    node, over logMh once per (M, R, H) node; one exp per node for 1 - exp(-T); the previous
+    version, 64 x 8 nodes, a 16-term (logM*, logRe) contraction and expm1: 5.7 / 13.0 ms CPU,
+    ``benchmarks/bench_selection.py --quad-only``);
     eta batches are spread
     over OpenMP threads (``benchmarks/bench_selection.py``). The same with redshift distributions
     (one quadrature of the effective rate; ``benchmarks/redshift_recovery.py``); building their
@@ -230,7 +264,10 @@ class SelectionQuadrature(Selection):
     variation of the error of log A across the posterior, times N: at N = 1e4 (428-lens mock,
     Laplace widths projected) <= 0.009 against 2x the quadrature nodes and <= 0.014 against a
     table with twice the nodes along logM* and logRe (was up to 0.92 and 1.0 with the multilinear
-    rule; ``benchmarks/accuracy_scaling.py``). :meth:`error_report` estimates it for any N;
+    rule; ``benchmarks/accuracy_scaling.py``). With the default widths at the default eta, against
+    finer tables (``accuracy_scaling.py --at-default``): <= 0.012 at N = 1e4 and <= 0.039 at
+    N = 1e5; the table ``selection_for(fm, n_lenses=1e5)`` builds (logRe, gamma_in steps halved)
+    and the one with logM*, logRe halved differ by <= 0.014 at N = 1e5. :meth:`error_report` estimates it for any N;
     :class:`sl_cy.likelihood.Posterior` warns from :data:`ERROR_CHECK_MIN_LENSES` lenses on
     when N needs a finer table or rule. Quadrature and interpolation errors are smooth in eta.
 
@@ -371,10 +408,12 @@ class SelectionQuadrature(Selection):
         Returns
         -------
         dict
-            ``D``, ``D_rule``, ``D_table`` (dicts by eta name), ``max`` (max_j |D_j|), ``worst``
+            ``D``, ``D_rule``, ``D_table`` (dicts by eta name), ``D_axis`` (the table term per
+            table axis: dict by axis of dicts by eta name), ``max`` (max_j |D_j|), ``worst``
             (that component), ``unchecked`` (axes too short to coarsen), ``ok`` (max <= tol and
-            none unchecked), ``remedy`` (text; '' when ok), ``n_lenses``, ``eta``, ``sigma``,
-            ``tol``.
+            none unchecked), ``refine`` (when the table term dominates a failed check: the axes to
+            halve, ``{axis: 2}``, for :func:`selection_table_axes`; else {}), ``remedy`` (text; ''
+            when ok), ``n_lenses``, ``eta``, ``sigma``, ``tol``.
 
         Performance
         -----------
@@ -384,7 +423,8 @@ class SelectionQuadrature(Selection):
         Precision
         ---------
         An estimate, made conservative by :data:`RICHARDSON_ORDER`. On the default table around
-        the default eta it reports max_j |D_j| = 0.034 at N = 1e4 (mu_h; 0.105 at 1e5); measured
+        the default eta it reports max_j |D_j| = 0.034 at N = 1e4 (mu_h; 0.107 at 1e5, not ok:
+        refine logRe and gamma_in; on that refined table 0.034 at 1e5, ok); measured
         against a table built with twice the nodes along logM* and logRe (forward solves) and
         against the 2x rule, the D_j are <= 0.014 at the Laplace widths of a 428-lens mock
         projected to N = 1e4
@@ -412,24 +452,31 @@ class SelectionQuadrature(Selection):
         E = np.vstack([e0 + np.diag(sig), e0 - np.diag(sig)])
         la = np.log(self(E))
         d_rule = la - np.log(self.with_nodes(2)(E))
-        d_table = np.zeros(len(E))
         unchecked = []
+
+        def D(d):
+            return n * (d[:6] - d[6:]) / 2
+
+        Dax = {}
         for ax in AXIS_NAMES:
             c = self.coarsened(ax)
             if c is None:
                 unchecked.append(ax)
             else:    # cubic interpolation: error ~ step^4 (~ step^2 in cells at the edge of the lensing
                 # region, multilinear there): the exponent 3 in between errs on the safe side
-                d_table += (np.log(c(E)) - la) / (2 ** RICHARDSON_ORDER - 1)
-
-        def D(d):
-            return n * (d[:6] - d[6:]) / 2
-
-        Dr, Dt = D(d_rule), D(d_table)
+                Dax[ax] = D((np.log(c(E)) - la) / (2 ** RICHARDSON_ORDER - 1))
+        Dr = D(d_rule)
+        Dt = sum(Dax.values(), np.zeros(6))
         Dtot = Dr + Dt
         j = int(np.argmax(np.abs(Dtot)))
         mx = float(np.abs(Dtot[j]))
         ok = bool(mx <= tol) and not unchecked
+        # the axes to halve: the largest table terms until the others sum to <= tol / 4 (halving an
+        # axis divides its term by ~2^RICHARDSON_ORDER or more)
+        big = sorted(Dax, key=lambda a: -np.max(np.abs(Dax[a])))
+        refine = {}
+        while big and sum(np.max(np.abs(Dax[a])) for a in big) > tol / 4:
+            refine[big.pop(0)] = 2
         remedy = ""
         if unchecked:
             remedy = (f"the table has too few nodes along {', '.join(unchecked)} (< 7) to estimate its error: build "
@@ -437,16 +484,19 @@ class SelectionQuadrature(Selection):
                       "axes=selection_table_axes(fm, refine=2), and pass it as A=")
         elif not ok:
             if abs(Dt[j]) >= abs(Dr[j]):
-                remedy = ("rebuild the selection-rate table with finer steps, e.g. A = build_selection_table("
-                          "forward_model=fm, axes=selection_table_axes(fm, refine=2)) (16x the build time), and "
-                          "pass it as A=")
+                remedy = (f"rebuild the selection-rate table with finer steps along {', '.join(refine)}: A = "
+                          f"selection_for(fm, n_lenses={n}) does it, or A = build_selection_table(forward_model=fm, "
+                          f"axes=selection_table_axes(fm, refine={refine!r})) (~{2 ** len(refine)}x the build "
+                          "time), and pass it as A=")
             else:
                 remedy = ("integrate with more quadrature nodes: A = A.with_nodes(2) (~16x the cost per eta), and "
                           "pass it as A=")
         names = list(ETA_NAMES)
         out = dict(n_lenses=n, eta=e0.tolist(), sigma=np.asarray(sig, float).tolist(), tol=float(tol),
                    D=dict(zip(names, Dtot.tolist())), D_rule=dict(zip(names, Dr.tolist())),
-                   D_table=dict(zip(names, Dt.tolist())), max=mx, worst=names[j], unchecked=unchecked, ok=ok,
+                   D_table=dict(zip(names, Dt.tolist())),
+                   D_axis={a: dict(zip(names, v.tolist())) for a, v in Dax.items()}, max=mx, worst=names[j],
+                   unchecked=unchecked, ok=ok, refine=refine if not ok and abs(Dt[j]) >= abs(Dr[j]) else {},
                    remedy=remedy)
         self._memo["error", key] = out
         return out
@@ -557,7 +607,8 @@ class SelectionQuadrature(Selection):
 
         Performance
         -----------
-        About 2x :meth:`lens_fraction` (derivatives of the table interpolation).
+        About 1.7x :meth:`lens_fraction` in CPU time (derivatives of the table interpolation;
+        `benchmarks/bench_selection.py --quad-only`).
 
         Precision
         ---------
@@ -804,14 +855,21 @@ def _build_table(cfg, fm, n_beta, n_jobs, executor, progress) -> SelectionQuadra
     return SelectionQuadrature(T_eff, axes_, cfg, T_zl=T_zl)
 
 
-def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=None, n_zl=None,
-                  n_zs=None) -> SelectionQuadrature:
+def selection_for(forward_model=None, *, n_lenses: int | None = None, n_jobs=-1, progress=None, cache_dir=None,
+                  n_zl=None, n_zs=None) -> SelectionQuadrature:
     """The default A(eta) engine of a forward model: its :class:`SelectionQuadrature`, built once
     (~25 s on two cores) and then loaded from the cache (``$SL_CY_CACHE_DIR`` or ``~/.cache/sl_cy``).
 
     Parameters
     ----------
     forward_model : ForwardModel or its dict, optional (default ``ForwardModel()``)
+    n_lenses : int, optional
+        The number of lenses A(eta) will normalise. From :data:`ERROR_CHECK_MIN_LENSES` on, the
+        default table's :meth:`~SelectionQuadrature.error_report` at this N is consulted; where
+        its interpolation error is too large for N lenses, the table refined along the axes the
+        report names (``refine``, e.g. logRe and gamma_in at 1e5 lenses: ~4x the build time,
+        cached like the default) is built and returned instead. Whether that one suffices is
+        then checked by :class:`sl_cy.likelihood.Posterior` (a warning otherwise).
     n_jobs : int
         Processes for a first build (-1: all cores).
     n_zl, n_zs : int, optional
@@ -822,10 +880,32 @@ def selection_for(forward_model=None, *, n_jobs=-1, progress=None, cache_dir=Non
     Returns
     -------
     SelectionQuadrature
+
+    Performance
+    -----------
+    The refined table for 1e5 lenses of the default forward model (logRe and gamma_in steps
+    halved, 32 x 60 x 71 x 41 nodes, 4x the forward solves): built in 511 s with ``n_jobs=2``
+    on 2 cores shared with other jobs (load 5-6), 39 MB on disk, loaded in ~1 s; A(eta) on it
+    costs 1.5x that on the default table (4.8 / 7.1 ms CPU per eta, value / gradient).
+
+    Examples
+    --------
+    >>> selection_for().T.shape
+    (32, 31, 71, 21)
     """
     import sys
 
     if progress is None:
         progress = sys.stderr.isatty()
-    return build_selection_table(forward_model=as_forward_model(forward_model), n_jobs=n_jobs, progress=progress,
-                                 cache_dir=cache_dir, n_zl=n_zl, n_zs=n_zs)
+    fm = as_forward_model(forward_model)
+    kw = dict(forward_model=fm, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir, n_zl=n_zl, n_zs=n_zs)
+    sq = build_selection_table(**kw)
+    if n_lenses is None or _check_n(n_lenses, "n_lenses") < ERROR_CHECK_MIN_LENSES:
+        return sq
+    refine = sq.error_report(int(n_lenses))["refine"]
+    if not refine:
+        return sq
+    if progress:
+        print(f"A(eta): {n_lenses} lenses need a finer selection-rate table (steps halved along "
+              f"{', '.join(refine)}); building or loading it", file=sys.stderr, flush=True)
+    return build_selection_table(axes=selection_table_axes(fm, refine=refine), **kw)
