@@ -28,6 +28,8 @@ extensions = [
         include_dirs=[np.get_include()],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
+        # libm's linker script pulls in libmvec (glibc's SIMD exp/erfc, used by the likelihood kernel)
+        libraries=["m"] if sys.platform.startswith("linux") else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in MODULES
