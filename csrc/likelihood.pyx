@@ -98,19 +98,6 @@ cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexce
     return _gamma_log_norm(mu, sigma, lo, hi)
 
 
-cdef inline double _point_q(const PopModel* pm, const EtaC* e, double inv_sh, double logRe, double m_obs,
-                            double Lp, double logMh_p, double logw, double* z) noexcept nogil:
-    """Log integrand at one grid point without the skew-normal log Phi(a z_s) term (an upper
-    bound of it) and without the constant normalisations. The standardised residuals are returned
-    in z = (z_s skew-normal, z_r size, z_o observed mass, z_h halo) for that term and the gradient."""
-    cdef double M = Lp - e.alpha_sps
-    z[1] = size_z(pm, M, logRe)
-    z[2] = (m_obs - M) * pm.inv_so
-    z[3] = halo_z(pm, e, inv_sh, M, logRe, logMh_p)
-    z[0] = sk_z(pm, M)
-    return logw - 0.5 * (z[0] * z[0] + z[1] * z[1] + z[2] * z[2] + z[3] * z[3])
-
-
 cdef inline void _point_dlogf(const PopModel* pm, const EtaC* e, double inv_sh, double Lp, const double* z,
                               double mills, const double* dlg, int k, double* d) noexcept nogil:
     """d log f_p / d eta at one grid point (f_p: the log integrand _point_q + log Phi(a z_s)), from
@@ -158,6 +145,9 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     cdef double z[4]
     cdef double d[6]
     cdef double sg[6]
+    cdef double M, a0, a1, a2, a3
+    cdef PopModel lpm
+    cdef EtaC le
     # scratch, one array of n each: q_p, the residuals (z_s, z_r, z_o, z_h), the point index,
     # Phi(a z_s), the weight exp(q_p - qmax) Phi and the inverse Mills ratio
     cdef double* qb = work
@@ -176,13 +166,25 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
             grad[c] = NAN
     if n <= 0:
         return -INFINITY
-    # pass 1: upper bound q_p (log Phi <= 0), its residuals and its maximum
+    # pass 1: the log integrand q_p at each point without the skew-normal log Phi(a z_s) term (an
+    # upper bound of it, log Phi <= 0) and without the constant normalisations, with its
+    # standardised residuals z_s (skew-normal), z_r (size), z_o (observed mass), z_h (halo); the
+    # model and eta are copied to locals so that the compiler may vectorise the loop
+    lpm = pm[0]
+    le = e[0]
+    for p in range(n):          # the gather of log p(gamma_k | eta) on its own (SSE2 has no gather)
+        qb[p] = logw0[p] + lg[kg[p]]
     for p in range(n):
-        qb[p] = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
-        zs[p] = z[0]
-        zr[p] = z[1]
-        zo[p] = z[2]
-        zh[p] = z[3]
+        M = L[p] - le.alpha_sps
+        a0 = sk_z(&lpm, M)
+        a1 = size_z(&lpm, M, logRe)
+        a2 = (m_obs - M) * lpm.inv_so
+        a3 = halo_z(&lpm, &le, inv_sh, M, logRe, logMh[p])
+        zs[p] = a0
+        zr[p] = a1
+        zo[p] = a2
+        zh[p] = a3
+        qb[p] = qb[p] - 0.5 * (a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3)
     for p in range(n):
         if qb[p] > qmax:
             qmax = qb[p]
