@@ -25,10 +25,12 @@ timed interleaved with the previous kernel compiled beside it (same calls, same 
   + pass 1 into scratch arrays            15.2             19.3
   + pass 1 vectorised (SSE2)              12.3             20.2
   (the "before" kernel in that same run)  33.2             58.1
+  same two kernels again, load 3.2        33.4 -> 11.1     53.7 -> 15.8
   ======================================  ===============  ============================
 
   The script itself (``--grids``, through LensShard's blocks, load 5.9-6.6): per_lens 15.7 us
-  CPU (22.3 us wall), per_lens_and_grad 20.5 us CPU (31.8 us wall) per lens per eta. CPU times
+  CPU (22.3 us wall), per_lens_and_grad 20.5 us CPU (31.8 us wall) per lens per eta. At load 3.2
+  wall and CPU times agreed (the last row: 3.0x and 3.4x the "before" kernel). CPU times
   on this loaded machine are ~1.3-1.8x the idle ones (the "before" kernel: 30.7 core-us per lens
   per eta at 10^4 lenses in benchmarks/scale.py, 2 threads on the idle machine; ~21 us at 400). Values equal the "before" kernel to 3.6e-15 (libmvec is within 4 ulp
   of libm). The 5 us target of issue 16 is not met: it needs fewer points per lens (a

@@ -62,10 +62,15 @@ cdef extern from *:
     #else
     #define SL_CY_CLONES __attribute__((unused))
     #endif
+    #ifdef _OPENMP
+    #define SL_CY_SIMD _Pragma("omp simd")
+    #else
+    #define SL_CY_SIMD
+    #endif
     /* out[i] = exp(u[i] - shift) * P[i] with P[i] = erfc(c z[i]) / 2 (= Phi(-sqrt 2 c z[i])) */
     SL_CY_CLONES static void sl_cy_exp_ndtr(const double* u, double shift, const double* z, double c,
                                             double* P, double* out, ptrdiff_t n) {
-        #pragma omp simd
+        SL_CY_SIMD
         for (ptrdiff_t i = 0; i < n; i++) {
             double f = 0.5 * erfc(c * z[i]);
             P[i] = f;
@@ -75,7 +80,7 @@ cdef extern from *:
     /* out[i] = phi(a z[i]) / P[i], phi the standard normal density */
     SL_CY_CLONES static void sl_cy_gauss_ratio(const double* z, double a, const double* P, double* out,
                                                ptrdiff_t n) {
-        #pragma omp simd
+        SL_CY_SIMD
         for (ptrdiff_t i = 0; i < n; i++) {
             double x = a * z[i];
             out[i] = exp(-0.5 * x * x - 0.9189385332046728) / P[i];
