@@ -26,8 +26,12 @@ extensions = [
         f"sl_cy._{name}",
         [f"csrc/{name}.pyx"],
         include_dirs=[np.get_include()],
-        extra_compile_args=compile_args,
+        # the likelihood kernel's pass 1 writes five scratch arrays: let GCC version the loop for them
+        extra_compile_args=compile_args + (["--param=vect-max-version-for-alias-checks=40"]
+                                           if name == "likelihood" and use_openmp and "clang" not in os.environ.get("CC", "") else []),
         extra_link_args=link_args,
+        # libm's linker script pulls in libmvec (glibc's SIMD exp/erfc, used by the likelihood kernel)
+        libraries=["m"] if sys.platform.startswith("linux") else [],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in MODULES

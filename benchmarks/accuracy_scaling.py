@@ -17,7 +17,7 @@ sum grows by N' / N, so D_j projects to N' as D_j sqrt(N' / N) (a smooth error: 
 is linear in the step); the projection to N' = 10^4 is printed.
 
 Run:  python benchmarks/accuracy_scaling.py [--galaxies 50000] [--seed 1] [--skip-kernel]
-      [--fine-table PATH]   (A(eta) also against a selection table built finer, e.g. with
+      [--decompose] [--fine-table PATH]   (A(eta) also against a selection table built finer, e.g. with
       build_selection_table(axes=...) at 0.05 dex along logM* and logRe: ~17 min on 2 loaded cores)
 or:   python benchmarks/accuracy_scaling.py --at-default [TABLE.h5 ...]   (A(eta) only, seconds)
 
@@ -61,6 +61,38 @@ error_report (Richardson from the coarsened table, order 3: conservative): defau
 0.107 at 1e5 (not ok; refine logRe and gamma_in); RG 0.010 at 1e4, 0.034 at 1e5 (ok). With the
 earlier 64 x 8 M x logRe nodes the default table's report was 0.034 / 0.105: the rule with fewer
 nodes (2.1x faster) changes it by < 0.002.
+
+Kernel part re-measured with those widths (2026-12-01, ``--galaxies 100000 --decompose``,
+OMP_NUM_THREADS=1, load ~5.5 on 2 cores; 428 lenses, default 1137 points/lens, 4x finer 17 234;
+MAP (-0.0074, 13.0508, 2.014, 0.3106, 0.9867, 0.187), Laplace sigma (0.0097, 0.1337, 0.1236,
+0.0459, 0.0598, 0.0204); per-lens |eps| at the MAP median 3.4e-5, max 0.133). D_j projected to
+N = 10^4, for the default grids and for grids refined 4x along one direction only, and the
+largest single-lens share of it:
+
+  =================  ======  ======  ======  ======  ========  ========
+  grids              alpha   mu_h    beta_h  sigma_h mu_gamma  sigma_g
+  =================  ======  ======  ======  ======  ========  ========
+  default            +0.031  -0.495  +0.004  -0.723  +0.466    +0.493
+    one lens (84)    +0.126  -0.457  +0.074  -0.708  +0.247    +0.332
+  gamma 4x only      +0.121  -0.523  +0.024  -0.771  +0.335    +0.343
+  columns 4x only    +0.003  -0.010  -0.002  -0.014  +0.007    +0.004
+  columns 2x, 65     -0.002  +0.006  +0.001  -0.006  -0.003    -0.006
+  =================  ======  ======  ======  ======  ========  ========
+
+("columns 2x, 65": adaptive step 0.5 only for the 65 lenses that :func:`unresolved_weight_peak`
+flags (> 10), 1318 points per lens on average instead of 1137; all lenses at step 0.5: 2248.)
+
+So the target (|D_j| <= 0.1) is missed through the node spacing *along the columns*, not the
+gamma rule, and mostly through one lens of 428 (4 lenses vary by > 0.01 across the six steps).
+Lens 84 (x_A = 22.3, x_B = -2.08 kpc: image B near the radial critical curve) has an
+eta-independent weight W = beta |J| F_phot that peaks within ~2 nodes (log W = -6.5, -3.1, -10.4
+at consecutive nodes of its main column): the magnitudes (sigma_m = 0.1) pin the magnification
+ratio, which changes fast there. Step 0.5 along the columns (2248 points per lens) brings every
+|D_j| to <= 0.014 (max |eps| 5e-3 at the MAP). Curvature of log W at the column peaks > 1 per
+node^2 flags ~25 % of the lenses, > 10 flags 15 %; refining those to step 0.5 meets the target
+with +16 % points (the table above): the cheap route, a tabulation change not made yet (at 28
+bytes per point it would hold ~37 kB per lens, over the 32 kB budget of issue 16). The kernel changes of that day (vectorised passes) leave these numbers
+unchanged (values equal to 3.6e-15).
 """
 from __future__ import annotations
 
@@ -99,6 +131,24 @@ def at_default(tables, ns=(10**4, 10**5)):
                 print(f"N = {n:g}: {engines[i].T.shape} vs {engines[j].T.shape}: "
                       + " ".join(f"{nm} {v:+.4f}" for nm, v in zip(ETA_NAMES, D)) + f" | max {np.abs(D).max():.4f}")
     print("load:", os.popen("uptime").read().strip())
+def unresolved_weight_peak(grids):
+    """Per lens, the largest |second difference| of log W (W = beta |J| F_phot, the eta-independent
+    weight) at the peak node of a gamma column, over the columns whose peak is within e^30 of the
+    lens's highest: ~1/width^2 of the peak in nodes (the default rule resolves peaks of a few nodes)."""
+    from sl_cy.grids import stack_grids
+
+    st = stack_grids(grids)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lw = np.log(st["beta"] * st["detJ"] * st["F_phot"])
+    lw = np.where((st["valid"] == 0) & np.isfinite(lw), lw, -np.inf)          # (lens, node slot, gamma)
+    j = np.argmax(lw, axis=1)
+    jj = np.clip(j, 1, lw.shape[1] - 2)
+    at = lambda k: np.take_along_axis(lw, k[:, None, :], axis=1)[:, 0, :]
+    c0, cm, cp = at(jj), at(jj - 1), at(jj + 1)
+    interior = (j == jj) & np.isfinite(cm) & np.isfinite(cp) & np.isfinite(c0)
+    with np.errstate(invalid="ignore"):
+        curv = np.where(interior, np.abs(cm - 2 * c0 + cp), 0.0)
+    return np.max(np.where(c0 >= c0.max(axis=1, keepdims=True) - 30, curv, 0.0), axis=1)
 
 
 def main(argv=None):
@@ -113,11 +163,15 @@ def main(argv=None):
     ap.add_argument("--at-default", nargs="*", metavar="TABLE.h5", default=None,
                     help="only A(eta): the default table against these finer tables at the default eta, N = 1e4 and "
                          "1e5 (no mock, no MAP; see the docstring)")
+    ap.add_argument("--decompose", action="store_true",
+                    help="also D_j of the grids refined 4x along gamma only, along the columns only, and "
+                         "2x along the columns of the lenses with an unresolved peak of W only, and the largest "
+                         "single-lens share of D_j")
     a = ap.parse_args(argv)
     if a.at_default is not None:
         return at_default(a.at_default)
 
-    from sl_cy.grids import DEFAULT_GAMMA_GRID, tabulate_likelihood_grids
+    from sl_cy.grids import tabulate_likelihood_grids
     from sl_cy.inference import find_map
     from sl_cy.likelihood import LikelihoodKernel, Posterior
     from sl_cy.mock import run_mock_simulation
@@ -144,9 +198,33 @@ def main(argv=None):
     if a.skip_kernel:
         D = np.full(len(x0), np.nan)
     else:
-        eps = post.kernel.per_lens(E) - kf.per_lens(E)
+        ref = kf.per_lens(E)
+        eps = post.kernel.per_lens(E) - ref
         D = (eps[1:] - eps[0]).sum(axis=1)
         print(f"per-lens |eps| at the MAP: median {np.median(np.abs(eps[0])):.2e}, max {np.abs(eps[0]).max():.2e}")
+        s_n = np.sqrt(a.target / n)
+        if a.decompose:
+            parts = {"default": post.kernel}
+            parts["gamma 4x only"] = LikelihoodKernel(tabulate_likelihood_grids(
+                obs, gamma_grid=np.round(np.arange(0.0, 2.0 + 1e-9, 0.025), 10), show_progress=False))
+            parts["columns 4x only"] = LikelihoodKernel(tabulate_likelihood_grids(obs, adaptive_step=0.25,
+                                                                                  show_progress=False))
+            per_lens = {name: k.per_lens(E) for name, k in parts.items()}
+            # columns at half the step only for the lenses whose eta-independent weight W peaks
+            # within ~2 nodes (curvature of log W at a column's peak > 10 per node^2)
+            half = LikelihoodKernel(tabulate_likelihood_grids(obs, adaptive_step=0.5, show_progress=False))
+            flag = unresolved_weight_peak(grids) > 10.0
+            per_lens["columns 2x, flagged"] = np.where(flag, half.per_lens(E), per_lens["default"])
+            pts = np.where(flag, np.diff(half.offsets), np.diff(post.kernel.offsets)).mean()
+            print(f"flagged lenses: {flag.sum()} of {n}; with them at half the step {pts:.0f} points per lens "
+                  f"(all at half the step: {half.n_points / n:.0f})")
+            for name, pl in per_lens.items():
+                dd = (pl - ref)
+                dd = dd[1:] - dd[0]
+                top = np.abs(dd).argmax(axis=1)
+                print(f"{name:16s} D_j -> N={a.target:g}: " + " ".join(f"{v:+.3f}" for v in dd.sum(axis=1) * s_n)
+                      + " | largest one-lens share: " + " ".join(f"{v:+.3f}" for v in dd[np.arange(len(dd)), top] * s_n)
+                      + f" (lens {sorted(set(top.tolist()))})")
 
     # A(eta): twice the nodes in every quadrature dimension, same table
     A = post.A

@@ -16,9 +16,15 @@ Evaluation per (eta, lens): a max-shifted sum (log-sum-exp), in two passes over 
 
 1. the cheap part q_p = log W_p + log p(gamma_k|eta) + all Gaussian terms (halo, skew-normal
    exponent, size, observed mass) is an upper bound of the log integrand f_p = q_p + log Phi(a z_p)
-   because log Phi <= 0; its maximum qmax and f at that point bound max f_p from below (m);
-2. s = sum_p exp(q_p - qmax) Phi(a z_p) with Phi = erfc(-a z / sqrt 2) / 2 (libc erfc, ~1 ulp; the
-   exact asymptotic ``log_ndtr`` where Phi < 1e-85), skipping points with q_p < m - CUT: they
+   because log Phi <= 0; its maximum qmax and f at that point bound max f_p from below (m); q_p
+   and the residuals z_p are stored in a per-thread scratch row (``WORK_PER_POINT`` doubles per
+   point), and the points with q_p >= m - CUT (below) are compacted there, so pass 2 reads them
+   instead of computing them again;
+2. s = sum_p exp(q_p - qmax) Phi(a z_p) with Phi = erfc(-a z / sqrt 2) / 2, exp and erfc in vector
+   loops (``sl_cy_exp_ndtr``, and ``sl_cy_gauss_ratio`` for the inverse Mills ratio of the
+   gradient: glibc's libmvec, <= 4 ulp, on x86-64 Linux with glibc >= 2.35, an AVX2 clone chosen
+   at run time; libm's, ~1 ulp, elsewhere), the exact asymptotic ``log_ndtr`` where
+   Phi < 1e-85, skipping points with q_p < m - CUT: they
    contribute < e^-CUT each relative to the largest term (CUT = 40: < 4.3e-18 each, < 5e-14
    in total for 10^4 points); log p = const + qmax + log s. If s underflows (Phi negligible at
    every point, an extreme alpha_sps) the lens is redone with an on-line log-sum-exp of f_p.
@@ -29,7 +35,7 @@ lenses is done afterwards in lens order, so results do not depend on the number 
 """
 import numpy as np
 cimport cython
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
 from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
@@ -39,6 +45,51 @@ from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, 
                                 gamma_log_norm_grad, gamma_log_pdf_grad)
 
 cdef double CUT = 40.0
+
+# Vector loops of pass 2 (C, so that GCC vectorises them: glibc >= 2.35 has SIMD exp and erfc in
+# libmvec, called from an AVX2 clone of each loop chosen at run time; elsewhere plain loops; the
+# vector functions are within 4 ulp of libm). Declared simd here only: this module's loops are the
+# only ones that may use them (the tabulation's must stay bit-for-bit equal to their references).
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stddef.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+        && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+    extern double exp(double) __attribute__((simd("notinbranch")));
+    extern double erfc(double) __attribute__((simd("notinbranch")));
+    #define SL_CY_CLONES __attribute__((target_clones("avx2", "default"), unused))
+    #else
+    #define SL_CY_CLONES __attribute__((unused))
+    #endif
+    #ifdef _OPENMP
+    #define SL_CY_SIMD _Pragma("omp simd")
+    #else
+    #define SL_CY_SIMD
+    #endif
+    /* out[i] = exp(u[i] - shift) * P[i] with P[i] = erfc(c z[i]) / 2 (= Phi(-sqrt 2 c z[i])) */
+    SL_CY_CLONES static void sl_cy_exp_ndtr(const double* u, double shift, const double* z, double c,
+                                            double* P, double* out, ptrdiff_t n) {
+        SL_CY_SIMD
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double f = 0.5 * erfc(c * z[i]);
+            P[i] = f;
+            out[i] = exp(u[i] - shift) * f;
+        }
+    }
+    /* out[i] = phi(a z[i]) / P[i], phi the standard normal density */
+    SL_CY_CLONES static void sl_cy_gauss_ratio(const double* z, double a, const double* P, double* out,
+                                               ptrdiff_t n) {
+        SL_CY_SIMD
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double x = a * z[i];
+            out[i] = exp(-0.5 * x * x - 0.9189385332046728) / P[i];
+        }
+    }
+    """
+    void sl_cy_exp_ndtr(const double* u, double shift, const double* z, double c, double* P, double* out,
+                        Py_ssize_t n) noexcept nogil
+    void sl_cy_gauss_ratio(const double* z, double a, const double* P, double* out, Py_ssize_t n) noexcept nogil
 
 
 cdef double log_ndtr_diff(double a, double b) noexcept nogil:
@@ -50,19 +101,6 @@ cdef double gamma_log_norm(double mu, double sigma, double lo, double hi) noexce
     """-log sigma - log sqrt(2 pi) - log(Phi((hi-mu)/sigma) - Phi((lo-mu)/sigma))
     (sl_cy._population.gamma_log_norm, exported)."""
     return _gamma_log_norm(mu, sigma, lo, hi)
-
-
-cdef inline double _point_q(const PopModel* pm, const EtaC* e, double inv_sh, double logRe, double m_obs,
-                            double Lp, double logMh_p, double logw, double* z) noexcept nogil:
-    """Log integrand at one grid point without the skew-normal log Phi(a z_s) term (an upper
-    bound of it) and without the constant normalisations. The standardised residuals are returned
-    in z = (z_s skew-normal, z_r size, z_o observed mass, z_h halo) for that term and the gradient."""
-    cdef double M = Lp - e.alpha_sps
-    z[1] = size_z(pm, M, logRe)
-    z[2] = (m_obs - M) * pm.inv_so
-    z[3] = halo_z(pm, e, inv_sh, M, logRe, logMh_p)
-    z[0] = sk_z(pm, M)
-    return logw - 0.5 * (z[0] * z[0] + z[1] * z[1] + z[2] * z[2] + z[3] * z[3])
 
 
 cdef inline void _point_dlogf(const PopModel* pm, const EtaC* e, double inv_sh, double Lp, const double* z,
@@ -95,22 +133,37 @@ cdef inline double _mills(double x) noexcept nogil:
 
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                       const double* L, const double* logMh, const int* kg, const double* logw0,
-                      Py_ssize_t n, const double* dlg, double* grad) noexcept nogil:
+                      Py_ssize_t n, const double* dlg, double* grad, double* work) noexcept nogil:
     """log p(d_i | eta) of one lens from its compacted valid points (-inf if there are none).
 
     ``lg[k]`` = log p(gamma_k | eta) (all 0 for a fixed-gamma grid). With ``grad`` != NULL the
     same pass also accumulates d log p_i / d eta (6 values) into ``grad`` (overwritten): the
     weighted mean over points of d log f_p / d eta (:func:`_point_dlogf`; ``dlg[2k:2k+2]`` =
     d lg[k] / d(mu_gamma, sigma_gamma), NULL for a fixed-gamma grid) plus d const / d sigma_h;
-    NaN when log p_i = -inf."""
-    cdef Py_ssize_t p, pmax = -1
+    NaN when log p_i = -inf. ``work``: scratch of ``WORK_PER_POINT`` doubles per point (pass 1
+    stores q_p and the residuals of the points kept, pass 2 reads them)."""
+    cdef Py_ssize_t p, j, m = 0, pmax = -1
     cdef int c
     cdef double inv_sh = 1.0 / e.sigma_h
-    cdef double q, qmax = -INFINITY, f, ref, s, thr, xs, wgt, resc
+    cdef double q, qmax = -INFINITY, f, ref, s, thr, xs, wgt, resc, mills
     cdef double const
     cdef double z[4]
     cdef double d[6]
     cdef double sg[6]
+    cdef double M, a0, a1, a2, a3
+    cdef PopModel lpm
+    cdef EtaC le
+    # scratch, one array of n each: q_p, the residuals (z_s, z_r, z_o, z_h), the point index,
+    # Phi(a z_s), the weight exp(q_p - qmax) Phi and the inverse Mills ratio
+    cdef double* qb = work
+    cdef double* zs = work + n
+    cdef double* zr = work + 2 * n
+    cdef double* zo = work + 3 * n
+    cdef double* zh = work + 4 * n
+    cdef double* ib = work + 5 * n
+    cdef double* Pb = work + 6 * n
+    cdef double* wb = work + 7 * n
+    cdef double* mb = work + 8 * n
     for c in range(6):
         sg[c] = 0.0
     if grad != NULL:
@@ -118,30 +171,63 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
             grad[c] = NAN
     if n <= 0:
         return -INFINITY
-    # pass 1: upper bound q_p (log Phi <= 0) and its maximum
+    # pass 1: the log integrand q_p at each point without the skew-normal log Phi(a z_s) term (an
+    # upper bound of it, log Phi <= 0) and without the constant normalisations, with its
+    # standardised residuals z_s (skew-normal), z_r (size), z_o (observed mass), z_h (halo); the
+    # model and eta are copied to locals so that the compiler may vectorise the loop
+    lpm = pm[0]
+    le = e[0]
+    for p in range(n):          # the gather of log p(gamma_k | eta) on its own (SSE2 has no gather)
+        qb[p] = logw0[p] + lg[kg[p]]
     for p in range(n):
-        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
-        if q > qmax:
-            qmax = q
+        M = L[p] - le.alpha_sps
+        a0 = sk_z(&lpm, M)
+        a1 = size_z(&lpm, M, logRe)
+        a2 = (m_obs - M) * lpm.inv_so
+        a3 = halo_z(&lpm, &le, inv_sh, M, logRe, logMh[p])
+        zs[p] = a0
+        zr[p] = a1
+        zo[p] = a2
+        zh[p] = a3
+        qb[p] = qb[p] - 0.5 * (a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3)
+    for p in range(n):
+        if qb[p] > qmax:
+            qmax = qb[p]
             pmax = p
     if pmax < 0:
         return -INFINITY
     # the maximum f_max of the full log integrand lies in [qmax + log Phi(a z_pmax), qmax]
-    thr = qmax + fast_log_ndtr(pm.a_skew * sk_z(pm, L[pmax] - e.alpha_sps)) - CUT
-    # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p); Phi = erfc(-a z / sqrt 2) / 2
-    s = 0.0
+    thr = qmax + fast_log_ndtr(pm.a_skew * zs[pmax]) - CUT
+    # keep the points with q_p >= thr (the others contribute < e^-CUT each), compacted in place
     for p in range(n):
-        q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
-        if q < thr:
-            continue
-        xs = -pm.ask * z[0]
+        if qb[p] >= thr:
+            qb[m] = qb[p]
+            zs[m] = zs[p]
+            zr[m] = zr[p]
+            zo[m] = zo[p]
+            zh[m] = zh[p]
+            ib[m] = p
+            m += 1
+    # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p), Phi = erfc(-a z / sqrt 2) / 2, vectorised
+    sl_cy_exp_ndtr(qb, qmax, zs, -pm.ask, Pb, wb, m)
+    if grad != NULL:
+        sl_cy_gauss_ratio(zs, pm.a_skew, Pb, mb, m)
+    s = 0.0
+    for j in range(m):
+        xs = -pm.ask * zs[j]
         if xs < 14.0:
-            wgt = exp(q - qmax) * sk_Phi(pm, z[0])
+            wgt = wb[j]
         else:
-            wgt = exp(q - qmax + log_ndtr(-xs * SQRT2))
+            wgt = exp(qb[j] - qmax + log_ndtr(-xs * SQRT2))
         s = s + wgt
         if grad != NULL:
-            _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, kg[p], d)
+            p = <Py_ssize_t>ib[j]
+            z[0] = zs[j]
+            z[1] = zr[j]
+            z[2] = zo[j]
+            z[3] = zh[j]
+            mills = mb[j] if pm.a_skew * z[0] > -5.0 else _mills(pm.a_skew * z[0])
+            _point_dlogf(pm, e, inv_sh, L[p], z, mills, dlg, kg[p], d)
             for c in range(6):
                 sg[c] = sg[c] + wgt * d[c]
     if not s > 1e-250:
@@ -150,11 +236,12 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
         s = 0.0
         for c in range(6):
             sg[c] = 0.0
-        for p in range(n):
-            q = _point_q(pm, e, inv_sh, logRe, m_obs, L[p], logMh[p], logw0[p] + lg[kg[p]], z)
-            if q < thr:
-                continue
-            f = q + log_ndtr(pm.a_skew * z[0])
+        for j in range(m):
+            z[0] = zs[j]
+            z[1] = zr[j]
+            z[2] = zo[j]
+            z[3] = zh[j]
+            f = qb[j] + log_ndtr(pm.a_skew * z[0])
             if f > ref:
                 resc = exp(ref - f)
                 s = s * resc + 1.0
@@ -166,6 +253,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
                 wgt = exp(f - ref)
                 s = s + wgt
             if grad != NULL:
+                p = <Py_ssize_t>ib[j]
                 _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, kg[p], d)
                 for c in range(6):
                     sg[c] = sg[c] + wgt * d[c]
@@ -302,6 +390,10 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef double[:, :, ::1] grad = grad_np
     ok_np = np.zeros(ne, dtype=np.int8)
     cdef signed char[::1] ok = ok_np
+    # scratch of lens_logp, one row per OpenMP thread (pass 1 stores what pass 2 reads)
+    cdef Py_ssize_t nmax = int(np.max(np.diff(offsets))) if nl > 0 else 0
+    work_np = np.empty((nt, max(1, WORK_PER_POINT * nmax)), dtype=np.float64)
+    cdef double[:, ::1] work = work_np
     with nogil:
         for r in range(ne):
             ok[r] = _eta_ok(&eta[r, 0])
@@ -329,7 +421,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
             out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
                                   &L[a], &logMh[a], &kg[a], &logw0[a], b - a,
                                   &dlg[r, 0, 0] if use_gamma else NULL,
-                                  &grad[r, i, 0] if with_grad else NULL)
+                                  &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0])
     if with_grad:
         return out_np, grad_np
     return out_np

@@ -164,7 +164,7 @@ class LensShard(LikelihoodKernel):
     Building: ~4 ms per lens (reading, compacting, the selection-rate factor; the rate table loaded
     once), peak memory one block of grids (~450 kB per lens) on top of what is held.
     Holding: ~28 bytes per valid grid point (31.8 kB per lens on the default adaptive grids).
-    Evaluating: the kernel's cost (~20 us per lens per eta per core). Measured in
+    Evaluating: the kernel's cost (~15 us per lens per eta per core). Measured in
     ``benchmarks/bench_distributed.py``.
 
     Precision
