@@ -132,23 +132,11 @@ def at_default(tables, ns=(10**4, 10**5)):
                       + " ".join(f"{nm} {v:+.4f}" for nm, v in zip(ETA_NAMES, D)) + f" | max {np.abs(D).max():.4f}")
     print("load:", os.popen("uptime").read().strip())
 def unresolved_weight_peak(grids):
-    """Per lens, the largest |second difference| of log W (W = beta |J| F_phot, the eta-independent
-    weight) at the peak node of a gamma column, over the columns whose peak is within e^30 of the
-    lens's highest: ~1/width^2 of the peak in nodes (the default rule resolves peaks of a few nodes)."""
-    from sl_cy.grids import stack_grids
+    """Per lens, the curvature of log W at its column peaks (:func:`sl_cy.grids.weight_peak_curvature`,
+    the tabulation's own criterion)."""
+    from sl_cy.grids import weight_peak_curvature
 
-    st = stack_grids(grids)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lw = np.log(st["beta"] * st["detJ"] * st["F_phot"])
-    lw = np.where((st["valid"] == 0) & np.isfinite(lw), lw, -np.inf)          # (lens, node slot, gamma)
-    j = np.argmax(lw, axis=1)
-    jj = np.clip(j, 1, lw.shape[1] - 2)
-    at = lambda k: np.take_along_axis(lw, k[:, None, :], axis=1)[:, 0, :]
-    c0, cm, cp = at(jj), at(jj - 1), at(jj + 1)
-    interior = (j == jj) & np.isfinite(cm) & np.isfinite(cp) & np.isfinite(c0)
-    with np.errstate(invalid="ignore"):
-        curv = np.where(interior, np.abs(cm - 2 * c0 + cp), 0.0)
-    return np.max(np.where(c0 >= c0.max(axis=1, keepdims=True) - 30, curv, 0.0), axis=1)
+    return weight_peak_curvature(grids)
 
 
 def main(argv=None):
@@ -185,11 +173,13 @@ def main(argv=None):
     post = Posterior(grids)
     n = post.n_lenses
     if not a.skip_kernel:
+        # the reference: 4x finer everywhere, without the column-step refinement (as recorded before it)
         fine = tabulate_likelihood_grids(obs, gamma_grid=np.round(np.arange(0.0, 2.0 + 1e-9, 0.025), 10),
-                                         adaptive_step=0.25, show_progress=False)
+                                         adaptive_step=0.25, peak_halvings=0, show_progress=False)
         kf = LikelihoodKernel(fine)
-        print(f"{n} lenses; default {post.kernel.n_points / n:.0f} points/lens, 4x finer {kf.n_points / n:.0f} "
-              f"(grids {time.perf_counter() - t:.0f} s)")
+        print(f"{n} lenses; default {post.kernel.n_points / n:.0f} points/lens "
+              f"(~{post.kernel.n_points / n * 28 / 1e3:.1f} kB held per lens at 28 bytes per point), "
+              f"4x finer {kf.n_points / n:.0f} (grids {time.perf_counter() - t:.0f} s)")
     m = find_map(post, np.array([0.0, 12.91, 2.04, 0.37, 1.0, 0.2]))
     x0 = m["x"]
     sig = np.sqrt(np.diag(np.linalg.inv(-laplace_hessian(post, x0))))
@@ -204,7 +194,9 @@ def main(argv=None):
         print(f"per-lens |eps| at the MAP: median {np.median(np.abs(eps[0])):.2e}, max {np.abs(eps[0]).max():.2e}")
         s_n = np.sqrt(a.target / n)
         if a.decompose:
-            parts = {"default": post.kernel}
+            parts = {"default": post.kernel,
+                     "no refinement": LikelihoodKernel(tabulate_likelihood_grids(obs, peak_halvings=0,
+                                                                                 show_progress=False))}
             parts["gamma 4x only"] = LikelihoodKernel(tabulate_likelihood_grids(
                 obs, gamma_grid=np.round(np.arange(0.0, 2.0 + 1e-9, 0.025), 10), show_progress=False))
             parts["columns 4x only"] = LikelihoodKernel(tabulate_likelihood_grids(obs, adaptive_step=0.25,
@@ -212,10 +204,11 @@ def main(argv=None):
             per_lens = {name: k.per_lens(E) for name, k in parts.items()}
             # columns at half the step only for the lenses whose eta-independent weight W peaks
             # within ~2 nodes (curvature of log W at a column's peak > 10 per node^2)
-            half = LikelihoodKernel(tabulate_likelihood_grids(obs, adaptive_step=0.5, show_progress=False))
-            flag = unresolved_weight_peak(grids) > 10.0
-            per_lens["columns 2x, flagged"] = np.where(flag, half.per_lens(E), per_lens["default"])
-            pts = np.where(flag, np.diff(half.offsets), np.diff(post.kernel.offsets)).mean()
+            half = LikelihoodKernel(tabulate_likelihood_grids(obs, adaptive_step=0.5, peak_halvings=0,
+                                                              show_progress=False))
+            flag = unresolved_weight_peak(tabulate_likelihood_grids(obs, peak_halvings=0, show_progress=False)) > 10.0
+            per_lens["columns 2x, flagged"] = np.where(flag, half.per_lens(E), per_lens["no refinement"])
+            pts = np.where(flag, np.diff(half.offsets), np.diff(parts["no refinement"].offsets)).mean()
             print(f"flagged lenses: {flag.sum()} of {n}; with them at half the step {pts:.0f} points per lens "
                   f"(all at half the step: {half.n_points / n:.0f})")
             for name, pl in per_lens.items():

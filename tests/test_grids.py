@@ -221,3 +221,41 @@ def test_bad_axes():
     with pytest.raises(ValueError, match="no 'zl' column"):
         tabulate_likelihood_grids(no_z)
     assert check_observed_table(no_z, 0.4, 1.5)["zs"][0] == 1.5
+
+
+# two lenses of run_mock_simulation(100_000, seed=1) (rows 84, 1): the first has image B near the
+# radial critical curve, where W = beta |J| F_phot peaks within ~2 nodes of its columns
+PEAK_LENSES = pd.DataFrame(dict(xA=[22.2661, 10.2153], xB=[-2.0823, -5.3636], logRe=[0.5682, 0.7042],
+                                logM_star_sps_observed=[11.1362, 11.3503], magnitude_observedA=[24.0073, 24.6288],
+                                magnitude_observedB=[25.8252, 25.4071], zl=0.3, zs=2.0))
+
+
+def test_column_step_is_halved_only_for_a_sharp_weight_peak():
+    from sl_cy.grids import GRID_ARRAYS, WEIGHT_PEAK_CURVATURE, weight_peak_curvature
+    from sl_cy.likelihood import LikelihoodKernel
+    from sl_cy.population import DEFAULT_ETA
+
+    plain = tabulate_likelihood_grids(PEAK_LENSES, peak_halvings=0, show_progress=False)
+    grids = tabulate_likelihood_grids(PEAK_LENSES, show_progress=False)
+    c0, c1 = weight_peak_curvature(plain), weight_peak_curvature(grids)
+    assert c0[0] > WEIGHT_PEAK_CURVATURE and (c0[1:] < WEIGHT_PEAK_CURVATURE).all()
+    assert (c1 <= WEIGHT_PEAK_CURVATURE).all()
+    n0 = plain[0].shape[0]
+    assert grids[0].shape[0] > n0                    # the refined lens needs more slots: all lenses get them
+    # the smooth lenses are unchanged (their extra slots are padding) ...
+    for a, b in zip(plain[1:], grids[1:]):
+        for k in GRID_ARRAYS + ("valid",):
+            np.testing.assert_array_equal(getattr(b, k)[:n0], getattr(a, k))
+        assert (b.valid[n0:] == 100).all() and (b.wq[n0:] == 0).all()
+    # ... the sharp one gets about twice the nodes, and a per-lens integral closer to a 4x finer rule
+    assert 1.6 < grids[0].is_valid.sum() / plain[0].is_valid.sum() < 2.4
+    fine = LikelihoodKernel(tabulate_likelihood_grids(PEAK_LENSES.iloc[:1], adaptive_step=0.25, peak_halvings=0,
+                                                      show_progress=False)).per_lens(np.array([DEFAULT_ETA]))[0, 0]
+    err = [abs(LikelihoodKernel(g[:1]).per_lens(np.array([DEFAULT_ETA]))[0, 0] - fine) for g in (plain, grids)]
+    assert err[1] < err[0] / 3
+    # the rule is part of the configuration (grids.h5 attributes and the cache key)
+    assert grids[0].config["peak_halvings"] == 2 and plain[0].config["peak_halvings"] == 0
+    assert grids[0].config["peak_curvature"] == WEIGHT_PEAK_CURVATURE
+    assert grids[0].config["key"] != plain[0].config["key"]
+    with pytest.raises(ValueError, match="peak_halvings"):
+        tabulate_likelihood_grids(PEAK_LENSES, peak_halvings=-1)
