@@ -93,6 +93,17 @@ node^2 flags ~25 % of the lenses, > 10 flags 15 %; refining those to step 0.5 me
 with +16 % points (the table above): the cheap route, a tabulation change not made yet (at 28
 bytes per point it would hold ~37 kB per lens, over the 32 kB budget of issue 16). The kernel changes of that day (vectorised passes) leave these numbers
 unchanged (values equal to 3.6e-15).
+
+That refinement is now the tabulation's rule (2026-12-01, third session): ``tabulate_likelihood_grids``
+re-tabulates a lens at half the column step, up to twice, while :func:`sl_cy.grids.weight_peak_curvature`
+exceeds ``WEIGHT_PEAK_CURVATURE`` = 10 (``peak_halvings=2``; the grids of a call share the largest
+number of node slots used, 165 instead of 103 here; the rule is in the grids' config and cache key).
+Re-measured (``OMP_NUM_THREADS=1 python benchmarks/accuracy_scaling.py --galaxies 100000``, load
+~2.7 on 2 cores, 75 s; reference: the 4x finer rule without refinement, 17 234 points/lens): 65
+lenses refined once, none twice; 1318 points per lens (~36.9 kB held per lens at 28 bytes per
+point); per-lens |eps| at the MAP median 2.5e-5, max 5.3e-3; D_j projected to N = 10^4:
+
+  alpha_sps -0.0020  mu_h +0.0047  beta_h +0.0006  sigma_h -0.0079  mu_gamma -0.0027  sigma_gamma -0.0053
 """
 from __future__ import annotations
 

@@ -169,8 +169,9 @@ def test_single_lens_wrapper_and_tabulation_use_the_same_rule(mock4):
     obs = pd.DataFrame(dict(xA=mock4["xA"][:3], xB=mock4["xB"][:3], logRe=mock4["logRe"][:3],
                             logM_star_sps_observed=mock4["logM_star_sps_observed"][:3], magnitude_observedA=24.0,
                             magnitude_observedB=24.5, zl=mock4["zl"][:3], zs=mock4["zs"][:3]))
+    # the base rule (the column-step refinement of sharp weight peaks: tests/test_grids.py)
     grids = tabulate_likelihood_grids(obs, DEFAULT_LOGMH_GRID, DEFAULT_GAMMA_GRID, adaptive=True, cache_every=2,
-                                      show_progress=False)
+                                      show_progress=False, peak_halvings=0)
     for j, g in enumerate(grids):
         rm, rw = _ref(mock4, j, DEFAULT_GAMMA_GRID)
         assert np.array_equal(g.logMh, rm, equal_nan=True) and np.array_equal(g.wq, rw)
