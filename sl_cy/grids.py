@@ -882,23 +882,35 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     if ad:
         base_cfg.update(adaptive_step=ad["step"], mstar_window_lo=ad["window"][0], mstar_window_hi=ad["window"][1],
                         peak_curvature=ad["peak_curvature"], peak_halvings=ad["peak_halvings"])
-    width = max(res["valid"].shape[1] for res in results) if results else 0
-    for t, res in zip(tasks, results):
-        res = _fit_slots(res, width)
+    for i, (t, res) in enumerate(zip(tasks, results)):
         for j in range(len(res["nbkg_kpc2"])):
             observed = {k: float(v[j]) for k, v in t["obs"].items()}
             observed["row"] = str(rows[t["index"] * chunk + j])
-            grids.append(LensGrid(mh.copy(), gam.copy(), valid=res["valid"][j],
+            # each lens keeps only the node slots it uses (a lens refined at half the column step
+            # has ~2x the slots of the others; stack_grids pads to the widest)
+            w = _used_slots(res["valid"][j])
+            grids.append(LensGrid(mh.copy(), gam.copy(), valid=res["valid"][j][:w].copy(),
                                   observed=observed, config=dict(base_cfg, nbkg_kpc2=float(res["nbkg_kpc2"][j])),
-                                  **{k: res[k][j] for k in GRID_ARRAYS}))
+                                  **{k: res[k][j][:w].copy() for k in GRID_ARRAYS}))
+        results[i] = None                                   # the chunk's arrays are freed as we go
     return grids
+
+
+def _used_slots(valid: np.ndarray) -> int:
+    """Node slots of one grid up to its last slot that is not padding in every gamma column."""
+    used = np.flatnonzero(~np.all(valid == PADDING, axis=1))
+    return int(used[-1]) + 1 if len(used) else 1
 
 
 # --------------------------------------------------------------------------------------------
 # many grids: stacking and one HDF5 file
 # --------------------------------------------------------------------------------------------
-def stack_grids(grids) -> dict:
-    """Stack grids sharing axes into arrays of shape (n_lens, n_Mh, n_gamma) (+ axes, nbkg)."""
+def stack_grids(grids, *, width: int | None = None) -> dict:
+    """Stack grids sharing axes into arrays of shape (n_lens, n_slots, n_gamma) (+ axes, nbkg).
+
+    Adaptive grids may have different numbers of node slots (a lens whose weight peak was refined
+    has more): each is padded to the widest (or to ``width``) with padding slots (status
+    :data:`PADDING`, zero weight)."""
     grids = list(grids)
     if not grids:
         raise ValueError("no grids to stack")
@@ -906,7 +918,14 @@ def stack_grids(grids) -> dict:
     for i, g in enumerate(grids):
         if not (np.array_equal(g.logMh_axis, g0.logMh_axis) and np.array_equal(g.gamma_axis, g0.gamma_axis)):
             raise ValueError(f"grid {i} has different axes from grid 0; stacking needs shared axes")
-    out = {k: np.stack([getattr(g, k) for g in grids]) for k in GRID_ARRAYS + ("valid",)}
+    w = max(g.valid.shape[0] for g in grids) if width is None else int(width)
+    out = {}
+    for k in GRID_ARRAYS + ("valid",):
+        a0 = getattr(g0, k)
+        out[k] = np.full((len(grids), w) + a0.shape[1:], _PAD_FILL.get(k, np.nan), dtype=a0.dtype)
+        for i, g in enumerate(grids):
+            a = getattr(g, k)
+            out[k][i, :a.shape[0]] = a
     out["logMh_axis"] = g0.logMh_axis
     out["gamma_axis"] = g0.gamma_axis
     out["nbkg_kpc2"] = np.array([g.config.get("nbkg_kpc2", np.nan) for g in grids])
@@ -923,15 +942,29 @@ def stack_grids(grids) -> dict:
 
 
 def save_grids_hdf5(path, grids, attrs: dict | None = None) -> Path:
-    """Write many grids (shared axes) to one HDF5 file, atomically: stacked datasets, the
-    observed table and the configuration of the first grid as attributes."""
+    """Write many grids (shared axes) to one HDF5 file, atomically: stacked datasets (padded to the
+    widest grid's node slots, :func:`stack_grids`; written in blocks of lenses, so no stacked copy
+    of all grids is held), the observed table and the configuration of the first grid as attributes."""
     from sl_cy.io import write_dataframe
 
-    st = stack_grids(grids)
+    grids = list(grids)
+    if not grids:
+        raise ValueError("no grids to save")
+    width = max(g.valid.shape[0] for g in grids)
+    st = stack_grids(grids[:1], width=width)
+    n, block = len(grids), 1024
     with atomic_h5(path) as f:
-        for k in ("logMh_axis", "gamma_axis", "nbkg_kpc2", "valid") + GRID_ARRAYS:
-            f.create_dataset(k, data=st[k], compression="gzip" if st[k].ndim == 3 else None)
-        obs = st["observed"].copy()
+        for k in ("logMh_axis", "gamma_axis"):
+            f.create_dataset(k, data=st[k])
+        f.create_dataset("nbkg_kpc2", data=np.array([g.config.get("nbkg_kpc2", np.nan) for g in grids]))
+        # written in blocks of lenses: no stacked copy of all grids is held
+        for k in ("valid",) + GRID_ARRAYS:
+            f.create_dataset(k, shape=(n,) + st[k].shape[1:], dtype=st[k].dtype, compression="gzip")
+        for a in range(0, n, block):
+            sb = stack_grids(grids[a:a + block], width=width)
+            for k in ("valid",) + GRID_ARRAYS:
+                f[k][a:a + len(sb[k])] = sb[k]
+        obs = pd.DataFrame([g.observed for g in grids])
         obs["row"] = obs["row"].astype(str)
         write_dataframe(f, "observed", obs)
         cfg = {k: v for k, v in grids[0].config.items() if k != "nbkg_kpc2"}
@@ -962,7 +995,8 @@ def load_grids_hdf5(path, lenses=None) -> list:
     out = []
     for j in range(len(data["valid"])):
         observed = {k: (str(v) if k == "row" else float(v)) for k, v in obs.iloc[j].items()}
-        out.append(LensGrid(mh.copy(), gam.copy(), valid=data["valid"][j].astype(np.int8), observed=observed,
+        w = _used_slots(data["valid"][j])                  # the file's padding slots are dropped
+        out.append(LensGrid(mh.copy(), gam.copy(), valid=data["valid"][j][:w].astype(np.int8), observed=observed,
                             config=dict(cfg, nbkg_kpc2=float(data["nbkg_kpc2"][j])),
-                            **{k: data[k][j] for k in GRID_ARRAYS}))
+                            **{k: data[k][j][:w].copy() for k in GRID_ARRAYS}))
     return out
