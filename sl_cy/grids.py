@@ -867,13 +867,14 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
         for i in range(len(tasks)):
             p = _chunk_path(root, i)
             if p.exists():
-                results[i] = _read_chunk(p, key, i)
+                cached = _read_chunk(p, key, i)            # None: torn or foreign, recomputed
+                results[i] = None if cached is None else _per_lens(cached)
     todo = [t for t in tasks if results[t["index"]] is None]
     for _, res in iter_chunks(_tabulate_task_split, todo, n_jobs=n_jobs, executor=executor, progress=show_progress,
                               desc="tabulate"):
         if root is not None:
             _write_chunk(_chunk_path(root, res["index"]), key, res)
-        results[res["index"]] = res
+        results[res["index"]] = _per_lens(res)            # the chunk's arrays are freed at once
 
     grids = []
     base_cfg = dict(c_halo=c_halo, detection=survey.detection, m_lim=survey.m_lim, sigma_m=survey.sigma_m,
@@ -882,18 +883,27 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     if ad:
         base_cfg.update(adaptive_step=ad["step"], mstar_window_lo=ad["window"][0], mstar_window_hi=ad["window"][1],
                         peak_curvature=ad["peak_curvature"], peak_halvings=ad["peak_halvings"])
-    for i, (t, res) in enumerate(zip(tasks, results)):
-        for j in range(len(res["nbkg_kpc2"])):
+    for i, (t, lenses) in enumerate(zip(tasks, results)):
+        for j, arrays in enumerate(lenses):
             observed = {k: float(v[j]) for k, v in t["obs"].items()}
             observed["row"] = str(rows[t["index"] * chunk + j])
-            # each lens keeps only the node slots it uses (a lens refined at half the column step
-            # has ~2x the slots of the others; stack_grids pads to the widest)
-            w = _used_slots(res["valid"][j])
-            grids.append(LensGrid(mh.copy(), gam.copy(), valid=res["valid"][j][:w].copy(),
-                                  observed=observed, config=dict(base_cfg, nbkg_kpc2=float(res["nbkg_kpc2"][j])),
-                                  **{k: res[k][j][:w].copy() for k in GRID_ARRAYS}))
-        results[i] = None                                   # the chunk's arrays are freed as we go
+            nbkg = float(arrays.pop("nbkg_kpc2"))
+            grids.append(LensGrid(mh.copy(), gam.copy(), observed=observed, config=dict(base_cfg, nbkg_kpc2=nbkg),
+                                  **arrays))
+        results[i] = None
     return grids
+
+
+def _per_lens(res: dict) -> list:
+    """A chunk result as one dict of arrays per lens, each keeping only the node slots it uses (a
+    lens refined at half the column step has ~2x the slots of the others, and its chunk was
+    widened to them; :func:`stack_grids` pads to the widest when grids are stacked)."""
+    out = []
+    for j in range(len(res["nbkg_kpc2"])):
+        w = _used_slots(res["valid"][j])
+        out.append(dict(valid=res["valid"][j][:w].copy(), nbkg_kpc2=res["nbkg_kpc2"][j],
+                        **{k: res[k][j][:w].copy() for k in GRID_ARRAYS}))
+    return out
 
 
 def _used_slots(valid: np.ndarray) -> int:
