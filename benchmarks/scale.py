@@ -10,7 +10,7 @@ Stages, each timed, with the peak resident memory of this process and of its poo
    ~32 kB per lens held) or in shards on the workers of a ``LocalCluster`` (``--dask-workers``,
    :class:`sl_cy.distributed.DistributedPosterior`); the default deterministic A(eta);
 4. kernel cost: us per lens per eta (value; value + gradient), ms per eta of A(eta);
-5. MAP by L-BFGS-B with the exact gradient (:func:`sl_cy.inference.find_map`);
+5. MAP by L-BFGS-B with the exact gradient, robust to saddles (:func:`sl_cy.inference.map_search`);
 6. Laplace + PSIS (:func:`sl_cy.samplers.laplace_importance_sampling`): medians, sd, pulls,
    k-hat, ESS and ESS per second;
 7. emcee for comparison: a short chain started at the MAP (``--emcee-steps``; tau from
@@ -81,7 +81,7 @@ def main(argv=None):
     import emcee
 
     from sl_cy.distributed import DistributedPosterior, LensShard, dask_client
-    from sl_cy.inference import emcee_moves, find_map
+    from sl_cy.inference import emcee_moves, map_search
     from sl_cy.likelihood import Posterior
     from sl_cy.mock import mock_config, simulate_mock
     from sl_cy.population import DEFAULT_ETA
@@ -138,7 +138,7 @@ def main(argv=None):
 
         lo, hi = (np.array(b, float) for b in zip(*post.bounds()))
         t0 = time.perf_counter()
-        m = find_map(post, 0.5 * (lo + hi))
+        m = map_search(post, initial_guess=0.5 * (lo + hi))
         st("MAP", t0, f"{m['nfev']} evaluations, {'converged' if m['success'] else 'NOT converged: ' + m['message']}")
 
         t0 = time.perf_counter()

@@ -759,7 +759,8 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
         Column-step refinement of the adaptive rule: a lens whose weight W = beta |J| F_phot
         peaks more sharply than :data:`WEIGHT_PEAK_CURVATURE` per node^2 along a column
         (:func:`weight_peak_curvature`) is tabulated again at half the step, up to this many
-        times (0: off). All grids of the call then share the largest number of node slots used.
+        times (0: off). Each grid keeps the node slots it uses (a refined lens has more);
+        :func:`stack_grids` pads them to the widest.
 
     Returns
     -------
