@@ -34,7 +34,7 @@ __all__ = ["RunConfig", "derived_seed", "DEFAULT_NWALKERS", "DEFAULT_NSTEPS", "D
 #: Defaults of ``sl-cy run`` / :func:`sl_cy.pipeline.run_pipeline` (README: measured wall time).
 DEFAULT_N_GALAXY = 100_000
 DEFAULT_NWALKERS = 16
-DEFAULT_NSTEPS = 1500
+DEFAULT_NSTEPS = 2000
 DEFAULT_BANK_SIZE = 100_000
 #: What a params.json written before the start and moves settings existed meant by their absence.
 LEGACY_SETTINGS = dict(start="ball", moves="stretch")
