@@ -54,12 +54,11 @@ def run_pipeline(n_galaxy=DEFAULT_N_GALAXY, *, seed=None, sim_id=None, root=".",
 
     Performance
     -----------
-    Defaults on the idle 2-core machine (README, measured from a clean install): 4 min 25 s wall
-    with the tables cached (the A(eta) table costs ~1 min once on a first run): MAP start 2 s
-    (31 L-BFGS evaluations), 1500 MCMC steps x 0.16 s (429 lenses, 16 walkers, DE moves: tau
-    ~17-24 steps, converged at 55 tau, bulk ESS 837-999, R-hat <= 1.01), summaries, plots and
-    ArviZ export 20 s. Re-measured after the faster kernel and the refined grids: 3 min 0 s idle,
-    49.2 tau (not converged by the 50 tau rule on that mock; 1500 steps is at its edge).
+    Defaults on the idle 2-core machine (README, measured from a clean install, tables cached):
+    3 min 49 s wall: mock and grids 9 s (401 lenses, ~1300 points each), MAP start 1.3 s (88
+    evaluations), 2000 MCMC steps x 0.10 s (16 walkers, DE moves: tau ~19-24 steps, converged
+    at 74.8 tau, bulk ESS 1077-1263, R-hat <= 1.01), summaries, plots and ArviZ export 15 s. A
+    first run also builds the A(eta) table once (~1 min).
 
     Examples
     --------
