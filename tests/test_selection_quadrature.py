@@ -16,7 +16,7 @@ NEAR = np.array([TRUTH, TRUTH + [0.05, 0, 0, 0, 0, 0], TRUTH + [0, 0.15, 0, 0, 0
 
 @pytest.fixture(scope="module")
 def sq(tmp_path_factory):
-    return build_selection_table(axes=AXES, cache_dir=tmp_path_factory.mktemp("selcache"), n_jobs=1)
+    return build_selection_table(axes=AXES, cache_dir=tmp_path_factory.mktemp("selcache"), n_jobs=2)
 
 
 @pytest.fixture(scope="module")
