@@ -69,8 +69,8 @@ def test_cli_run_report_rerun(cli, tmp_path):
         np.testing.assert_array_equal(f["mcmc/chain"][()], chain)
     assert json.loads((d2 / "metadata.json").read_text())["selection"]["bank_reused"] is True
 
-    # a second `run` re-uses the tables (no re-simulation)
-    r = cli("run", *TINY, "--no-plots", "--run-id", "third", cwd=tmp_path)
+    # a second `run` re-uses the tables (no re-simulation; 2 steps suffice for that)
+    r = cli("run", *TINY, "--no-plots", "--nsteps", 2, "--run-id", "third", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "re-using mock" in r.stdout and "re-using grids" in r.stdout
 
