@@ -5,9 +5,10 @@ import pytest
 
 from sl_cy.grids import tabulate_likelihood_grids
 from sl_cy.inference import (convergence_report, credible_intervals, emcee_moves, find_map, get_mle_params,
-                             get_param_covariance_from_chain, grid_posterior, initial_ball, map_start, plot_corner,
-                             plot_log_prob, plot_traces, run_mcmc, save_grid_posterior_hdf5)
-from sl_cy.likelihood import Posterior
+                             get_param_covariance_from_chain, grid_posterior, initial_ball, map_search, map_start,
+                             plot_corner, plot_log_prob, plot_traces, run_mcmc, save_grid_posterior_hdf5)
+from sl_cy.likelihood import Posterior, Prior
+from sl_cy.samplers import laplace_hessian
 from sl_cy.mock import run_mock_simulation
 from sl_cy.population import DEFAULT_ETA
 
@@ -73,6 +74,72 @@ def test_map_start_draws_around_the_map_and_de_moves_resume_identically(small_po
     assert [type(m).__name__ for m, _ in emcee_moves("de")] == ["DEMove", "DESnookerMove"]
     with pytest.raises(ValueError, match="moves"):
         run_mcmc(small_posterior, nsteps=2, nwalkers=10, moves="nuts", progress=False)
+
+
+class _TwoPeaks:
+    """A 1-D prior object (``logpdf``, ``grad_logpdf``, ``bounds``, ``support``: what :class:`Prior`
+    and :attr:`Posterior.has_grad` use) with two equal Gaussian peaks at c -+ d (width s) on
+    [lo, hi]: its log-density has a minimum at c, so the posterior has a saddle near c."""
+
+    def __init__(self, c, d, s, lo, hi):
+        self.c, self.d, self.s, self.lo, self.hi = c, d, s, lo, hi
+
+    def _z(self, x):
+        x = np.asarray(x, dtype=float)
+        return x, (x - self.c + self.d) / self.s, (x - self.c - self.d) / self.s
+
+    def logpdf(self, x):
+        x, a, b = self._z(x)
+        return np.where((x >= self.lo) & (x <= self.hi), np.logaddexp(-0.5 * a * a, -0.5 * b * b), -np.inf)
+
+    def grad_logpdf(self, x):
+        x, a, b = self._z(x)
+        w = 1.0 / (1.0 + np.exp(0.5 * (a * a - b * b)))       # weight of the lower peak
+        return -(w * a + (1.0 - w) * b) / self.s
+
+    def bounds(self):
+        return self.lo, self.hi
+
+    def support(self):
+        return self.lo, self.hi
+
+
+def test_map_search_leaves_a_saddle_where_plain_lbfgsb_stops(small_posterior):
+    """Regression of the MAP saddle (map_search docstring: L-BFGS-B from the default truth once
+    stopped "successfully" at a stationary point with an indefinite Hessian, 105 below the mode).
+    Made deterministic: a bimodal prior along mu_h, centred where the likelihood peaks, puts a
+    saddle of the (real) posterior between its two modes; the saddle is located exactly (root of
+    the analytic gradient). Plain L-BFGS-B (find_map) started there stops there; map_search with
+    that start as its initial guess must detect the indefinite Hessian, restart from a probe and
+    return a maximum above the saddle."""
+    from scipy.optimize import root
+
+    kernel = small_posterior.kernel                                   # 93 lenses, gamma fixed
+    flat = Posterior(kernel, use_selection=False)
+    mode = find_map(flat, [0.0, 12.9, 2.04, 0.37])["x"]
+    c = round(float(mode[1]), 2)                                      # mu_h where the likelihood peaks
+    post = Posterior(kernel, use_selection=False, prior=Prior({"mu_h": _TwoPeaks(c, 0.1, 0.05, 12.0, 14.0)}))
+    assert post.free_names == ("alpha_sps", "mu_h", "beta_h", "sigma_h") and post.has_grad
+    # the saddle: the other parameters at their conditional optimum at mu_h = c, then a root of the
+    # gradient (Newton-type: converges to the stationary point next to it, whatever its kind)
+    cond = find_map(Posterior(kernel, use_selection=False, fixed={"mu_h": c}), mode[[0, 2, 3]])["x"]
+    r = root(lambda x: post.log_prob_and_grad(x)[1], np.insert(cond, 1, c), method="hybr", options=dict(xtol=1e-13))
+    saddle = r.x
+    v0, g0 = post.log_prob_and_grad(saddle)
+    assert r.success and np.max(np.abs(g0)) < 1e-8 and abs(saddle[1] - c) < 0.02, (r.message, saddle, g0)
+    ev = np.linalg.eigvalsh(laplace_hessian(post, saddle))
+    assert ev.max() > 0 > ev.min(), ev                                # a saddle, not a maximum
+
+    plain = find_map(post, saddle)                                    # the failure mode map_search exists for
+    assert plain["success"] and np.allclose(plain["x"], saddle, rtol=0, atol=1e-9), plain
+    assert map_search(post, initial_guess=saddle, max_starts=1)["maximum"] is False
+
+    m = map_search(post, initial_guess=saddle)
+    assert m["starts"][0]["start"] == saddle.tolist() and m["starts"][0]["maximum"] is False, m["starts"]
+    assert len(m["starts"]) >= 2 and m["maximum"], m["starts"]
+    assert np.all(np.linalg.eigvalsh(m["hessian"]) < 0), m["hessian"]
+    assert m["log_post"] > v0 + 0.5 and abs(abs(m["x"][1] - c) - 0.1) < 0.05, (m["x"], m["log_post"], v0)
+    assert np.max(np.abs(m["grad"])) < 1e-3, m["grad"]
 
 
 def test_process_pool_is_the_spawn_policy(small_posterior, monkeypatch):

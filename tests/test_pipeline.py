@@ -69,8 +69,8 @@ def test_cli_run_report_rerun(cli, tmp_path):
         np.testing.assert_array_equal(f["mcmc/chain"][()], chain)
     assert json.loads((d2 / "metadata.json").read_text())["selection"]["bank_reused"] is True
 
-    # a second `run` re-uses the tables (no re-simulation)
-    r = cli("run", *TINY, "--no-plots", "--run-id", "third", cwd=tmp_path)
+    # a second `run` re-uses the tables (no re-simulation; 2 steps suffice for that)
+    r = cli("run", *TINY, "--no-plots", "--nsteps", 2, "--run-id", "third", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "re-using mock" in r.stdout and "re-using grids" in r.stdout
 
@@ -213,34 +213,44 @@ def test_a_run_folder_recorded_before_start_and_moves_resumes_as_ball_and_stretc
         np.testing.assert_array_equal(a["mcmc/chain"][()], b["mcmc/chain"][()])
 
 
+#: The one non-default forward model of this file (SerExp, sigma_star 0.2, m_lim 26.0): each forward
+#: model needs its own selection-rate table (the likelihood's one-entry-per-galaxy factor), ~1 min to
+#: build on first use, so the tests that need "another" forward model share this one.
+OTHER_FM = dict(model="SerExp", sigma_star=0.2, m_lim=26.0)
+
+
 def test_other_model_and_sigma_star_reach_numerator_and_A(tmp_path):
-    """A SerExp mock with sigma_star = 0.2: the grids, the likelihood kernel and the A(eta) engine
-    all carry that forward model (no silent deVauc / 0.1 anywhere)."""
+    """A SerExp mock with sigma_star = 0.2 and m_lim = 26: the grids, the likelihood kernel and the
+    A(eta) engine all carry that forward model (no silent deVauc / 0.1 / 26.5 anywhere)."""
     from sl_cy.likelihood import LikelihoodKernel
     from sl_cy.selection import load_bank
     from sl_cy.tables import generate_and_save_mock_tabulate
 
     sid, mp, gp = generate_and_save_mock_tabulate(20_000, seed=5, root=tmp_path, show_progress=False,
-                                                  model="SerExp", sigma_star=0.2)
+                                                  model=OTHER_FM["model"], sigma_star=OTHER_FM["sigma_star"],
+                                                  maximum_magnitude=OTHER_FM["m_lim"])
     r = infer(sid, root=tmp_path, nwalkers=14, nsteps=4, seed=3, n_jobs=1, progress=False, save_plots=False,
               selection="bank", bank_size=2000, verbose=False)
     params = json.loads((r.run_dir / "params.json").read_text())
     fm = params["forward_model"]
-    assert fm["model"] == "SerExp" and fm["survey"]["sigma_star"] == 0.2
+    assert fm["model"] == "SerExp" and fm["survey"]["sigma_star"] == 0.2 and fm["survey"]["m_lim"] == 26.0
     k = LikelihoodKernel(load_grids_hdf5(gp), selection=False)
-    assert k.forward_model.model == "SerExp" and k._model[-2] == 0.2
+    assert k.forward_model.model == "SerExp" and k._model[-2] == 0.2 and k.forward_model.survey.m_lim == 26.0
     bank = load_bank(params["selection"]["bank_file"])
     assert bank.forward_model.to_dict() == fm
 
 
 def test_cli_run_takes_forward_model_options(tmp_path, cli):
-    """`sl-cy run --eta ... --m-lim ...`: a non-default truth and survey in one command."""
+    """`sl-cy run --eta ... --m-lim ... --model ... --sigma-star ...`: a non-default truth, survey and
+    population model in one command (the forward model of the test above: its table is shared)."""
     r = cli("run", "--n-galaxy", 20000, "--nwalkers", 14, "--nsteps", 4, "--selection", "bank", "--bank-size", 2000,
             "--seed", 2, "--no-plots", "--no-progress", "--n-jobs", 1, "--eta", "0.1,13.0,2.0,0.3,1.2,0.2",
-            "--m-lim", 26.0, "--run-id", "fm", cwd=tmp_path)
+            "--m-lim", OTHER_FM["m_lim"], "--model", OTHER_FM["model"], "--sigma-star", OTHER_FM["sigma_star"],
+            "--run-id", "fm", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     params = json.loads(next((tmp_path / "inference").glob("*/fm/params.json")).read_text())
     assert params["truth"]["mu_h"] == 13.0 and params["forward_model"]["survey"]["m_lim"] == 26.0
+    assert params["forward_model"]["model"] == "SerExp" and params["forward_model"]["survey"]["sigma_star"] == 0.2
     bad = cli("run", "--eta", "1,2,3", "--no-progress", cwd=tmp_path)
     assert bad.returncode == 2 and "--eta must be 6" in bad.stderr
 

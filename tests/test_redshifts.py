@@ -162,7 +162,7 @@ def test_each_lens_is_tabulated_at_its_own_redshifts(zmock):
 @pytest.fixture(scope="module")
 def zsel(tmp_path_factory):
     # 2 x 2 redshift nodes (A changes by 2e-3 from 2 to 3 nodes) and 4 source positions per galaxy
-    return build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=2, n_beta=4, n_jobs=1,
+    return build_selection_table(forward_model=FM, axes=AXES, n_zl=2, n_zs=2, n_beta=4, n_jobs=2,
                                  cache_dir=tmp_path_factory.mktemp("zsel"))
 
 

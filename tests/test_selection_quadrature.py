@@ -16,7 +16,7 @@ NEAR = np.array([TRUTH, TRUTH + [0.05, 0, 0, 0, 0, 0], TRUTH + [0, 0.15, 0, 0, 0
 
 @pytest.fixture(scope="module")
 def sq(tmp_path_factory):
-    return build_selection_table(axes=AXES, cache_dir=tmp_path_factory.mktemp("selcache"), n_jobs=1)
+    return build_selection_table(axes=AXES, cache_dir=tmp_path_factory.mktemp("selcache"), n_jobs=2)
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +226,65 @@ def test_error_report_passes_the_default_table_at_default_n():
     # the 2x rule alone: what the default table gives at 1e4 lenses (measured <= 0.009 at the
     # Laplace widths of benchmarks/accuracy_scaling.py, <= 0.03 here at the default widths)
     assert max(abs(v) for v in A.error_report(10_000)["D_rule"].values()) < 0.05
+
+
+def test_selection_for_refines_the_table_when_n_needs_it(tmp_path, monkeypatch):
+    """End to end: ``selection_for(fm, n_lenses=N, axes=coarse)`` consults the coarse table's error
+    report at N, builds the table refined along the axes it names (steps halved), which meets the
+    criterion at N, and the next call loads both from the cache (no forward solve). A Posterior
+    with the default A passes its number of lenses to ``selection_for``. Cheap: a coarse first
+    table (8 x 15 x 11 x 9 nodes) whose error is too large for N = 1000 lenses (its report: 0.44,
+    refine all four axes; the refined table: 0.04)."""
+    import warnings
+
+    from sl_cy.grids import tabulate_likelihood_grids
+    from sl_cy.likelihood import Posterior
+    from sl_cy.mock import run_mock_simulation
+    from sl_cy.selection import SelectionWarning
+    from sl_cy.selection import quadrature as q
+
+    builds = []
+    real_build, real_for = q._build_table, q.selection_for
+
+    def counting_build(cfg, *args):
+        builds.append(cfg["axes"])
+        return real_build(cfg, *args)
+
+    monkeypatch.setattr(q, "_build_table", counting_build)
+    base = dict(logM_star=(10.0, 12.8, 0.4), logRe=(-0.6, 2.2, 0.2), logM_halo=(11.0, 16.0, 0.5),
+                gamma_in=(0.0, 2.0, 0.25))
+    kw = dict(axes=base, n_jobs=2, cache_dir=tmp_path, progress=False)
+    n = q.ERROR_CHECK_MIN_LENSES
+    coarse = real_for(**kw)                                            # no N: the first table as is
+    assert len(builds) == 1 and coarse.T.shape == (8, 15, 11, 9)
+    r0 = coarse.error_report(n)
+    assert not r0["ok"] and r0["max"] > 2 * q.ERROR_TOL and r0["refine"], r0
+    assert real_for(n_lenses=n - 1, **kw).config_hash == coarse.config_hash   # below the check: as is
+    fine = real_for(n_lenses=n, **kw)
+    assert len(builds) == 2                                            # the coarse one came from the cache
+    for k in AXIS_NAMES:
+        lo, hi, st = fine.axes[k]
+        assert (lo, hi) == base[k][:2] and st == pytest.approx(base[k][2] / r0["refine"].get(k, 1)), k
+    assert fine.path.exists() and fine.path != coarse.path
+    r1 = fine.error_report(n)
+    assert r1["ok"] and r1["max"] <= q.ERROR_TOL and not r1["unchecked"], r1
+    again = real_for(n_lenses=n, **kw)
+    assert len(builds) == 2 and again.path == fine.path and np.array_equal(again.T, fine.T)
+
+    # Posterior(grids) with the default A: selection_for(fm, n_lenses=N) with its N (redirected to
+    # the coarse first table here; 100 copies of 10 lenses = N), then the accuracy check at N
+    seen = []
+
+    def spy(fm, n_lenses=None):
+        seen.append(n_lenses)
+        return real_for(fm, n_lenses=n_lenses, **kw)
+
+    monkeypatch.setattr("sl_cy.selection.selection_for", spy)
+    _, obs = run_mock_simulation(20_000, seed=3, show_progress=False)
+    grids = tabulate_likelihood_grids(obs.iloc[:10], show_progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SelectionWarning)
+        post = Posterior(grids * (n // 10))
+    # (the kernel's one-entry-per-galaxy rate factor asks for the table without N first)
+    assert post.n_lenses == n and seen[-1] == n and post.A.config_hash == fine.config_hash and len(builds) == 2
+    assert np.isfinite(post(np.asarray(DEFAULT_ETA, float)))

@@ -855,8 +855,8 @@ def _build_table(cfg, fm, n_beta, n_jobs, executor, progress) -> SelectionQuadra
     return SelectionQuadrature(T_eff, axes_, cfg, T_zl=T_zl)
 
 
-def selection_for(forward_model=None, *, n_lenses: int | None = None, n_jobs=-1, progress=None, cache_dir=None,
-                  n_zl=None, n_zs=None) -> SelectionQuadrature:
+def selection_for(forward_model=None, *, n_lenses: int | None = None, axes: dict | None = None, n_jobs=-1,
+                  progress=None, cache_dir=None, n_zl=None, n_zs=None) -> SelectionQuadrature:
     """The default A(eta) engine of a forward model: its :class:`SelectionQuadrature`, built once
     (~25 s on two cores) and then loaded from the cache (``$SL_CY_CACHE_DIR`` or ``~/.cache/sl_cy``).
 
@@ -870,6 +870,11 @@ def selection_for(forward_model=None, *, n_lenses: int | None = None, n_jobs=-1,
         report names (``refine``, e.g. logRe and gamma_in at 1e5 lenses: ~4x the build time,
         cached like the default) is built and returned instead. Whether that one suffices is
         then checked by :class:`sl_cy.likelihood.Posterior` (a warning otherwise).
+    axes : dict, optional
+        (start, stop, step) per axis of the first table (default :func:`selection_table_axes` of
+        the forward model), e.g. a coarser one that is cheap to build; a refinement halves its
+        steps along the axes the report names (each axis needs >= 7 nodes for the report to
+        check it).
     n_jobs : int
         Processes for a first build (-1: all cores).
     n_zl, n_zs : int, optional
@@ -899,7 +904,7 @@ def selection_for(forward_model=None, *, n_lenses: int | None = None, n_jobs=-1,
         progress = sys.stderr.isatty()
     fm = as_forward_model(forward_model)
     kw = dict(forward_model=fm, n_jobs=n_jobs, progress=progress, cache_dir=cache_dir, n_zl=n_zl, n_zs=n_zs)
-    sq = build_selection_table(**kw)
+    sq = build_selection_table(axes=axes, **kw)
     if n_lenses is None or _check_n(n_lenses, "n_lenses") < ERROR_CHECK_MIN_LENSES:
         return sq
     refine = sq.error_report(int(n_lenses))["refine"]
@@ -908,4 +913,9 @@ def selection_for(forward_model=None, *, n_lenses: int | None = None, n_jobs=-1,
     if progress:
         print(f"A(eta): {n_lenses} lenses need a finer selection-rate table (steps halved along "
               f"{', '.join(refine)}); building or loading it", file=sys.stderr, flush=True)
-    return build_selection_table(axes=selection_table_axes(fm, refine=refine), **kw)
+    if axes is None:
+        fine = selection_table_axes(fm, refine=refine)
+    else:
+        ref = _refine_factors(refine)
+        fine = {k: (lo, hi, st / ref[k]) for k, (lo, hi, st) in sq.axes.items()}
+    return build_selection_table(axes=fine, **kw)
