@@ -5,7 +5,9 @@ banks are expensive to build and cheap to load. Each is stored under a file name
 (part of) the sha256 of its configuration, so a file found at that name is the right object; a
 file that fails to load (torn by a crash, written by another version, foreign) is rebuilt and
 replaced, and a cache folder that cannot be written (read-only home) only costs the rebuild next
-time (a RuntimeWarning says so). :func:`load_or_build` is that rule, written once.
+time (a RuntimeWarning says so). :func:`load_or_build` is that rule, written once. Processes that
+share the folder (pytest-xdist workers, several jobs of one cluster allocation) build each object
+once: the builder holds ``<file>.lock`` (:mod:`filelock`), the others wait for it and load its file.
 
 The folder is ``$SL_CY_CACHE_DIR`` if set, else ``~/.cache/sl_cy`` (:func:`cache_dir`); it does
 not depend on the working directory or on a source checkout.
@@ -27,6 +29,8 @@ import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
+
+from filelock import FileLock
 
 __all__ = ["cache_dir", "cache_path", "load_or_build"]
 
@@ -64,19 +68,49 @@ def load_or_build(path, *, load: Callable, build: Callable, save: Callable, what
     Returns
     -------
     (object, reused: bool)
+
+    Performance
+    -----------
+    A process that finds another one building the same file (its ``.lock`` held) waits for it and
+    loads the result instead of building it a second time; where the lock file cannot be created
+    (read-only folder) it builds without waiting.
     """
-    if path is not None:
-        path = Path(path)
-        if path.exists():
-            try:
-                return load(path), True
-            except UNUSABLE:
-                pass                         # torn, stale or foreign: rebuild and replace it
-    obj = build()
-    if path is not None:
+    if path is None:
+        return build(), False
+    path = Path(path)
+    found = _load(path, load)
+    if found is not None:
+        return found[0], True
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+        lock.acquire()
+    except OSError:
+        lock = None                          # cannot lock here (read-only): build without waiting
+    try:
+        found = _load(path, load)            # built by the process that held the lock meanwhile
+        if found is not None:
+            return found[0], True
+        return _build_and_save(path, build, save, what), False
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _load(path: Path, load: Callable):
+    """(object,) from a usable file at ``path``, else None (missing, torn, stale or foreign)."""
+    if path.exists():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save(obj, path)
-        except OSError as err:
-            warnings.warn(f"could not cache the {what} at {path}: {err}", RuntimeWarning, stacklevel=2)
-    return obj, False
+            return (load(path),)
+        except UNUSABLE:
+            pass                             # torn, stale or foreign: rebuild and replace it
+    return None
+
+
+def _build_and_save(path: Path, build: Callable, save: Callable, what: str):
+    obj = build()
+    try:
+        save(obj, path)
+    except OSError as err:
+        warnings.warn(f"could not cache the {what} at {path}: {err}", RuntimeWarning, stacklevel=3)
+    return obj

@@ -137,3 +137,26 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
     monkeypatch.setenv("SL_CY_CACHE_DIR", str(tmp_path))
     assert cache_dir() == tmp_path and _profiles.cache_dir() == str(tmp_path)
+
+
+def test_cache_is_built_once_by_concurrent_processes(tmp_path):
+    """Two processes asking for the same missing file at once (pytest-xdist workers, jobs of one
+    cluster allocation): one builds it, the other waits on its lock and loads it."""
+    import subprocess
+    import sys
+
+    script = ("import sys, time; from pathlib import Path; from sl_cy.cache import load_or_build\n"
+              "log = Path(sys.argv[2])\n"
+              "def build():\n"
+              "    with open(log, 'a') as f: f.write('built\\n')\n"
+              "    time.sleep(1.5)\n"
+              "    return 'payload'\n"
+              "print(load_or_build(Path(sys.argv[1]), load=lambda p: p.read_text(), build=build,\n"
+              "                    save=lambda o, p: p.write_text(o)))\n")
+    target, log = tmp_path / "thing_0123.txt", tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(target), str(log)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == ["('payload', False)", "('payload', True)"], outs
+    assert log.read_text() == "built\n" and target.read_text() == "payload"
