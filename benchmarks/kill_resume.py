@@ -50,6 +50,9 @@ RUN_ARGS = ["--n-galaxy", "20000", "--nwalkers", "14", "--selection", "bank", "-
 #: writing step <step> of this process.
 HOOK = r'''
 import os, signal, sys
+# Ctrl-C as from a terminal: a parent that ignores SIGINT (a pytest-xdist worker, a background job of a
+# non-interactive shell) hands its SIG_IGN down to its children, and Python then raises no KeyboardInterrupt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 spec = os.environ.get("SL_CY_KILLHOOK")
 if spec:
     import h5py

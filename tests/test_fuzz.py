@@ -39,6 +39,17 @@ COSMO = (70.0, 0.3, 0.7)
 STATUSES = {int(s) for s in Status}
 
 SCALE = max(1, int(os.environ.get("SL_CY_FUZZ_SCALE", "1")))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gnfw_table_ready():
+    """Build or load the gNFW table before the deadlines start: its one-off cost (~1.5 s, or the wait
+    for another pytest-xdist worker that holds its cache lock) is not a slow example."""
+    from sl_cy._profiles import ensure_gnfw_table
+
+    ensure_gnfw_table()
+
+
 FAST = settings(max_examples=150 * SCALE, deadline=2000, suppress_health_check=[HealthCheck.too_slow],
                 derandomize=SCALE == 1, print_blob=True)
 
