@@ -146,17 +146,19 @@ def column_sums(k: LikelihoodKernel, eta) -> np.ndarray:
     and without the gamma trapezoid weight (-inf where a lens has no point on node k)."""
     ng = len(k.gamma_axis)
     G = np.full((k.n_lenses, ng), -np.inf)
-    lens = np.repeat(np.arange(k.n_lenses), np.diff(k.offsets))
+    cnt_all = np.diff(k.nodes, axis=1)
+    kg = np.repeat(np.tile(np.arange(ng), k.n_lenses), cnt_all.ravel())
     for j in range(ng):
-        sel = k.kg == j
-        cnt = np.bincount(lens[sel], minlength=k.n_lenses)
+        sel = kg == j
+        cnt = cnt_all[:, j]
         if cnt.sum() == 0:
             continue
         off = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
+        nodes = np.ascontiguousarray(np.stack([np.zeros_like(cnt), cnt], axis=1), dtype=np.int32)
         with np.errstate(all="ignore"):
             G[:, j] = _likelihood.loglike_lenses(
                 np.atleast_2d(eta), np.ascontiguousarray(k.L[sel]), np.ascontiguousarray(k.logMh[sel]),
-                np.zeros(int(sel.sum()), np.int32), np.ascontiguousarray(k.logw0[sel]), off, k.logRe, k.m_obs,
+                nodes, np.ascontiguousarray(k.logw0[sel]), off, k.logRe, k.m_obs,
                 np.array([0.0]), False, k._model, GAMMA_LO, GAMMA_HI, 1)[0]
     return G - np.log(trapezoid_weights(k.gamma_axis))
 
