@@ -341,9 +341,9 @@ class LikelihoodKernel:
 
     Performance
     -----------
-    About 12-16 us per lens per eta on one core (CPU time on a loaded machine, 10^4 lenses of
-    the default adaptive grids, 1129 valid points per lens: ~11-14 ns per point; the scalar
-    kernel before the vectorised passes measured 33-38 us the same way); parallel (OpenMP) over
+    About 10-11 us per lens per eta on one core (CPU time at load 2.6-2.8 on 2 cores, 10^4 lenses
+    of the default adaptive grids, 1305 valid points per lens: ~8 ns per point; the scalar
+    kernel before the vectorised passes measured 33-38 us at 1129 points); parallel (OpenMP) over
     (eta, lens) pairs, results independent of the thread count (``benchmarks/bench_likelihood.py
     --grids``). With the eta-gradient (:meth:`per_lens_and_grad`) ~1.3-1.6x that.
 
