@@ -204,7 +204,7 @@ def main(argv=None):
                                          adaptive_step=0.25, peak_halvings=0, show_progress=False)
         kf = LikelihoodKernel(fine)
         print(f"{n} lenses; default {post.kernel.n_points / n:.0f} points/lens "
-              f"(~{post.kernel.n_points / n * 28 / 1e3:.1f} kB held per lens at 28 bytes per point), "
+              f"(~{(post.kernel.n_points * 24 + post.kernel.nodes.nbytes) / n / 1e3:.1f} kB held per lens), "
               f"4x finer {kf.n_points / n:.0f} (grids {time.perf_counter() - t:.0f} s)")
     m = find_map(post, np.array([0.0, 12.91, 2.04, 0.37, 1.0, 0.2]))
     x0 = m["x"]

@@ -36,6 +36,13 @@ timed interleaved with the previous kernel compiled beside it (same calls, same 
   of libm). The 5 us target of issue 16 is not met: it needs fewer points per lens (a
   higher-order rule along the columns), not a faster loop.
 
+  Points ordered by gamma node with per-lens node starts instead of a per-point node index
+  (2026-12-01, /work/repro/scale_new3/.../grids.h5, 10 394 lenses, 1305 points per lens, one
+  thread, the previous kernel built beside it and run alternately, load 2.6-2.8 on 2 cores):
+  per_lens 10.72 / 10.19 us CPU against 11.19 / 11.55 before; per_lens_and_grad 15.93 / 15.48
+  against 15.93 / 16.21 (the gather of log p(gamma_k) per point is gone). Held: 24 bytes per
+  point, 31.6 kB per lens (``LensShard.nbytes``, first 2000 lenses; 36.8 kB before).
+
 Recorded (2026-11-23, 2-vCPU AMD EPYC shared with other jobs, mock seed 1, 10 lenses, 469 eta):
 
 * speed, 30 x 30 grid (logMh [10.5, 15.5], gamma [0, 2]; ~665 valid points/lens), 200 lenses x

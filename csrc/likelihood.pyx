@@ -9,8 +9,9 @@ Per lens i with grid points p = (logMh_j, gamma_k) (DESIGN section 3)::
 with M_p = logM*_p - alpha_sps (logM*_p: the lensing stellar mass of the grid point) and the
 eta-independent weight W_p = 2 pi n_bkg beta |J| F_phot * w_j * w_k (w: trapezoid weights of the
 axes; an axis of one node has weight 1, i.e. no integral over it). Only points with W_p > 0 are
-passed in (invalid points are dropped = weight 0), as compacted per-lens arrays
-(``L`` = logM*, ``logMh``, ``kg`` = gamma-node index, ``logw0`` = log W_p, ``offsets``).
+passed in (invalid points are dropped = weight 0), as compacted per-lens arrays ordered by gamma
+node (``L`` = logM*, ``logMh``, ``logw0`` = log W_p; ``offsets`` per lens, ``nodes`` the start of
+each gamma node's points within the lens: no per-point node index is stored).
 
 Evaluation per (eta, lens): a max-shifted sum (log-sum-exp), in two passes over the points:
 
@@ -132,17 +133,18 @@ cdef inline double _mills(double x) noexcept nogil:
 
 
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
-                      const double* L, const double* logMh, const int* kg, const double* logw0,
+                      const double* L, const double* logMh, const int* nodes, Py_ssize_t nk, const double* logw0,
                       Py_ssize_t n, const double* dlg, double* grad, double* work) noexcept nogil:
     """log p(d_i | eta) of one lens from its compacted valid points (-inf if there are none).
 
+    The points of gamma node k are ``nodes[k]:nodes[k+1]`` (nk nodes, nodes[nk] = n).
     ``lg[k]`` = log p(gamma_k | eta) (all 0 for a fixed-gamma grid). With ``grad`` != NULL the
     same pass also accumulates d log p_i / d eta (6 values) into ``grad`` (overwritten): the
     weighted mean over points of d log f_p / d eta (:func:`_point_dlogf`; ``dlg[2k:2k+2]`` =
     d lg[k] / d(mu_gamma, sigma_gamma), NULL for a fixed-gamma grid) plus d const / d sigma_h;
     NaN when log p_i = -inf. ``work``: scratch of ``WORK_PER_POINT`` doubles per point (pass 1
     stores q_p and the residuals of the points kept, pass 2 reads them)."""
-    cdef Py_ssize_t p, j, m = 0, pmax = -1
+    cdef Py_ssize_t p, j, m = 0, pmax = -1, k
     cdef int c
     cdef double inv_sh = 1.0 / e.sigma_h
     cdef double q, qmax = -INFINITY, f, ref, s, thr, xs, wgt, resc, mills
@@ -177,8 +179,9 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     # model and eta are copied to locals so that the compiler may vectorise the loop
     lpm = pm[0]
     le = e[0]
-    for p in range(n):          # the gather of log p(gamma_k | eta) on its own (SSE2 has no gather)
-        qb[p] = logw0[p] + lg[kg[p]]
+    for k in range(nk):         # log p(gamma_k | eta), constant over the points of node k
+        for p in range(nodes[k], nodes[k + 1]):
+            qb[p] = logw0[p] + lg[k]
     for p in range(n):
         M = L[p] - le.alpha_sps
         a0 = sk_z(&lpm, M)
@@ -213,6 +216,7 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     if grad != NULL:
         sl_cy_gauss_ratio(zs, pm.a_skew, Pb, mb, m)
     s = 0.0
+    k = 0
     for j in range(m):
         xs = -pm.ask * zs[j]
         if xs < 14.0:
@@ -222,18 +226,21 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
         s = s + wgt
         if grad != NULL:
             p = <Py_ssize_t>ib[j]
+            while p >= nodes[k + 1]:        # the kept points are in order: their node only advances
+                k += 1
             z[0] = zs[j]
             z[1] = zr[j]
             z[2] = zo[j]
             z[3] = zh[j]
             mills = mb[j] if pm.a_skew * z[0] > -5.0 else _mills(pm.a_skew * z[0])
-            _point_dlogf(pm, e, inv_sh, L[p], z, mills, dlg, kg[p], d)
+            _point_dlogf(pm, e, inv_sh, L[p], z, mills, dlg, k, d)
             for c in range(6):
                 sg[c] = sg[c] + wgt * d[c]
     if not s > 1e-250:
         # robust path (Phi underflows at every relevant point): on-line log-sum-exp of f_p
         ref = thr + CUT
         s = 0.0
+        k = 0
         for c in range(6):
             sg[c] = 0.0
         for j in range(m):
@@ -254,7 +261,9 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
                 s = s + wgt
             if grad != NULL:
                 p = <Py_ssize_t>ib[j]
-                _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, kg[p], d)
+                while p >= nodes[k + 1]:
+                    k += 1
+                _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, k, d)
                 for c in range(6):
                     sg[c] = sg[c] + wgt * d[c]
         if not s > 0.0:
@@ -293,7 +302,7 @@ cdef inline bint _gamma_law_ok(double mu, double sigma, double lo, double hi) no
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[::1] logMh,
-                   const int[::1] kg, const double[::1] logw0, const long long[::1] offsets,
+                   const int[:, ::1] nodes, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
                    n_threads=1, bint with_grad=False):
@@ -304,9 +313,11 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     eta : (n_eta, 6) float64, C-contiguous
         (alpha_sps, mu_h, beta_h, sigma_h, mu_gamma, sigma_gamma) per row.
     L, logMh, logw0 : (n_points,) float64
-        Compacted valid points of all lenses: lensing logM*, logMh and log W_p.
-    kg : (n_points,) int32
-        gamma-node index of each point.
+        Compacted valid points of all lenses, ordered by lens, then gamma node: lensing logM*,
+        logMh and log W_p.
+    nodes : (n_lens, max(n_gamma, 1) + 1) int32
+        Points of gamma node k of lens i are ``offsets[i] + nodes[i, k] : offsets[i] + nodes[i, k+1]``
+        (``nodes[i, 0] = 0``, non-decreasing, ``nodes[i, -1]`` = the lens's number of points).
     offsets : (n_lens + 1,) int64
         Points of lens i are ``offsets[i]:offsets[i+1]``.
     logRe, m_obs : (n_lens,) float64
@@ -337,8 +348,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     ------
     ValueError
         for inconsistent shapes, ``offsets`` that are not non-decreasing within [0, n_points],
-        a gamma-node index ``kg`` outside the gamma axis, or a non-positive scatter in ``model``
-        (the layout is checked in O(n_points) before any point is read).
+        ``nodes`` that do not partition each lens's points, or a non-positive scatter in ``model``
+        (the layout is checked in O(n_lens n_gamma) before any point is read).
     """
     cdef Py_ssize_t ne = eta.shape[0], nl = offsets.shape[0] - 1, ng = gamma_axis.shape[0]
     cdef Py_ssize_t t, i, r, k, a, b
@@ -351,7 +362,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         raise ValueError(f"eta must have 6 columns, got {eta.shape[1]}")
     if logRe.shape[0] != nl or m_obs.shape[0] != nl:
         raise ValueError("logRe and m_obs need one value per lens")
-    if L.shape[0] != logMh.shape[0] or L.shape[0] != kg.shape[0] or L.shape[0] != logw0.shape[0]:
+    if L.shape[0] != logMh.shape[0] or L.shape[0] != logw0.shape[0]:
         raise ValueError("point arrays must have the same length")
     if nl < 0 or offsets[nl] != L.shape[0]:
         raise ValueError("offsets do not match the number of points")
@@ -364,13 +375,24 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     if bad >= 0:
         raise ValueError(f"offsets must be non-decreasing within [0, {npt}]; offsets[{bad}:{bad + 2}] = "
                          f"{offsets[bad]}, {offsets[bad + 1]}")
+    if nodes.shape[0] != nl or nodes.shape[1] != nkg + 1:
+        raise ValueError(f"nodes must have shape (n_lens, n_gamma + 1) = ({nl}, {nkg + 1}), got "
+                         f"({nodes.shape[0]}, {nodes.shape[1]})")
     with nogil:
-        for k in range(npt):
-            if kg[k] < 0 or kg[k] >= nkg:
-                bad = k
+        for i in range(nl):
+            if nodes[i, 0] != 0 or nodes[i, nkg] != offsets[i + 1] - offsets[i]:
+                bad = i
+                break
+            for k in range(nkg):
+                if nodes[i, k + 1] < nodes[i, k]:
+                    bad = i
+                    break
+            if bad >= 0:
                 break
     if bad >= 0:
-        raise ValueError(f"kg[{bad}] = {kg[bad]} is not a node of the gamma axis (0 <= kg < {nkg})")
+        raise ValueError(f"nodes[{bad}] = {np.asarray(nodes[bad])!r} does not partition the lens's "
+                         f"{offsets[bad + 1] - offsets[bad]} points into its gamma nodes (0 = nodes[i, 0] <= ... "
+                         f"<= nodes[i, -1] = its number of points)")
     pm.mu_star, pm.sigma_star, pm.a_skew, pm.mu_R0, pm.beta_R, pm.sigma_R, pm.xi_h, pm.sigma_obs, \
         pm.pivot = [float(v) for v in model]
     pm.gamma_lo = gamma_lo
@@ -419,7 +441,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
             a = offsets[i]
             b = offsets[i + 1]
             out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
-                                  &L[a], &logMh[a], &kg[a], &logw0[a], b - a,
+                                  &L[a], &logMh[a], &nodes[i, 0], nkg, &logw0[a], b - a,
                                   &dlg[r, 0, 0] if use_gamma else NULL,
                                   &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0])
     if with_grad:

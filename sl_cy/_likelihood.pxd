@@ -10,5 +10,5 @@ cdef enum:
     WORK_PER_POINT = 9
 
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
-                      const double* L, const double* logMh, const int* kg, const double* logw0,
+                      const double* L, const double* logMh, const int* nodes, Py_ssize_t nk, const double* logw0,
                       Py_ssize_t n, const double* dlg, double* grad, double* work) noexcept nogil

@@ -163,7 +163,8 @@ class LensShard(LikelihoodKernel):
     -----------
     Building: ~4 ms per lens (reading, compacting, the selection-rate factor; the rate table loaded
     once), peak memory one block of grids (~450 kB per lens) on top of what is held.
-    Holding: ~28 bytes per valid grid point (31.8 kB per lens on the default adaptive grids).
+    Holding: 24 bytes per valid grid point and 4 (n_gamma + 1) per lens (31.5 kB per lens on the
+    default adaptive grids, ~1310 points per lens).
     Evaluating: the kernel's cost (~15 us per lens per eta per core). Measured in
     ``benchmarks/bench_distributed.py``.
 
@@ -552,7 +553,7 @@ class ShardedKernel(LikelihoodKernel):
 
     def __getattr__(self, name):
         # a method of LikelihoodKernel that works on the in-process arrays (not available here)
-        if name in ("L", "logMh", "kg", "logw0", "offsets", "logRe", "m_obs"):
+        if name in ("L", "logMh", "nodes", "logw0", "offsets", "logRe", "m_obs"):
             raise AttributeError(f"{name!r}: the per-point arrays of a ShardedKernel are on the dask workers")
         raise AttributeError(name)
 

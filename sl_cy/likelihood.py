@@ -325,6 +325,11 @@ class LikelihoodKernel:
     forward_model : ForwardModel
     n_lenses, n_points : int
         Lenses and valid points kept.
+    L, logMh, logw0 : ndarray (n_points,)
+        The valid points (lensing logM*, logMh, log of the eta-independent weight), ordered by
+        lens, then gamma node (each gamma column contiguous); ``offsets`` (n_lenses + 1,) per lens,
+        ``nodes`` (n_lenses, n_gamma + 1) int32 the start of each gamma node's points within its lens
+        (24 bytes per point and 4 (n_gamma + 1) per lens: ~32 kB per lens of the default grids).
     use_gamma : bool
         False for a one-node gamma axis (no gamma integral, p(gamma | eta) not applied).
 
@@ -336,9 +341,9 @@ class LikelihoodKernel:
 
     Performance
     -----------
-    About 12-16 us per lens per eta on one core (CPU time on a loaded machine, 10^4 lenses of
-    the default adaptive grids, 1129 valid points per lens: ~11-14 ns per point; the scalar
-    kernel before the vectorised passes measured 33-38 us the same way); parallel (OpenMP) over
+    About 10-11 us per lens per eta on one core (CPU time at load 2.6-2.8 on 2 cores, 10^4 lenses
+    of the default adaptive grids, 1305 valid points per lens: ~8 ns per point; the scalar
+    kernel before the vectorised passes measured 33-38 us at 1129 points); parallel (OpenMP) over
     (eta, lens) pairs, results independent of the thread count (``benchmarks/bench_likelihood.py
     --grids``). With the eta-gradient (:meth:`per_lens_and_grad`) ~1.3-1.6x that.
 
@@ -389,18 +394,21 @@ class LikelihoodKernel:
         if np.any(counts == 0):
             raise ValueError(_no_valid_point_message(st, np.flatnonzero(counts == 0)))
         n_mh, n_g = ok.shape[1], len(self.gamma_axis)
-        mh = st["logMh"]
-        kk = np.broadcast_to(np.arange(n_g, dtype=np.int32)[None, None, :], ok.shape)
-        self.L = np.ascontiguousarray(st["logM_star"][ok], dtype=float)
-        self.logMh = np.ascontiguousarray(mh[ok], dtype=float)
-        self.kg = np.ascontiguousarray(kk[ok], dtype=np.int32)
-        lw = logw0[ok]
+        # points ordered by lens, then gamma node (the columns contiguous); per lens, the start of
+        # each node's points instead of a per-point node index (4 bytes per point less)
+        okt = ok.transpose(0, 2, 1)
+        per_node = okt.sum(axis=2)
+        self.nodes = np.zeros((self.n_lenses, n_g + 1), dtype=np.int32)
+        np.cumsum(per_node, axis=1, out=self.nodes[:, 1:])
+        self.L = np.ascontiguousarray(st["logM_star"].transpose(0, 2, 1)[okt], dtype=float)
+        self.logMh = np.ascontiguousarray(st["logMh"].transpose(0, 2, 1)[okt], dtype=float)
+        lw = logw0.transpose(0, 2, 1)[okt]
         if self.selection:
             lens_of_point = np.repeat(np.arange(self.n_lenses), counts)
             zl = np.asarray(obs["zl"], dtype=float)[lens_of_point] if "zl" in obs else None
-            lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh,
-                                               self.gamma_axis[self.kg] if self.use_gamma else
-                                               np.full(self.L.shape, float(self.gamma_axis[0])), zl, rate_engine)
+            gamma_of_point = np.repeat(np.tile(self.gamma_axis, self.n_lenses), per_node.ravel())
+            lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh, gamma_of_point,
+                                               zl, rate_engine)
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_points = int(self.offsets[-1])
@@ -417,7 +425,7 @@ class LikelihoodKernel:
         e = np.ascontiguousarray(np.atleast_2d(e), dtype=float)
         if e.shape[1] != 6:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
-        out = _likelihood.loglike_lenses(e, self.L, self.logMh, self.kg, self.logw0, self.offsets, self.logRe,
+        out = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                          self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
                                          GAMMA_HI, self.n_threads)
         return out[0] if one else out
@@ -461,7 +469,7 @@ class LikelihoodKernel:
         e = np.ascontiguousarray(np.atleast_2d(e), dtype=float)
         if e.shape[1] != 6:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
-        out, grad = _likelihood.loglike_lenses(e, self.L, self.logMh, self.kg, self.logw0, self.offsets, self.logRe,
+        out, grad = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                                self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
                                                GAMMA_HI, self.n_threads, True)
         return (out[0], grad[0]) if one else (out, grad)

@@ -379,20 +379,22 @@ def test_likelihood_kernel_grids(L, logRe, m_obs, beta, eta, n_g, sigma_star):
 
 
 @FAST
-@given(offsets=st.lists(st.integers(-5, 12), min_size=1, max_size=5), kg=st.lists(st.integers(-3, 6), min_size=0,
-       max_size=8), ng=st.integers(0, 4), use_gamma=st.booleans())
-def test_likelihood_compiled_layout(offsets, kg, ng, use_gamma):
+@given(offsets=st.lists(st.integers(-5, 12), min_size=1, max_size=5), n=st.integers(0, 8),
+       nodes=st.lists(st.integers(-3, 9), min_size=0, max_size=25), ng=st.integers(0, 4), use_gamma=st.booleans(),
+       cols=st.integers(1, 6))
+def test_likelihood_compiled_layout(offsets, n, nodes, ng, use_gamma, cols):
     """The raw kernel refuses an inconsistent point layout instead of reading out of bounds."""
-    n = len(kg)
     pts = np.full(n, 11.4)
     nl = len(offsets) - 1
+    nd = np.resize(np.array(nodes, dtype=np.int32), nl * cols).reshape(nl, cols) if nodes else \
+        np.zeros((nl, cols), dtype=np.int32)
     try:
-        out = _likelihood.loglike_lenses(np.atleast_2d(ETA0), pts, np.full(n, 13.0), np.array(kg, dtype=np.int32),
+        out = _likelihood.loglike_lenses(np.atleast_2d(ETA0), pts, np.full(n, 13.0), np.ascontiguousarray(nd),
                                          np.zeros(n), np.array(offsets, dtype=np.int64), np.full(nl, 0.8),
                                          np.full(nl, 11.5), np.linspace(0, 2, ng), use_gamma,
                                          (11.252, 0.202, 1.48, 0.774, 0.977, 0.112, 0.0, 0.1, 11.4))
     except ValueError as exc:
-        assert_names_input(exc, ("offsets", "kg", "gamma", "point arrays", "logRe"))
+        assert_names_input(exc, ("offsets", "nodes", "gamma", "point arrays", "logRe"))
         return
     assert out.shape == (1, nl) and not np.isnan(out).any()
 
@@ -553,24 +555,27 @@ def test_regression_coarse_K_table_never_exceeds_one(ktable):
 def test_regression_likelihood_model_scatters_must_be_positive():
     # sigma_star = -1e-30 gave nan (the forward model now refuses it too)
     with pytest.raises(ValueError, match="scatters"):
-        _likelihood.loglike_lenses(np.atleast_2d(ETA0), np.zeros(1), np.full(1, 13.0), np.zeros(1, np.int32),
+        _likelihood.loglike_lenses(np.atleast_2d(ETA0), np.zeros(1), np.full(1, 13.0),
+                                   np.array([[0, 1, 1, 1]], np.int32),
                                    np.zeros(1), np.array([0, 1], dtype=np.int64), np.full(1, 0.8), np.full(1, 11.5),
                                    np.linspace(0, 2, 3), True, (11.252, 0.202, 1.48, 0.774, 0.977, 0.112, 0.0,
                                                                 -1e-30, 11.4))
 
 
 def test_regression_likelihood_layout_is_checked():
-    # offsets[0] < 0 and a gamma-node index out of range read out of bounds (segfault)
+    # offsets[0] < 0 and a gamma-node index out of range read out of bounds (segfault); the node
+    # index per point is now the start of each node's points per lens (``nodes``), checked the same way
     args = (np.zeros(2), np.full(2, 13.0))
     model = (11.252, 0.202, 1.48, 0.774, 0.977, 0.112, 0.0, 0.1, 11.4)
     with pytest.raises(ValueError, match="offsets"):
-        _likelihood.loglike_lenses(np.atleast_2d(ETA0), *args, np.zeros(2, np.int32), np.zeros(2),
+        _likelihood.loglike_lenses(np.atleast_2d(ETA0), *args, np.array([[0, 1, 2, 2]], np.int32), np.zeros(2),
                                    np.array([-5, 2], dtype=np.int64), np.full(1, 0.8), np.full(1, 11.5),
                                    np.linspace(0, 2, 3), True, model)
-    with pytest.raises(ValueError, match="kg"):
-        _likelihood.loglike_lenses(np.atleast_2d(ETA0), *args, np.array([0, 1000000], np.int32), np.zeros(2),
-                                   np.array([0, 2], dtype=np.int64), np.full(1, 0.8), np.full(1, 11.5),
-                                   np.linspace(0, 2, 3), True, model)
+    for bad in ([[0, 1, 1000000, 2]], [[0, 2, 1, 2]], [[1, 1, 2, 2]], [[0, 1, 2, 3]], [[0, 1, 2]]):
+        with pytest.raises(ValueError, match="nodes"):
+            _likelihood.loglike_lenses(np.atleast_2d(ETA0), *args, np.array(bad, np.int32), np.zeros(2),
+                                       np.array([0, 2], dtype=np.int64), np.full(1, 0.8), np.full(1, 11.5),
+                                       np.linspace(0, 2, 3), True, model)
 
 
 def test_regression_extreme_gamma_law(lkernel, bank, squad):

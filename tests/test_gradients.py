@@ -15,7 +15,9 @@ ETAS = [TRUTH,
         np.array([0.1, 13.2, 1.5, 0.0501, 0.8, 0.0501]),
         np.array([0.45, 13.9, 0.1, 0.06, 0.3, 0.06]),
         np.array([-0.45, 12.05, 3.9, 0.99, 1.75, 0.99]),
-        np.array([-0.3, 12.2, 3.5, 0.8, 1.6, 0.9])]
+        np.array([-0.3, 12.2, 3.5, 0.8, 1.6, 0.9]),
+        # the box corner with the largest quadrature error (sigma_h = sigma_gamma = 0.05 exactly, beta_h = 4)
+        np.array([-0.5, 12.0, 4.0, 0.05, 1.8, 0.05])]
 
 
 @pytest.fixture(scope="module")

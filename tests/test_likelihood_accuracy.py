@@ -8,10 +8,11 @@ at the box edges (sigma_h or sigma_gamma at 0.05, where the halo or gamma law is
 node spacing of 0.1), at corners and at some random eta: that test is a strict xfail, so it starts
 failing (XPASS) the day the kernel meets the target and the marker must go.
 
-Measured (2026-12-01, mock seed 11, 8 lenses; benchmarks/bench_likelihood.py has the larger study):
-near the posterior max |eps| 1.1e-4; sigma_h = 0.05 at the truth 0.36 (96 % of the lenses above
-1 %); box corners 3.1 (at alpha_sps -0.5, mu_h 12, beta_h 4, sigma_h 0.05, mu_gamma 1.8,
-sigma_gamma 0.05); 40 random eta 0.91.
+Measured (2026-12-01, mock seed 11, 8 lenses; benchmarks/accuracy_box.py splits these by direction
+and tries product rules): near the posterior max |eps| 1.1e-4; edges 0.175 (sigma_h = 0.05 at the
+truth; sigma_gamma = 0.05 alone 0.016); box corners 3.1 (at alpha_sps -0.5, mu_h 12, beta_h 4,
+sigma_h 0.05, mu_gamma 1.8, sigma_gamma 0.05: with beta_h = 4 the halo law is ~0.0125 dex wide in
+logM*, against ~0.07 dex between nodes); 40 random eta 0.91.
 """
 import itertools
 
