@@ -7,7 +7,7 @@ file that fails to load (torn by a crash, written by another version, foreign) i
 replaced, and a cache folder that cannot be written (read-only home) only costs the rebuild next
 time (a RuntimeWarning says so). :func:`load_or_build` is that rule, written once. Processes that
 share the folder (pytest-xdist workers, several jobs of one cluster allocation) build each object
-once: the builder holds ``<file>.lock`` (:mod:`filelock`), the others wait for it and load its file.
+once: the builder holds ``.<file>.lock`` (:mod:`filelock`; left in place, empty), the others wait for it and load its file.
 
 The folder is ``$SL_CY_CACHE_DIR`` if set, else ``~/.cache/sl_cy`` (:func:`cache_dir`); it does
 not depend on the working directory or on a source checkout.
@@ -71,7 +71,7 @@ def load_or_build(path, *, load: Callable, build: Callable, save: Callable, what
 
     Performance
     -----------
-    A process that finds another one building the same file (its ``.lock`` held) waits for it and
+    A process that finds another one building the same file (its ``.<file>.lock`` held) waits for it and
     loads the result instead of building it a second time; where the lock file cannot be created
     (read-only folder) it builds without waiting.
     """
@@ -83,7 +83,7 @@ def load_or_build(path, *, load: Callable, build: Callable, save: Callable, what
         return found[0], True
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock")
+        lock = FileLock(str(path.with_name(f".{path.name}.lock")))
         lock.acquire()
     except OSError:
         lock = None                          # cannot lock here (read-only): build without waiting
