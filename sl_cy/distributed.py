@@ -211,14 +211,15 @@ class LensShard(LikelihoodKernel):
 
             # loaded once for all blocks (cached on disk, or built here: serially in a dask worker,
             # which has no process pool)
-            engine = selection_for(head["forward_model"], n_jobs=1 if worker_threads is not None else -1,
-                                   progress=False)
+            engine = selection_for(head["forward_model"], n_lenses=head["n_lenses"],
+                                   n_jobs=1 if worker_threads is not None else -1, progress=False)
         self.kernels = []
         for s in range(start, stop, block):
             grids = load_grids_hdf5(path, lenses=np.arange(s, min(s + block, stop)))
             self.kernels.append(LikelihoodKernel(grids, selection=self.selection, n_threads=n_threads,
                                                  rate_engine=engine))
             del grids
+        self.rate_engine = engine
         k0 = self.kernels[0]
         self.forward_model = k0.forward_model
         self.logMh_axis, self.gamma_axis, self.grid_shape = k0.logMh_axis, k0.gamma_axis, k0.grid_shape
@@ -406,11 +407,12 @@ class ShardedKernel(LikelihoodKernel):
         if head["forward_model"] is None:
             raise ValueError(f"{self.path} carries no forward model (tabulated by an older sl_cy): tabulate it again")
         fm = ForwardModel.from_dict(head["forward_model"])
-        self._table = None
+        self.rate_engine = None
         if self.selection:
             from sl_cy.selection import selection_for
 
-            self._table = selection_for(fm)   # the rate table the shards need: built here (in parallel) if missing
+            # the rate table the shards need (that of the whole sample): built here (in parallel) if missing
+            self.rate_engine = selection_for(fm, n_lenses=head["n_lenses"])
         self._token = head["token"]
         workers = sorted(client.nthreads())
         self.bounds = shard_bounds(head["n_lenses"], len(workers) if n_shards is None else int(n_shards))
@@ -608,7 +610,7 @@ class DistributedPosterior(Posterior):
         kernel = ShardedKernel(grids_path, client, selection=use_selection, n_shards=n_shards, block=block,
                                worker_timeout=worker_timeout)
         if A is None and use_selection:
-            A = kernel._table                 # the default normaliser, already loaded for the shards
+            A = kernel.rate_engine            # the default normaliser, already loaded for the shards
         try:
             super().__init__(kernel, A=A, prior=prior, fixed=fixed, use_selection=use_selection, model=model)
         except BaseException:

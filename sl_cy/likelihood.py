@@ -318,7 +318,9 @@ class LikelihoodKernel:
         :func:`sl_cy.parallel.resolve_n_threads`).
     rate_engine : SelectionQuadrature, optional
         The selection table whose rate T gives the (1 - exp(-T)) / T factor (default the forward
-        model's, :func:`sl_cy.selection.selection_for`); :class:`Posterior` passes its ``A``.
+        model's table for this many lenses, ``selection_for(fm, n_lenses=N)``: the one the
+        default A(eta) uses; kept as ``rate_engine``); :class:`Posterior` passes its ``A``, a lens
+        shard the table of the whole sample.
 
     Attributes
     ----------
@@ -407,8 +409,11 @@ class LikelihoodKernel:
             lens_of_point = np.repeat(np.arange(self.n_lenses), counts)
             zl = np.asarray(obs["zl"], dtype=float)[lens_of_point] if "zl" in obs else None
             gamma_of_point = np.repeat(np.tile(self.gamma_axis, self.n_lenses), per_node.ravel())
+            if rate_engine is None:              # the table the default A(eta) of these N lenses uses
+                rate_engine = _default_selection(fm, self.n_lenses)
             lw = lw + _log_first_source_factor(fm, self.L, self.logRe[lens_of_point], self.logMh, gamma_of_point,
                                                zl, rate_engine)
+        self.rate_engine = rate_engine
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.n_points = int(self.offsets[-1])
@@ -522,15 +527,11 @@ def _no_valid_point_message(st: dict, bad) -> str:
             "the catalogue values, or widen the grid (logMh_grid, gamma_grid)")
 
 
-def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl=None,
-                             engine=None) -> np.ndarray:
-    """log[(1 - exp(-T)) / T] per grid point, T from the forward model's selection table: the
-    probability that the recorded source is the one the catalogue keeps (one entry per galaxy).
+def _log_first_source_factor(fm: ForwardModel, logM_star, logRe, logM_halo, gamma_in, zl, engine) -> np.ndarray:
+    """log[(1 - exp(-T)) / T] per grid point, T from the forward model's selection table ``engine``:
+    the probability that the recorded source is the one the catalogue keeps (one entry per galaxy).
     With redshift distributions T is the zs-mixed rate at the lens's own ``zl`` (per point)."""
-    from sl_cy.selection import selection_for
-
-    T = (engine or selection_for(fm)).rate(logM_star, logRe, logM_halo, gamma_in,
-                                           zl=None if fm.fixed_redshifts else zl)
+    T = engine.rate(logM_star, logRe, logM_halo, gamma_in, zl=None if fm.fixed_redshifts else zl)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(T > 1e-12, -np.expm1(-T) / np.where(T > 1e-12, T, 1.0), 1.0 - 0.5 * T)
     return np.log(f)
@@ -708,7 +709,8 @@ class Posterior:
                                  "but A(eta) integrates the population's gamma law: tabulate the default gamma grid and "
                                  "fix mu_gamma / sigma_gamma instead (fixed={...}), or use_selection=False")
             _check_redshifts(self.kernel)
-            self.A = _default_selection(fm, self.n_lenses) if A is None else A
+            # by default the table the kernel's rate factor was built with: selection_for(fm, n_lenses=N)
+            self.A = self.kernel.rate_engine if A is None else A
             if getattr(self.A, "forward_model", None) is not None:
                 fm.check_same(self.A.forward_model, "the grids", "the selection normaliser A")
             from sl_cy.selection import quadrature as _q

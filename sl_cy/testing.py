@@ -1221,7 +1221,7 @@ from sl_cy._profiles import gnfw_quadrature  # noqa: E402  (compiled adaptive qu
 from sl_cy import _photometry  # noqa: E402
 from sl_cy._validate import as_float_array  # noqa: E402
 from sl_cy.forward import ForwardModel  # noqa: E402
-from sl_cy.likelihood import _log_first_source_factor, _stacked  # noqa: E402
+from sl_cy.likelihood import _default_selection, _log_first_source_factor, _stacked  # noqa: E402
 from sl_cy.photometry import (DEFAULT_ALPHA_S, DEFAULT_M_LIM, DEFAULT_M_MAX, DEFAULT_M_MIN,  # noqa: E402
                               DEFAULT_M_STAR, DEFAULT_SIGMA_M, _broadcast, _law_params, _out, _scalar, _sigma)
 from sl_cy.population import gamma_logpdf, logMh_logpdf, logRe_logpdf, mstar_logpdf  # noqa: E402
@@ -1330,6 +1330,7 @@ def log_likelihood_numpy(eta, grids, per_lens: bool = False, selection: bool = F
     g_ax = np.asarray(st["gamma_axis"], float)
     obs = st["observed"]
     out = np.empty(len(st["valid"]))
+    rate_engine = _default_selection(fm, len(out)) if selection else None   # as LikelihoodKernel's default
     for i in range(len(out)):
         ok = (st["valid"][i] == 0) & np.isfinite(st["logMh"][i])
         mh = st["logMh"][i]
@@ -1345,7 +1346,8 @@ def log_likelihood_numpy(eta, grids, per_lens: bool = False, selection: bool = F
         lp = (lw[ok] + logMh_logpdf(mh[ok], M, re, eta=tuple(e), model=model) + mstar_logpdf(M, model)
               + logRe_logpdf(re, M, model) + norm.logpdf(float(obs["logM_star_sps_observed"].iloc[i]), M, sig))
         if selection:
-            lp = lp + _log_first_source_factor(fm, st["logM_star"][i][ok], np.full(ok.sum(), re), mh[ok], g[ok])
+            lp = lp + _log_first_source_factor(fm, st["logM_star"][i][ok], np.full(ok.sum(), re), mh[ok], g[ok],
+                                               None, rate_engine)
         if len(g_ax) > 1:
             lp = lp + gamma_logpdf(g[ok], e[4], e[5])
         out[i] = logsumexp(lp)

@@ -285,6 +285,7 @@ def test_selection_for_refines_the_table_when_n_needs_it(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SelectionWarning)
         post = Posterior(grids * (n // 10))
-    # (the kernel's one-entry-per-galaxy rate factor asks for the table without N first)
-    assert post.n_lenses == n and seen[-1] == n and post.A.config_hash == fine.config_hash and len(builds) == 2
+    # one table for both: the kernel's one-entry-per-galaxy rate factor and A(eta) (asked for with N)
+    assert post.n_lenses == n and seen == [n] and post.A.config_hash == fine.config_hash and len(builds) == 2
+    assert post.kernel.rate_engine is post.A
     assert np.isfinite(post(np.asarray(DEFAULT_ETA, float)))
