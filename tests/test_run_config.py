@@ -154,8 +154,9 @@ def test_cache_is_built_once_by_concurrent_processes(tmp_path):
               "print(load_or_build(Path(sys.argv[1]), load=lambda p: p.read_text(), build=build,\n"
               "                    save=lambda o, p: p.write_text(o)))\n")
     target, log = tmp_path / "thing_0123.txt", tmp_path / "builds.log"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(target), str(log)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    # cwd: the installed sl_cy, not a source tree's (python -c puts the working folder first on sys.path)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(target), str(log)], cwd=tmp_path,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert [p.returncode for p in procs] == [0, 0]
     assert outs == ["('payload', False)", "('payload', True)"], outs
