@@ -28,7 +28,6 @@ Priors are objects: :class:`Prior` holds one 1-D prior per parameter (:class:`Un
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable, Mapping
 
 import numpy as np
@@ -36,7 +35,7 @@ import numpy as np
 from sl_cy import _likelihood
 from sl_cy.grids import trapezoid_weights
 from sl_cy.forward import ForwardModel, ForwardModelMismatch
-from sl_cy.population import DEFAULT_ETA, ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM, model_params
+from sl_cy.population import DEFAULT_ETA, ETA_BOX, ETA_NAMES, GAMMA_HI, GAMMA_LO, PIVOT_LOGM
 
 __all__ = [
     "DEFAULT_BOX", "DEFAULT_PRIOR", "Uniform", "Gaussian", "Prior", "BoxPrior", "log_prior", "trapezoid_weights",
