@@ -27,9 +27,10 @@ Evaluation per (eta, lens): a max-shifted sum (log-sum-exp), in two passes over 
    at run time; libm's, ~1 ulp, elsewhere), the exact asymptotic ``log_ndtr`` where
    Phi < 1e-85. It runs in place over a few ranges of points (``_pass2_ranges``): per gamma node
    the shortest range holding its points with q_p >= m - CUT (the others contribute < e^-CUT
-   each relative to the largest term; CUT = 40: < 4.3e-18 each, < 5e-14 in total for 10^4
+   each relative to the largest term; CUT = 30: < 9.4e-14 each, < 1e-9 in total for 10^4 points,
+   negligible against the quadrature error, ~1e-4 near the posterior; CUT = 40 kept ~20 % more
    points), widened to whole vectors; a point inside a range but below the cut is summed too
-   (exact). On the default grids the ranges hold ~half the points (~690 of ~1310 per lens near
+   (exact). On the default grids the ranges hold ~40 % of the points (~560 of ~1310 per lens near
    the posterior, ~21 ranges). log p = const + qmax + log s. If s underflows (Phi negligible at
    every point, an extreme alpha_sps) the lens is redone with an on-line log-sum-exp of f_p.
 
@@ -40,9 +41,9 @@ eta-major order every eta re-read all grids from memory, which bounded pass 1). 
 over lenses is done afterwards in lens order, so results do not depend on the number of threads.
 
 Performance (2026-12-01, 2057 lenses of a 5x10^5-galaxy mock, 1314 points per lens, batches of 8
-eta near the truth, one thread, CPU time, 2-core machine at load ~1.4): 4.7-4.9 us per lens per
-eta (9.5-9.8 before this layout of the passes), 9.9-10.2 with the gradient (13.4-13.8); see
-``benchmarks/bench_likelihood.py``.
+eta near the truth, one thread, CPU time, 2-core machine at load 1.4-2.9, alternating with the
+previous kernel): 4.4 us per lens per eta (9.5-9.8 before this layout of the passes; 4.8 with
+CUT = 40), 8.8-8.9 with the gradient (13.4-13.8); see ``benchmarks/bench_likelihood.py``.
 """
 import numpy as np
 cimport cython
@@ -55,7 +56,7 @@ from sl_cy._population cimport (PopModel, EtaC, pop_init, residual_affine, halo_
                                 gamma_log_pdf, gamma_log_norm as _gamma_log_norm, gamma_in_support,
                                 gamma_log_norm_grad, gamma_log_pdf_grad)
 
-cdef double CUT = 40.0
+cdef double CUT = 30.0
 # Phi(a z_s) below which pass 2 takes the asymptotic log_ndtr (erfc(14) / 2 ~ 2.4e-87: as before)
 cdef double PHI_FLOOR = 1e-85
 # points per vector of pass 2's loops (AVX2: 4 doubles); its ranges are widened to multiples of it
