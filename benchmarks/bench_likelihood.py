@@ -43,6 +43,18 @@ timed interleaved with the previous kernel compiled beside it (same calls, same 
   against 15.93 / 16.21 (the gather of log p(gamma_k) per point is gone). Held: 24 bytes per
   point, 31.6 kB per lens (``LensShard.nbytes``, first 2000 lenses; 36.8 kB before).
 
+Two passes re-laid out (2026-12-01, commits bbe4945 and the CUT change after it; the 10 394-lens
+grids of benchmarks/scale.py --root /work/repro/scale_1e4, 1305 points per lens, ``--grids --n-eta
+8``, one thread, the previous kernel (3336453) run alternately, load 2.3-2.8 on 2 cores shared with
+two helpers): per_lens 4.88 / 5.07 us CPU against 11.80 / 10.40 before; per_lens_and_grad 9.30 /
+10.36 against 15.61 / 16.59. What changed: the four residuals are affine in (logM*, logMh), so pass 1
+is one AVX2 vector loop per gamma node writing only q_p; pass 2 runs in place over per-node ranges
+(no compaction copies) widened to whole vectors; (lens, eta) pairs are taken lens-major, so a lens's
+~30 kB stay in cache across the eta of a batch (eta-major re-read the 31 MB of grids from memory for
+every eta, which bounded pass 1); CUT 40 -> 30 (pass 2 over ~20 % fewer points). On 2057 lenses
+(/work/bench/sp.py style, batches of 8): 4.4 us (gradient 8.9). A single eta per call (L-BFGS)
+cannot reuse the cache: ~6.4 us at 2057 lenses.
+
 Recorded (2026-11-23, 2-vCPU AMD EPYC shared with other jobs, mock seed 1, 10 lenses, 469 eta):
 
 * speed, 30 x 30 grid (logMh [10.5, 15.5], gamma [0, 2]; ~665 valid points/lens), 200 lenses x

@@ -165,7 +165,7 @@ class LensShard(LikelihoodKernel):
     once), peak memory one block of grids (~450 kB per lens) on top of what is held.
     Holding: 24 bytes per valid grid point and 4 (n_gamma + 1) per lens (31.5 kB per lens on the
     default adaptive grids, ~1310 points per lens).
-    Evaluating: the kernel's cost (~15 us per lens per eta per core). Measured in
+    Evaluating: the kernel's cost (~5 us per lens per eta per core for batches of eta). Measured in
     ``benchmarks/bench_distributed.py``.
 
     Precision

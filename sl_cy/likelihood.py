@@ -342,11 +342,12 @@ class LikelihoodKernel:
 
     Performance
     -----------
-    About 10-11 us per lens per eta on one core (CPU time at load 2.6-2.8 on 2 cores, 10^4 lenses
-    of the default adaptive grids, 1305 valid points per lens: ~8 ns per point; the scalar
-    kernel before the vectorised passes measured 33-38 us at 1129 points); parallel (OpenMP) over
-    (eta, lens) pairs, results independent of the thread count (``benchmarks/bench_likelihood.py
-    --grids``). With the eta-gradient (:meth:`per_lens_and_grad`) ~1.3-1.6x that.
+    About 4.4-5.1 us per lens per eta on one core for batches of eta (CPU time at load 1.4-2.8 on 2
+    cores, 2057 and 10^4 lenses of the default adaptive grids, ~1310 valid points per lens, batches
+    of 8; one eta per call ~6.4 us: the grids are then read from memory once per eta); parallel
+    (OpenMP) over (lens, eta) pairs, results independent of the thread count
+    (``benchmarks/bench_likelihood.py --grids``). With the eta-gradient (:meth:`per_lens_and_grad`)
+    ~2x that.
 
     Precision
     ---------
