@@ -415,8 +415,15 @@ class LikelihoodKernel:
         self.rate_engine = rate_engine
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        piece = st.get("piece")
+        if piece is None:
+            piece = np.zeros(ok.shape, np.int8)
+        self.runs, self.run_off, self.dtab = _column_runs(okt, piece.transpose(0, 2, 1)[okt], self.L, self.logMh,
+                                                          self.offsets)
         self.n_points = int(self.offsets[-1])
         self.grid_shape = (n_mh, n_g)
+        #: eta-adaptive sub-sampling of the columns (:data:`COLUMN_RULE`); False: the plain rule
+        self.column_rule = True
         self._model = _model_tuple(fm)
         from sl_cy.parallel import resolve_n_threads
 
@@ -431,7 +438,7 @@ class LikelihoodKernel:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
         out = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                          self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
-                                         GAMMA_HI, self.n_threads)
+                                         GAMMA_HI, self.n_threads, False, **self._rule_args())
         return out[0] if one else out
 
     def per_lens_and_grad(self, eta):
@@ -475,7 +482,7 @@ class LikelihoodKernel:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
         out, grad = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                                self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
-                                               GAMMA_HI, self.n_threads, True)
+                                               GAMMA_HI, self.n_threads, True, **self._rule_args())
         return (out[0], grad[0]) if one else (out, grad)
 
     def value_and_grad(self, eta):
@@ -504,9 +511,83 @@ class LikelihoodKernel:
         with np.errstate(invalid="ignore"):
             return pl.sum(axis=1)
 
+    def _rule_args(self) -> dict:
+        if not self.column_rule:
+            return {}
+        return dict(runs=self.runs, run_off=self.run_off, dtab=self.dtab, **COLUMN_RULE)
+
+    def column_rule_of(self, eta):
+        """The eta-adaptive column rule per (eta, lens): rule k (segments cut in k), mixing weight
+        lambda towards rule k + 1, and the points evaluated (n_eta, n_lens) (all 1, 0 and the plain
+        point counts where the rule is off or the lens's grid has no piece codes)."""
+        e = np.ascontiguousarray(np.atleast_2d(np.asarray(eta, dtype=float)))
+        p = self._model
+        k, lam = _likelihood.column_rule(e, self.dtab, p[6], p[4], COLUMN_RULE["zmax"], COLUMN_RULE["tau"],
+                                         COLUMN_RULE["rmax"])
+        has = np.diff(self.run_off) > 0
+        if not self.column_rule:
+            has[:] = False
+        k = np.where(has, k, 1)
+        lam = np.where(has, lam, 0.0)
+        n = np.diff(self.offsets)
+        # points of rule r: n + (r - 1) * (segments) with segments = n - runs
+        seg = n - np.diff(self.run_off)
+        pts = np.where(k > 1, n + (k - 1) * seg, n) + np.where(lam > 0, n + k * seg, 0)
+        return k, lam, pts
+
     # pickling (process pools): arrays only
     def __getstate__(self):
         return self.__dict__.copy()
+
+
+#: The eta-adaptive column rule of the kernel (``csrc/likelihood.pyx``, comment above
+#: ``_lens_logp_sub``): largest step of the halo residual z_h between adjacent points (zmax), width
+#: of the mixing zones between rules k and k + 1 (tau, in rho = D / (sigma_h zmax)), finest rule
+#: (rmax) and order of the interpolation of logM*, logMh and log W along a run (order).
+COLUMN_RULE = dict(zmax=1.5, tau=0.25, rmax=16, order=3)
+
+
+def _column_runs(okt, piece, L, logMh, offsets):
+    """Runs of the compacted points (adjacent nodes of one piece of an adaptive column, in
+    consecutive slots, both kept), encoded per lens for the kernel as (start << 2) | first_half |
+    last_half << 1 (start relative to the lens; the flags: the run's first / last point is a piece
+    end of half trapezoid weight), their offsets per lens (no runs: a lens with a point without
+    piece code, which keeps the plain rule), and D(c1) per lens on ``_likelihood.C1_GRID``: the
+    largest |d logMh - c1 d logM*| over its runs' segments."""
+    from sl_cy.grids import PIECE_CODES
+
+    first, last, node = PIECE_CODES["first"], PIECE_CODES["last"], PIECE_CODES["node"]
+    nl = len(offsets) - 1
+    li, gi, si = np.nonzero(okt)                       # lens, gamma node, slot of each compacted point
+    pc = np.asarray(piece, dtype=np.int16)
+    n = len(li)
+    link = np.zeros(n, bool)                           # point p and p + 1 are adjacent nodes of one piece
+    if n > 1:
+        link[:-1] = ((li[1:] == li[:-1]) & (gi[1:] == gi[:-1]) & (si[1:] == si[:-1] + 1)
+                     & ((pc[:-1] & node) != 0) & ((pc[1:] & node) != 0) & ((pc[:-1] & last) == 0))
+    start = np.ones(n, bool)
+    start[1:] = ~link[:-1]
+    lens_info = np.ones(nl, bool)                      # every point of the lens has a piece code
+    np.logical_and.at(lens_info, li, (pc & node) != 0)
+    idx = np.flatnonzero(start & lens_info[li])
+    end = np.append(idx[1:] - 1, n - 1) if len(idx) else idx
+    # a run ends at the point before the next run's start, or at the last point of its lens
+    lens_end = offsets[1:][li[idx]] - 1 if len(idx) else idx
+    end = np.minimum(end, lens_end)
+    half = (pc & (first | last)) != 0
+    rel = idx - offsets[li[idx]] if len(idx) else idx
+    runs = ((rel.astype(np.int64) << 2) | half[idx].astype(np.int64) | (half[end].astype(np.int64) << 1)).astype(np.int32)
+    counts = np.bincount(li[idx], minlength=nl) if len(idx) else np.zeros(nl, np.int64)
+    run_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    c1 = _likelihood.C1_GRID
+    dtab = np.zeros((nl, len(c1)))
+    seg = np.flatnonzero(link & lens_info[li])
+    if len(seg):
+        dm = logMh[seg + 1] - logMh[seg]
+        dl = L[seg + 1] - L[seg]
+        for j, c in enumerate(c1):
+            np.maximum.at(dtab[:, j], li[seg], np.abs(dm - c * dl))
+    return runs, run_off, dtab
 
 
 def _no_valid_point_message(st: dict, bad) -> str:
