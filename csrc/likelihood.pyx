@@ -37,7 +37,7 @@ lenses is done afterwards in lens order, so results do not depend on the number 
 import numpy as np
 cimport cython
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
+from libc.math cimport exp, log, erfc, isfinite, sqrt, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
 from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
                               resolve_threads)
@@ -292,37 +292,21 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
 # through nodes of the same run), trapezoid weights h / r (h / 2r at a piece end; a run end that
 # is not a piece end - its neighbour was dropped - keeps the unrefined half segment: h/2r + h/2).
 # r = 1 is the plain rule (the original arrays are passed as they are). r is chosen from
-# rho = D(c1) / (sigma_h zmax), D(c1) = max over the lens's segments of |dlogMh - c1 dlogM*| (the
-# largest step of sigma_h z_h between adjacent nodes), tabulated per lens on C1_GRID and linearly
-# interpolated (the chord of a convex function: an upper bound), so the rule keeps every segment's
-# step of z_h below zmax. Between rho = k and k + tau the rules k and k + 1 are mixed with weight
-# lambda = smoothstep((rho - k) / tau): p = (1 - lambda) p_k + lambda p_(k+1), continuous in eta
-# with a continuous gradient.
-C1_LO = -2.0
-C1_STEP = 0.5
-C1_N = 17
-#: c1 values at which each lens's D(c1) is tabulated (``dtab`` columns)
-C1_GRID = C1_LO + C1_STEP * np.arange(C1_N)
-cdef double _C1_LO = C1_LO
-cdef double _C1_STEP = C1_STEP
-cdef int _C1_N = C1_N
+# rho = D(c1) / (sigma_h zmax), D(c1) = dmax sqrt(1 + c1^2) with dmax the longest segment of the
+# lens's runs in (logMh, logM*) (dex): by Cauchy-Schwarz an upper bound of |dlogMh - c1 dlogM*|,
+# the step of sigma_h z_h between adjacent nodes, on every segment (nearly attained: the columns
+# turn through the direction (1, -c1) for c1 >= 0), and smooth in c1. So the rule keeps every
+# segment's step of z_h below zmax. Between rho = k and k + tau the rules k and k + 1 are mixed
+# with weight lambda = smoothstep((rho - k) / tau): p = (1 - lambda) p_k + lambda p_(k+1),
+# continuous in eta with a continuous gradient.
 cdef double LOG2 = 0.6931471805599453
 
 
-cdef inline double _dtab_eval(const double* dt, double c1, double* slope) noexcept nogil:
-    """D(c1) of one lens by linear interpolation of its table (linear extrapolation outside)."""
-    cdef double x = (c1 - _C1_LO) / _C1_STEP
-    cdef int j
-    if x <= 0.0:
-        j = 0
-    elif x >= _C1_N - 1:
-        j = _C1_N - 2
-    else:
-        j = <int>x
-        if j > _C1_N - 2:
-            j = _C1_N - 2
-    slope[0] = (dt[j + 1] - dt[j]) / _C1_STEP
-    return dt[j] + (dt[j + 1] - dt[j]) * (x - j)
+cdef inline double _seg_bound(double dmax, double c1, double* slope) noexcept nogil:
+    """D(c1) = dmax sqrt(1 + c1^2) and its derivative in c1."""
+    cdef double q = sqrt(1.0 + c1 * c1)
+    slope[0] = dmax * c1 / q
+    return dmax * q
 
 
 cdef inline int _column_rule(double rho, double tau, int rmax, double* lam, double* dlam) noexcept nogil:
@@ -426,7 +410,7 @@ cdef Py_ssize_t _expand_lens(const double* L, const double* Mh, const double* lw
 cdef double _lens_logp_sub(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                            const double* L, const double* logMh, const int* nodes, Py_ssize_t nk,
                            const double* logw0, Py_ssize_t n, const double* dlg, double* grad, double* work,
-                           const int* runs, Py_ssize_t nr, const double* dt, double zmax, double tau, int rmax,
+                           const int* runs, Py_ssize_t nr, double dmax, double zmax, double tau, int rmax,
                            int order, double* xbuf, Py_ssize_t lay, int* xnodes) noexcept nogil:
     """log p(d_i | eta) of one lens by the eta-adaptive column rule (module comment above; the
     plain :func:`lens_logp` call when rule 1 applies). ``xbuf``: scratch of 3 lay + n doubles with
@@ -443,7 +427,7 @@ cdef double _lens_logp_sub(const PopModel* pm, const EtaC* e, const double* lg, 
     cdef double* sm = xbuf + 3 * lay
     if nr <= 0 or n <= 0:
         return lens_logp(pm, e, lg, logRe, m_obs, L, logMh, nodes, nk, logw0, n, dlg, grad, work)
-    D = _dtab_eval(dt, halo_slope(pm, e), &slope)
+    D = _seg_bound(dmax, halo_slope(pm, e), &slope)
     rho = D / (e.sigma_h * zmax)
     kr = _column_rule(rho, tau, rmax, &lam, &dlam)
     if kr == 1 and lam == 0.0:
@@ -484,29 +468,27 @@ cdef double _lens_logp_sub(const PopModel* pm, const EtaC* e, const double* lg, 
     return mx + log(tot)
 
 
-def column_rule(const double[:, ::1] eta, const double[:, ::1] dtab, double xi_h, double beta_R, double zmax,
+def column_rule(const double[:, ::1] eta, const double[::1] dmax, double xi_h, double beta_R, double zmax,
                 double tau, int rmax):
     """Rule k and mixing weight lambda of the eta-adaptive column rule per (eta, lens) (as the
-    kernel chooses them; lenses whose ``dtab`` row is all 0 or who have no runs get rule 1 there).
+    kernel chooses them from ``dmax``; lenses without runs get rule 1 in the kernel).
 
     Returns
     -------
     k : (n_eta, n_lens) int32, lam : (n_eta, n_lens) float64
     """
-    cdef Py_ssize_t ne = eta.shape[0], nl = dtab.shape[0], r, i
+    cdef Py_ssize_t ne = eta.shape[0], nl = dmax.shape[0], r, i
     cdef double slope, lam, dlam
     cdef PopModel pm
     pm.xi_h = xi_h
     pm.beta_R = beta_R
-    if dtab.shape[1] != C1_N:
-        raise ValueError(f"dtab must have {C1_N} columns (C1_GRID)")
     k_np = np.ones((ne, nl), dtype=np.int32)
     lam_np = np.zeros((ne, nl))
     cdef int[:, ::1] kv = k_np
     cdef double[:, ::1] lv = lam_np
     for r in range(ne):
         for i in range(nl):
-            kv[r, i] = _column_rule(_dtab_eval(&dtab[i, 0], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
+            kv[r, i] = _column_rule(_seg_bound(dmax[i], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
                                     / (eta[r, 3] * zmax), tau, rmax, &lam, &dlam)
             lv[r, i] = lam
     return k_np, lam_np
@@ -538,7 +520,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                    const int[:, ::1] nodes, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
-                   n_threads=1, bint with_grad=False, runs=None, run_off=None, dtab=None,
+                   n_threads=1, bint with_grad=False, runs=None, run_off=None, dmax=None,
                    double zmax=1.5, double tau=0.25, int rmax=16, int order=3):
     """Per-lens log p(d_i | eta) for a batch of eta (and, with ``with_grad``, its eta-gradient).
 
@@ -567,11 +549,11 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
     with_grad : bool
         Also return d log p_i / d eta from the same pass over the points.
-    runs, run_off, dtab : optional
+    runs, run_off, dmax : optional
         The eta-adaptive column rule (see the comment above :func:`_lens_logp_sub`): ``runs``
         (int32) the runs of all lenses, those of lens i at ``run_off[i]:run_off[i+1]`` (int64; none:
-        the plain rule for that lens), ``dtab`` (n_lens, C1_N) D(c1) on :data:`C1_GRID`. None: the
-        plain rule everywhere.
+        the plain rule for that lens), ``dmax`` (n_lens,) the longest segment of each lens's runs
+        in (logMh, logM*). None: the plain rule everywhere.
     zmax, tau, rmax, order : float, float, int, int
         Largest step of z_h between adjacent points of a rule, width of the mixing zones (in
         rho), finest rule, and order of the interpolation of the fields along a run (1-3).
@@ -639,16 +621,16 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef bint sub = runs is not None
     cdef const int[::1] rv
     cdef const long long[::1] ro
-    cdef const double[:, ::1] dtv
+    cdef const double[::1] dtv
     cdef int[::1] runs_dummy = np.zeros(1, dtype=np.int32)
     cdef long long[::1] ro_dummy = np.zeros(nl + 1, dtype=np.int64)
-    cdef double[:, ::1] dt_dummy = np.zeros((1, C1_N))
+    cdef double[::1] dt_dummy = np.zeros(max(nl, 1))
     if sub:
         rv = np.ascontiguousarray(runs, dtype=np.int32)
         ro = np.ascontiguousarray(run_off, dtype=np.int64)
-        dtv = np.ascontiguousarray(dtab, dtype=np.float64)
-        if ro.shape[0] != nl + 1 or dtv.shape[0] != nl or dtv.shape[1] != C1_N:
-            raise ValueError(f"run_off needs n_lens + 1 entries and dtab shape (n_lens, {C1_N})")
+        dtv = np.ascontiguousarray(dmax, dtype=np.float64)
+        if ro.shape[0] != nl + 1 or dtv.shape[0] != nl:
+            raise ValueError("run_off needs n_lens + 1 entries and dmax n_lens")
         if not (zmax > 0 and tau > 0 and tau <= 1 and rmax >= 1 and 1 <= order <= 3):
             raise ValueError("need zmax > 0, 0 < tau <= 1, rmax >= 1 and order in 1..3")
         for i in range(nl):
@@ -702,7 +684,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                 continue
             for i in range(nl):
                 if ro[i + 1] > ro[i]:
-                    kr = _column_rule(_dtab_eval(&dtv[i, 0], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
+                    kr = _column_rule(_seg_bound(dtv[i], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
                                       / (eta[r, 3] * zmax), tau, rmax, &lam, &dlam)
                     if kr + (1 if lam > 0.0 else 0) > rneed:
                         rneed = kr + (1 if lam > 0.0 else 0)
@@ -742,7 +724,7 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                                            &L[a], &logMh[a], &nodes[i, 0], nkg, &logw0[a], b - a,
                                            &dlg[r, 0, 0] if use_gamma else NULL,
                                            &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0],
-                                           &rv[ro[i]], ro[i + 1] - ro[i], &dtv[i, 0], zmax, tau, rmax, order,
+                                           &rv[ro[i]], ro[i + 1] - ro[i], dtv[i], zmax, tau, rmax, order,
                                            &xbuf[threadid(), 0], lay, &xnodes[threadid(), 0])
             else:
                 out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],

@@ -418,7 +418,7 @@ class LikelihoodKernel:
         piece = st.get("piece")
         if piece is None:
             piece = np.zeros(ok.shape, np.int8)
-        self.runs, self.run_off, self.dtab = _column_runs(okt, piece.transpose(0, 2, 1)[okt], self.L, self.logMh,
+        self.runs, self.run_off, self.dmax = _column_runs(okt, piece.transpose(0, 2, 1)[okt], self.L, self.logMh,
                                                           self.offsets)
         self.n_points = int(self.offsets[-1])
         self.grid_shape = (n_mh, n_g)
@@ -514,7 +514,7 @@ class LikelihoodKernel:
     def _rule_args(self) -> dict:
         if not self.column_rule:
             return {}
-        return dict(runs=self.runs, run_off=self.run_off, dtab=self.dtab, **COLUMN_RULE)
+        return dict(runs=self.runs, run_off=self.run_off, dmax=self.dmax, **COLUMN_RULE)
 
     def column_rule_of(self, eta):
         """The eta-adaptive column rule per (eta, lens): rule k (segments cut in k), mixing weight
@@ -522,7 +522,7 @@ class LikelihoodKernel:
         point counts where the rule is off or the lens's grid has no piece codes)."""
         e = np.ascontiguousarray(np.atleast_2d(np.asarray(eta, dtype=float)))
         p = self._model
-        k, lam = _likelihood.column_rule(e, self.dtab, p[6], p[4], COLUMN_RULE["zmax"], COLUMN_RULE["tau"],
+        k, lam = _likelihood.column_rule(e, self.dmax, p[6], p[4], COLUMN_RULE["zmax"], COLUMN_RULE["tau"],
                                          COLUMN_RULE["rmax"])
         has = np.diff(self.run_off) > 0
         if not self.column_rule:
@@ -552,8 +552,8 @@ def _column_runs(okt, piece, L, logMh, offsets):
     consecutive slots, both kept), encoded per lens for the kernel as (start << 2) | first_half |
     last_half << 1 (start relative to the lens; the flags: the run's first / last point is a piece
     end of half trapezoid weight), their offsets per lens (no runs: a lens with a point without
-    piece code, which keeps the plain rule), and D(c1) per lens on ``_likelihood.C1_GRID``: the
-    largest |d logMh - c1 d logM*| over its runs' segments."""
+    piece code, which keeps the plain rule), and per lens the longest segment of its runs in
+    (logMh, logM*) (dex; 0 without runs)."""
     from sl_cy.grids import PIECE_CODES
 
     first, last, node = PIECE_CODES["first"], PIECE_CODES["last"], PIECE_CODES["node"]
@@ -579,15 +579,11 @@ def _column_runs(okt, piece, L, logMh, offsets):
     runs = ((rel.astype(np.int64) << 2) | half[idx].astype(np.int64) | (half[end].astype(np.int64) << 1)).astype(np.int32)
     counts = np.bincount(li[idx], minlength=nl) if len(idx) else np.zeros(nl, np.int64)
     run_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    c1 = _likelihood.C1_GRID
-    dtab = np.zeros((nl, len(c1)))
+    dmax = np.zeros(nl)
     seg = np.flatnonzero(link & lens_info[li])
     if len(seg):
-        dm = logMh[seg + 1] - logMh[seg]
-        dl = L[seg + 1] - L[seg]
-        for j, c in enumerate(c1):
-            np.maximum.at(dtab[:, j], li[seg], np.abs(dm - c * dl))
-    return runs, run_off, dtab
+        np.maximum.at(dmax, li[seg], np.hypot(logMh[seg + 1] - logMh[seg], L[seg + 1] - L[seg]))
+    return runs, run_off, dmax
 
 
 def _no_valid_point_message(st: dict, bad) -> str:
