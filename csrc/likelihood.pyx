@@ -332,17 +332,21 @@ cdef inline int _column_rule(double rho, double tau, int rmax, double* lam, doub
     return k
 
 
-cdef inline double _lagrange(const double* y, Py_ssize_t a, int np_, double u) noexcept nogil:
-    """Value at u (node-index coordinate) of the polynomial through (a + i, y[a + i]), i < np_."""
+# finest rule the kernel accepts (the Lagrange coefficients of the sub-points live on the stack)
+cdef enum:
+    RMAX_LIMIT = 64
+
+
+cdef inline void _lagrange_coef(int np_, int off, double u, double* c) noexcept nogil:
+    """c[i], i < np_: Lagrange coefficients at u of the nodes off + i (node-index coordinate)."""
     cdef int i, m
-    cdef double v = 0.0, c
     for i in range(np_):
-        c = 1.0
+        c[i] = 1.0
         for m in range(np_):
             if m != i:
-                c = c * (u - (a + m)) / (<double>(i - m))
-        v = v + c * y[a + i]
-    return v
+                c[i] = c[i] * (u - (off + m)) / (<double>(i - m))
+    for i in range(np_, 4):
+        c[i] = 0.0
 
 
 cdef Py_ssize_t _expand_lens(const double* L, const double* Mh, const double* lw, const int* nodes,
@@ -352,9 +356,17 @@ cdef Py_ssize_t _expand_lens(const double* L, const double* Mh, const double* lw
     xnodes (the gamma-node starts); ``sm``: scratch of n doubles (log W without the trapezoid
     factor). Returns the number of points."""
     cdef Py_ssize_t ir = 0, k, s, e, j, nx = 0, a, q
-    cdef int code, np_
-    cdef double lr = -log(<double>r), lend_half = -log(2.0 * r), lend_cut = log(0.5 / r + 0.5), u
+    cdef int code, np_, off, t
+    cdef double lr = -log(<double>r), lend_half = -log(2.0 * r), lend_cut = log(0.5 / r + 0.5)
     cdef bint h0, h1
+    # coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4 + i]: the coefficients of stencils of
+    # np_ = 2..4 nodes starting off = 0, -1, -2 nodes from the segment's first node, at u = q / r
+    cdef double coef[3 * 3 * RMAX_LIMIT * 4]
+    cdef double* cf
+    for np_ in range(2, 5):
+        for off in range(0, -3, -1):
+            for q in range(1, r):
+                _lagrange_coef(np_, off, (<double>q) / r, &coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4])
     for k in range(nk):
         xnodes[k] = <int>nx
         while ir < nr and (runs[ir] >> 2) < nodes[k + 1]:
@@ -397,11 +409,21 @@ cdef Py_ssize_t _expand_lens(const double* L, const double* Mh, const double* lw
                     a = s
                 if a + np_ > e:
                     a = e - np_
+                off = <int>(a - j)
                 for q in range(1, r):
-                    u = j + (<double>q) / r
-                    xL[nx] = _lagrange(L, a, np_, u)
-                    xM[nx] = _lagrange(Mh, a, np_, u)
-                    xw[nx] = _lagrange(sm, a, np_, u) + lr
+                    cf = &coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4]
+                    if np_ == 4:
+                        xL[nx] = cf[0] * L[a] + cf[1] * L[a + 1] + cf[2] * L[a + 2] + cf[3] * L[a + 3]
+                        xM[nx] = cf[0] * Mh[a] + cf[1] * Mh[a + 1] + cf[2] * Mh[a + 2] + cf[3] * Mh[a + 3]
+                        xw[nx] = cf[0] * sm[a] + cf[1] * sm[a + 1] + cf[2] * sm[a + 2] + cf[3] * sm[a + 3] + lr
+                    else:
+                        xL[nx] = 0.0
+                        xM[nx] = 0.0
+                        xw[nx] = lr
+                        for t in range(np_):
+                            xL[nx] = xL[nx] + cf[t] * L[a + t]
+                            xM[nx] = xM[nx] + cf[t] * Mh[a + t]
+                            xw[nx] = xw[nx] + cf[t] * sm[a + t]
                     nx += 1
     xnodes[nk] = <int>nx
     return nx
@@ -631,8 +653,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         dtv = np.ascontiguousarray(dmax, dtype=np.float64)
         if ro.shape[0] != nl + 1 or dtv.shape[0] != nl:
             raise ValueError("run_off needs n_lens + 1 entries and dmax n_lens")
-        if not (zmax > 0 and tau > 0 and tau <= 1 and rmax >= 1 and 1 <= order <= 3):
-            raise ValueError("need zmax > 0, 0 < tau <= 1, rmax >= 1 and order in 1..3")
+        if not (zmax > 0 and tau > 0 and tau <= 1 and 1 <= rmax <= RMAX_LIMIT and 1 <= order <= 3):
+            raise ValueError(f"need zmax > 0, 0 < tau <= 1, 1 <= rmax <= {RMAX_LIMIT} and order in 1..3")
         for i in range(nl):
             if ro[i] < 0 or ro[i] > ro[i + 1] or ro[i + 1] > rv.shape[0]:
                 raise ValueError(f"run_off must be non-decreasing within [0, {rv.shape[0]}]")
