@@ -24,7 +24,12 @@ against the kernel on the gamma-finer grids (gamma step / 8: its own error is ne
 Table 3 refines the default rule uniformly (gamma step and/or adaptive column step) against the
 same both-finer reference, with the points per lens each costs.
 
-Run:  python benchmarks/accuracy_box.py [--galaxies 40000] [--seed 11] [--lenses 8]
+Table 6 is the kernel's eta-adaptive column rule (``LikelihoodKernel.column_rule``, the default
+since; Tables 1-5 are the plain rule, ``column_rule = False``): where the halo ridge is narrower
+than the node spacing, every segment of a column is cut in k and the eta-independent fields are
+interpolated there (cubic in the node index), mixing rules k and k + 1 continuously in eta.
+
+Run:  python benchmarks/accuracy_box.py [--galaxies 40000] [--seed 11] [--lenses 8] [--only-column-rule]
 
 Recorded (2026-12-01, mock seed 11, 8 lenses; ~1.5 min on one core at load ~0.6-2 on 2 cores; points per lens:
 default 1456, column / 8: 9104, gamma / 8: 11162, both: 69807):
@@ -321,11 +326,39 @@ def column_alias_corrected(k: LikelihoodKernel, grids, eta) -> np.ndarray:
     return logsumexp(col, axis=1)
 
 
+def column_rule_table(K: dict) -> None:
+    """Table 6: max |eps| of the default grids with the kernel's column rule off (plain) and on,
+    against both-finer (total) and column-finer (column part) grids, per box group and subset, and
+    the points evaluated per lens (mean / max over eta and lenses); "gamma left": the column rule
+    against the gamma-finer grids under the same column rule (what is left in the gamma direction)."""
+    print("\nTable 6  eta-adaptive column rule: max |eps| plain -> column rule; points per lens")
+    print(f"{'group':8s} {'subset':15s} {'n':>3s} {'total':>21s} {'column':>21s} {'gamma left':>10s} "
+          f"{'points mean / max':>18s}")
+    k = K["default"]
+    for g, E in dict(box_groups(), near=NEAR).items():
+        err = {}
+        for flag in (False, True):
+            k.column_rule = flag
+            lp = k.per_lens(E)
+            err[flag] = {n: np.abs(lp - K[n].per_lens(E)).max(axis=1) for n in ("both", "column")}
+        _, _, pts = k.column_rule_of(E)
+        gam = np.abs(k.per_lens(E) - K["gamma"].per_lens(E)).max(axis=1)
+        sh, sg = np.isclose(E[:, 3], LO[3]), np.isclose(E[:, 5], LO[5])
+        for name, m in (("sigma_h lo", sh & ~sg), ("sigma_gamma lo", sg & ~sh), ("both lo", sh & sg),
+                        ("neither", ~sh & ~sg), ("all", np.ones(len(E), bool))):
+            if m.any():
+                print(f"{g:8s} {name:15s} {m.sum():3d} "
+                      + " ".join(f"{err[False][n][m].max():9.2e} -> {err[True][n][m].max():8.2e}" for n in ("both", "column"))
+                      + f" {gam[m].max():10.2e} {pts[m].mean():9.0f} / {pts[m].max():6d}")
+    k.column_rule = True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--galaxies", type=int, default=40_000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--lenses", type=int, default=8)
+    ap.add_argument("--only-column-rule", action="store_true", help="Table 6 only")
     a = ap.parse_args()
     t0 = time.perf_counter()
     _, obs = run_mock_simulation(a.galaxies, seed=a.seed, show_progress=False)
@@ -338,6 +371,10 @@ def main():
     assert np.array_equal(K["default"].gamma_axis, DEFAULT_GAMMA_GRID)
     print(f"{len(sub)} lenses, points/lens: " + ", ".join(f"{n} {v.n_points / v.n_lenses:.0f}" for n, v in K.items())
           + f"  ({time.perf_counter() - t0:.0f} s)")
+    column_rule_table(K)
+    if a.only_column_rule:
+        return
+    K["default"].column_rule = False            # Tables 1-5: the plain rule
     print("\nTable 1  max |eps|: total (vs both finer) / column part / gamma part")
     print(f"{'group':8s} {'subset':15s} {'n':>3s} {'total':>9s} {'column':>9s} {'gamma':>9s}")
     for g, E in sorted(box_groups().items()):
