@@ -192,7 +192,8 @@ def test_piece_codes_are_recorded_and_older_files_load_without_them(mock, tmp_pa
     save_grids_hdf5(tmp_path / "new.h5", grids)
     with h5py.File(tmp_path / "new.h5", "a") as f:
         del f["piece"]                                   # the layout before piece codes
-    old = load_grids_hdf5(tmp_path / "new.h5")
+    with pytest.warns(RuntimeWarning, match="plain column rule"):
+        old = load_grids_hdf5(tmp_path / "new.h5")
     assert all(np.all(g.piece == 0) for g in old)
     eta = np.array([0.0, 13.5, 4.0, 0.05, 1.0, 0.2])
     k_new, k_old = LikelihoodKernel(grids, selection=False), LikelihoodKernel(old, selection=False)
