@@ -54,7 +54,7 @@ the column direction, corners with alpha_sps = -0.5 and mu_h = 14 (0.26-0.43, at
 well as 0.05: not the halo ridge): there the integrand sits at the faint end of the columns, where
 the photometric factor F_phot falls off a cliff within one node (log W = -6.3, -7.0, -27.5, -85
 over consecutive nodes of lens 6, gamma = 0.2), which neither the plain rule nor interpolation
-between the nodes resolves (sub-sampling moves it from 0.26 to ~0.5 at sigma_h = 1, 1.25 -> 0.43 at
+between the nodes resolves (forcing finer sub-sampling, smaller zmax, moves it from 0.26 to ~0.5 at sigma_h = 1; 1.25 -> 0.43 at
 sigma_h = 0.05); a tabulation-side refinement of such cliffs (as ``peak_halvings`` does for peaks
 of W) would be needed. Cost (``LikelihoodKernel.column_rule_of``, timings on 167 lenses, one
 core, load 2.5-3): near 8.1 us per lens per eta (plain 8.1), random 11.3 (8.6), corners 18.8

@@ -794,7 +794,8 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     About 3 ms per lens on a 30 x 30 grid on one core (inversion + |J| ~3 us and F_phot ~0.1 us
     per point). The column-step refinement re-tabulates ~15 % of the mock lenses at half the step:
     ~1320 valid points per lens on average instead of ~1140 (~31.5 kB per lens held by the
-    likelihood at 24 bytes per point).
+    likelihood at 24 bytes per point, plus ~100 bytes of column runs for its eta-adaptive column
+    rule, from the piece codes of the grids).
 
     Precision
     ---------
