@@ -17,35 +17,49 @@ Evaluation per (eta, lens): a max-shifted sum (log-sum-exp), in two passes over 
 
 1. the cheap part q_p = log W_p + log p(gamma_k|eta) + all Gaussian terms (halo, skew-normal
    exponent, size, observed mass) is an upper bound of the log integrand f_p = q_p + log Phi(a z_p)
-   because log Phi <= 0; its maximum qmax and f at that point bound max f_p from below (m); q_p
-   and the residuals z_p are stored in a per-thread scratch row (``WORK_PER_POINT`` doubles per
-   point), and the points with q_p >= m - CUT (below) are compacted there, so pass 2 reads them
-   instead of computing them again;
+   because log Phi <= 0. The four standardised residuals are affine in the point's logM* and logMh
+   (``residual_affine`` of ``sl_cy/_population.pxd``: nine coefficients per lens and eta), so pass 1
+   is one vector loop per gamma node (``sl_cy_pass1``, an AVX2 clone chosen at run time) that
+   writes only q_p and returns its maximum; qmax and f at its point bound max f_p from below (m);
 2. s = sum_p exp(q_p - qmax) Phi(a z_p) with Phi = erfc(-a z / sqrt 2) / 2, exp and erfc in vector
    loops (``sl_cy_exp_ndtr``, and ``sl_cy_gauss_ratio`` for the inverse Mills ratio of the
    gradient: glibc's libmvec, <= 4 ulp, on x86-64 Linux with glibc >= 2.35, an AVX2 clone chosen
    at run time; libm's, ~1 ulp, elsewhere), the exact asymptotic ``log_ndtr`` where
-   Phi < 1e-85, skipping points with q_p < m - CUT: they
-   contribute < e^-CUT each relative to the largest term (CUT = 40: < 4.3e-18 each, < 5e-14
-   in total for 10^4 points); log p = const + qmax + log s. If s underflows (Phi negligible at
+   Phi < 1e-85. It runs in place over a few ranges of points (``_pass2_ranges``): per gamma node
+   the shortest range holding its points with q_p >= m - CUT (the others contribute < e^-CUT
+   each relative to the largest term; CUT = 40: < 4.3e-18 each, < 5e-14 in total for 10^4
+   points), widened to whole vectors; a point inside a range but below the cut is summed too
+   (exact). On the default grids the ranges hold ~half the points (~690 of ~1310 per lens near
+   the posterior, ~21 ranges). log p = const + qmax + log s. If s underflows (Phi negligible at
    every point, an extreme alpha_sps) the lens is redone with an on-line log-sum-exp of f_p.
 
 The truncated-normal gamma factor log p(gamma_k | eta) is computed once per eta per node.
-Parallel over the flattened (eta, lens) pairs with OpenMP (``prange``); the per-eta sum over
-lenses is done afterwards in lens order, so results do not depend on the number of threads.
+Parallel over the flattened (lens, eta) pairs with OpenMP (``prange``), lens-major: the eta of a
+batch are evaluated one after the other on a lens, whose points (~30 kB) stay in cache (with
+eta-major order every eta re-read all grids from memory, which bounded pass 1). The per-eta sum
+over lenses is done afterwards in lens order, so results do not depend on the number of threads.
+
+Performance (2026-12-01, 2057 lenses of a 5x10^5-galaxy mock, 1314 points per lens, batches of 8
+eta near the truth, one thread, CPU time, 2-core machine at load ~1.4): 4.7-4.9 us per lens per
+eta (9.5-9.8 before this layout of the passes), 9.9-10.2 with the gradient (13.4-13.8); see
+``benchmarks/bench_likelihood.py``.
 """
 import numpy as np
 cimport cython
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, erfc, isfinite, sqrt, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
-from sl_cy._numerics cimport (SQRT2, INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
+from sl_cy._numerics cimport (INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
                               resolve_threads)
-from sl_cy._population cimport (PopModel, EtaC, pop_init, sk_z, sk_Phi, size_z, halo_z, halo_slope,
+from sl_cy._population cimport (PopModel, EtaC, pop_init, residual_affine, halo_slope,
                                 gamma_log_pdf, gamma_log_norm as _gamma_log_norm, gamma_in_support,
                                 gamma_log_norm_grad, gamma_log_pdf_grad)
 
 cdef double CUT = 40.0
+# Phi(a z_s) below which pass 2 takes the asymptotic log_ndtr (erfc(14) / 2 ~ 2.4e-87: as before)
+cdef double PHI_FLOOR = 1e-85
+# points per vector of pass 2's loops (AVX2: 4 doubles); its ranges are widened to multiples of it
+cdef Py_ssize_t VEC = 4
 
 # Vector loops of pass 2 (C, so that GCC vectorises them: glibc >= 2.35 has SIMD exp and erfc in
 # libmvec, called from an AVX2 clone of each loop chosen at run time; elsewhere plain loops; the
@@ -68,29 +82,66 @@ cdef extern from *:
     #else
     #define SL_CY_SIMD
     #endif
-    /* out[i] = exp(u[i] - shift) * P[i] with P[i] = erfc(c z[i]) / 2 (= Phi(-sqrt 2 c z[i])) */
-    SL_CY_CLONES static void sl_cy_exp_ndtr(const double* u, double shift, const double* z, double c,
-                                            double* P, double* out, ptrdiff_t n) {
-        SL_CY_SIMD
+    #ifdef _OPENMP
+    #define SL_CY_SIMD_MAX _Pragma("omp simd reduction(max:mx)")
+    #else
+    #define SL_CY_SIMD_MAX
+    #endif
+    /* pass 1 over the points of one gamma node: q[i] = w[i] + lgk - (zs^2 + zr^2 + zo^2 + zh^2) / 2, the
+       residuals affine in L and H (coefficients c of sl_cy._population.residual_affine); returns max q */
+    SL_CY_CLONES static double sl_cy_pass1(const double* restrict L, const double* restrict H,
+                                           const double* restrict w, double lgk, const double* restrict c,
+                                           double* restrict q, ptrdiff_t n) {
+        const double c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3], c4 = c[4], c5 = c[5], c6 = c[6], c7 = c[7],
+                     c8 = c[8];
+        double mx = -INFINITY;
+        SL_CY_SIMD_MAX
         for (ptrdiff_t i = 0; i < n; i++) {
-            double f = 0.5 * erfc(c * z[i]);
-            P[i] = f;
-            out[i] = exp(u[i] - shift) * f;
+            double x = L[i];
+            double zs = x * c0 + c1, zr = x * c2 + c3, zo = x * c4 + c5, zh = x * c6 + c7 + H[i] * c8;
+            double v = w[i] + lgk - 0.5 * (zs * zs + zr * zr + zo * zo + zh * zh);
+            q[i] = v;
+            mx = v > mx ? v : mx;
         }
+        return mx;
     }
-    /* out[i] = phi(a z[i]) / P[i], phi the standard normal density */
-    SL_CY_CLONES static void sl_cy_gauss_ratio(const double* z, double a, const double* P, double* out,
-                                               ptrdiff_t n) {
+    /* out[i] = exp(u[i] - shift) * P[i] with P[i] = erfc(c z) / 2 (= Phi(-sqrt 2 c z)), z = a L[i] + b;
+       returns the sum of out[i] over the points with P[i] > floor and counts the others in *n_low */
+    SL_CY_CLONES static double sl_cy_exp_ndtr(const double* restrict u, double shift, const double* restrict L,
+                                              double a, double b, double c, double floor, double* restrict P,
+                                              double* restrict out, ptrdiff_t n, ptrdiff_t* n_low) {
+        double s = 0.0;
+        ptrdiff_t low = 0;
+        #ifdef _OPENMP
+        _Pragma("omp simd reduction(+:s, low)")
+        #endif
+        for (ptrdiff_t i = 0; i < n; i++) {
+            double f = 0.5 * erfc(c * (L[i] * a + b));
+            double o = exp(u[i] - shift) * f;
+            P[i] = f;
+            out[i] = o;
+            s += f > floor ? o : 0.0;
+            low += f > floor ? 0 : 1;
+        }
+        *n_low = low;
+        return s;
+    }
+    /* out[i] = phi(s z) / P[i], phi the standard normal density, z = a L[i] + b */
+    SL_CY_CLONES static void sl_cy_gauss_ratio(const double* L, double a, double b, double s, const double* P,
+                                               double* out, ptrdiff_t n) {
         SL_CY_SIMD
         for (ptrdiff_t i = 0; i < n; i++) {
-            double x = a * z[i];
+            double x = s * (L[i] * a + b);
             out[i] = exp(-0.5 * x * x - 0.9189385332046728) / P[i];
         }
     }
     """
-    void sl_cy_exp_ndtr(const double* u, double shift, const double* z, double c, double* P, double* out,
-                        Py_ssize_t n) noexcept nogil
-    void sl_cy_gauss_ratio(const double* z, double a, const double* P, double* out, Py_ssize_t n) noexcept nogil
+    double sl_cy_pass1(const double* L, const double* H, const double* w, double lgk, const double* c, double* q,
+                       Py_ssize_t n) noexcept nogil
+    double sl_cy_exp_ndtr(const double* u, double shift, const double* L, double a, double b, double c, double floor,
+                          double* P, double* out, Py_ssize_t n, Py_ssize_t* n_low) noexcept nogil
+    void sl_cy_gauss_ratio(const double* L, double a, double b, double s, const double* P, double* out,
+                           Py_ssize_t n) noexcept nogil
 
 
 cdef double log_ndtr_diff(double a, double b) noexcept nogil:
@@ -132,6 +183,61 @@ cdef inline double _mills(double x) noexcept nogil:
     return exp(-0.5 * x * x - LOG_SQRT_2PI - log_ndtr(x))
 
 
+cdef inline void _residuals(const double* cf, double Lp, double Hp, double* z) noexcept nogil:
+    """The residuals (z_s, z_r, z_o, z_h) of a point from the coefficients of residual_affine, by the
+    same expressions as pass 1 (``sl_cy_pass1``), so that both give the same values."""
+    z[0] = Lp * cf[0] + cf[1]
+    z[1] = Lp * cf[2] + cf[3]
+    z[2] = Lp * cf[4] + cf[5]
+    z[3] = Lp * cf[6] + cf[7] + Hp * cf[8]
+
+
+cdef inline void _kept_range(const double* q, Py_ssize_t a, Py_ssize_t b, double thr, Py_ssize_t* lo,
+                             Py_ssize_t* hi) noexcept nogil:
+    """[lo, hi): the shortest range of a..b-1 holding every p with q[p] >= thr (lo = hi if none)."""
+    while a < b and not q[a] >= thr:
+        a += 1
+    while b > a and not q[b - 1] >= thr:
+        b -= 1
+    lo[0] = a
+    hi[0] = b
+
+
+cdef Py_ssize_t _pass2_ranges(const double* q, const int* nodes, Py_ssize_t nk, Py_ssize_t n, double thr,
+                              double* rg) noexcept nogil:
+    """The ranges [rg[2j], rg[2j+1]) of points that pass 2 sums (returns their number, <= n): per
+    gamma node the shortest range holding its points with q_p >= thr, ranges less than VEC points
+    apart merged, then each widened to a multiple of VEC points where its neighbours leave room, so
+    that the vector loops of pass 2 have no scalar remainder. Every point with q_p >= thr is in one
+    range; the other points of a range are summed too (exact, they are part of the integral)."""
+    cdef Py_ssize_t k, nr = 0, lo, hi, j, need, add, room
+    for k in range(nk):
+        _kept_range(q, nodes[k], nodes[k + 1], thr, &lo, &hi)
+        if hi <= lo:
+            continue
+        if nr > 0 and lo - <Py_ssize_t>rg[2 * nr - 1] < VEC:
+            rg[2 * nr - 1] = hi
+        else:
+            rg[2 * nr] = lo
+            rg[2 * nr + 1] = hi
+            nr += 1
+    for j in range(nr):
+        lo = <Py_ssize_t>rg[2 * j]
+        hi = <Py_ssize_t>rg[2 * j + 1]
+        need = (VEC - (hi - lo) % VEC) % VEC
+        if need > 0:
+            room = (<Py_ssize_t>rg[2 * j + 2] if j + 1 < nr else n) - hi
+            add = need if need < room else room
+            hi += add
+            need -= add
+            room = lo - (<Py_ssize_t>rg[2 * j - 1] if j > 0 else 0)
+            add = need if need < room else room
+            lo -= add
+            rg[2 * j] = lo
+            rg[2 * j + 1] = hi
+    return nr
+
+
 cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
                       const double* L, const double* logMh, const int* nodes, Py_ssize_t nk, const double* logw0,
                       Py_ssize_t n, const double* dlg, double* grad, double* work) noexcept nogil:
@@ -142,30 +248,25 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     same pass also accumulates d log p_i / d eta (6 values) into ``grad`` (overwritten): the
     weighted mean over points of d log f_p / d eta (:func:`_point_dlogf`; ``dlg[2k:2k+2]`` =
     d lg[k] / d(mu_gamma, sigma_gamma), NULL for a fixed-gamma grid) plus d const / d sigma_h;
-    NaN when log p_i = -inf. ``work``: scratch of ``WORK_PER_POINT`` doubles per point (pass 1
-    stores q_p and the residuals of the points kept, pass 2 reads them)."""
-    cdef Py_ssize_t p, j, m = 0, pmax = -1, k
+    NaN when log p_i = -inf. ``work``: scratch of ``WORK_PER_POINT`` doubles per point (q_p from
+    pass 1; Phi, the weights and the inverse Mills ratio from pass 2)."""
+    cdef Py_ssize_t p, j, pmax = -1, k, kmax = -1, n_low = 0, n_part, lo, hi
     cdef int c
     cdef double inv_sh = 1.0 / e.sigma_h
-    cdef double q, qmax = -INFINITY, f, ref, s, thr, xs, wgt, resc, mills
+    cdef double qmax = -INFINITY, qk, f, ref, s, thr, wgt, resc, mills
     cdef double const
+    cdef double cf[9]
     cdef double z[4]
     cdef double d[6]
     cdef double sg[6]
-    cdef double M, a0, a1, a2, a3
-    cdef PopModel lpm
-    cdef EtaC le
-    # scratch, one array of n each: q_p, the residuals (z_s, z_r, z_o, z_h), the point index,
-    # Phi(a z_s), the weight exp(q_p - qmax) Phi and the inverse Mills ratio
+    # scratch, one array of n each: q_p, Phi(a z_s), the weight exp(q_p - qmax) Phi, the inverse Mills ratio;
+    # then the ranges of pass 2 (up to 2 n)
     cdef double* qb = work
-    cdef double* zs = work + n
-    cdef double* zr = work + 2 * n
-    cdef double* zo = work + 3 * n
-    cdef double* zh = work + 4 * n
-    cdef double* ib = work + 5 * n
-    cdef double* Pb = work + 6 * n
-    cdef double* wb = work + 7 * n
-    cdef double* mb = work + 8 * n
+    cdef double* Pb = work + n
+    cdef double* wb = work + 2 * n
+    cdef double* mb = work + 3 * n
+    cdef double* rg = work + 4 * n
+    cdef Py_ssize_t nr, jr
     for c in range(6):
         sg[c] = 0.0
     if grad != NULL:
@@ -173,99 +274,87 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
             grad[c] = NAN
     if n <= 0:
         return -INFINITY
-    # pass 1: the log integrand q_p at each point without the skew-normal log Phi(a z_s) term (an
-    # upper bound of it, log Phi <= 0) and without the constant normalisations, with its
-    # standardised residuals z_s (skew-normal), z_r (size), z_o (observed mass), z_h (halo); the
-    # model and eta are copied to locals so that the compiler may vectorise the loop
-    lpm = pm[0]
-    le = e[0]
-    for k in range(nk):         # log p(gamma_k | eta), constant over the points of node k
-        for p in range(nodes[k], nodes[k + 1]):
-            qb[p] = logw0[p] + lg[k]
-    for p in range(n):
-        M = L[p] - le.alpha_sps
-        a0 = sk_z(&lpm, M)
-        a1 = size_z(&lpm, M, logRe)
-        a2 = (m_obs - M) * lpm.inv_so
-        a3 = halo_z(&lpm, &le, inv_sh, M, logRe, logMh[p])
-        zs[p] = a0
-        zr[p] = a1
-        zo[p] = a2
-        zh[p] = a3
-        qb[p] = qb[p] - 0.5 * (a0 * a0 + a1 * a1 + a2 * a2 + a3 * a3)
-    for p in range(n):
-        if qb[p] > qmax:
-            qmax = qb[p]
-            pmax = p
-    if pmax < 0:
+    # pass 1 (vector loop per gamma node): the log integrand q_p without the skew-normal log Phi(a z_s)
+    # term (an upper bound of it, log Phi <= 0) and without the constant normalisations; the
+    # standardised residuals z_s (skew-normal), z_r (size), z_o (observed mass), z_h (halo) are
+    # affine in the point's logM* and logMh (residual_affine)
+    residual_affine(pm, e, logRe, m_obs, cf)
+    for k in range(nk):
+        if nodes[k + 1] > nodes[k]:
+            qk = sl_cy_pass1(&L[nodes[k]], &logMh[nodes[k]], &logw0[nodes[k]], lg[k], cf, &qb[nodes[k]],
+                             nodes[k + 1] - nodes[k])
+            if qk > qmax:
+                qmax = qk
+                kmax = k
+    if not qmax > -INFINITY:
         return -INFINITY
-    # the maximum f_max of the full log integrand lies in [qmax + log Phi(a z_pmax), qmax]
-    thr = qmax + fast_log_ndtr(pm.a_skew * zs[pmax]) - CUT
-    # keep the points with q_p >= thr (the others contribute < e^-CUT each), compacted in place
-    for p in range(n):
-        if qb[p] >= thr:
-            qb[m] = qb[p]
-            zs[m] = zs[p]
-            zr[m] = zr[p]
-            zo[m] = zo[p]
-            zh[m] = zh[p]
-            ib[m] = p
-            m += 1
+    for p in range(nodes[kmax], nodes[kmax + 1]):
+        if qb[p] == qmax:
+            pmax = p
+            break
+    # the maximum f_max of the full log integrand lies in [qmax + log Phi(a z_pmax), qmax]; the points
+    # with q_p < thr contribute < e^-CUT each: pass 2 runs, per gamma node, over the shortest range of
+    # the node's points that holds all its points with q_p >= thr (_kept_range; in between, a point
+    # below thr is summed too, which is exact)
+    thr = qmax + fast_log_ndtr(pm.a_skew * (L[pmax] * cf[0] + cf[1])) - CUT
     # pass 2 (fast path): s = sum exp(q_p - qmax) Phi(a z_p), Phi = erfc(-a z / sqrt 2) / 2, vectorised
-    sl_cy_exp_ndtr(qb, qmax, zs, -pm.ask, Pb, wb, m)
-    if grad != NULL:
-        sl_cy_gauss_ratio(zs, pm.a_skew, Pb, mb, m)
+    nr = _pass2_ranges(qb, nodes, nk, n, thr, rg)
     s = 0.0
-    k = 0
-    for j in range(m):
-        xs = -pm.ask * zs[j]
-        if xs < 14.0:
-            wgt = wb[j]
-        else:
-            wgt = exp(qb[j] - qmax + log_ndtr(-xs * SQRT2))
-        s = s + wgt
+    for jr in range(nr):
+        lo = <Py_ssize_t>rg[2 * jr]
+        hi = <Py_ssize_t>rg[2 * jr + 1]
+        s = s + sl_cy_exp_ndtr(&qb[lo], qmax, &L[lo], cf[0], cf[1], -pm.ask, PHI_FLOOR, &Pb[lo], &wb[lo],
+                               hi - lo, &n_part)
+        n_low = n_low + n_part
         if grad != NULL:
-            p = <Py_ssize_t>ib[j]
-            while p >= nodes[k + 1]:        # the kept points are in order: their node only advances
-                k += 1
-            z[0] = zs[j]
-            z[1] = zr[j]
-            z[2] = zo[j]
-            z[3] = zh[j]
-            mills = mb[j] if pm.a_skew * z[0] > -5.0 else _mills(pm.a_skew * z[0])
-            _point_dlogf(pm, e, inv_sh, L[p], z, mills, dlg, k, d)
-            for c in range(6):
-                sg[c] = sg[c] + wgt * d[c]
+            sl_cy_gauss_ratio(&L[lo], cf[0], cf[1], pm.a_skew, &Pb[lo], &mb[lo], hi - lo)
+    if n_low > 0 or grad != NULL:
+        # points where Phi < PHI_FLOOR (left out of the vector sum) take the asymptotic log_ndtr; the
+        # gradient sums need each weight. s stays the vector sum plus those points, so that log p is
+        # the same with and without the gradient
+        k = 0
+        for jr in range(nr):
+            for p in range(<Py_ssize_t>rg[2 * jr], <Py_ssize_t>rg[2 * jr + 1]):
+                if Pb[p] > PHI_FLOOR:
+                    wgt = wb[p]
+                else:
+                    wgt = exp(qb[p] - qmax + log_ndtr(pm.a_skew * (L[p] * cf[0] + cf[1])))
+                    s = s + wgt
+                if grad != NULL:
+                    while p >= nodes[k + 1]:        # the ranges are in order: the node only advances
+                        k += 1
+                    _residuals(cf, L[p], logMh[p], z)
+                    mills = mb[p] if pm.a_skew * z[0] > -5.0 else _mills(pm.a_skew * z[0])
+                    _point_dlogf(pm, e, inv_sh, L[p], z, mills, dlg, k, d)
+                    for c in range(6):
+                        sg[c] = sg[c] + wgt * d[c]
     if not s > 1e-250:
         # robust path (Phi underflows at every relevant point): on-line log-sum-exp of f_p
         ref = thr + CUT
         s = 0.0
-        k = 0
         for c in range(6):
             sg[c] = 0.0
-        for j in range(m):
-            z[0] = zs[j]
-            z[1] = zr[j]
-            z[2] = zo[j]
-            z[3] = zh[j]
-            f = qb[j] + log_ndtr(pm.a_skew * z[0])
-            if f > ref:
-                resc = exp(ref - f)
-                s = s * resc + 1.0
-                wgt = 1.0
-                for c in range(6):
-                    sg[c] = sg[c] * resc
-                ref = f
-            else:
-                wgt = exp(f - ref)
-                s = s + wgt
-            if grad != NULL:
-                p = <Py_ssize_t>ib[j]
-                while p >= nodes[k + 1]:
-                    k += 1
-                _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, k, d)
-                for c in range(6):
-                    sg[c] = sg[c] + wgt * d[c]
+        k = 0
+        for jr in range(nr):
+            for p in range(<Py_ssize_t>rg[2 * jr], <Py_ssize_t>rg[2 * jr + 1]):
+                _residuals(cf, L[p], logMh[p], z)
+                f = qb[p] + log_ndtr(pm.a_skew * z[0])
+                if f > ref:
+                    resc = exp(ref - f)
+                    s = s * resc + 1.0
+                    wgt = 1.0
+                    for c in range(6):
+                        sg[c] = sg[c] * resc
+                    ref = f
+                else:
+                    wgt = exp(f - ref)
+                    s = s + wgt
+                if grad != NULL:
+                    while p >= nodes[k + 1]:
+                        k += 1
+                    _point_dlogf(pm, e, inv_sh, L[p], z, _mills(pm.a_skew * z[0]), dlg, k, d)
+                    for c in range(6):
+                        sg[c] = sg[c] + wgt * d[c]
         if not s > 0.0:
             return -INFINITY
     else:
@@ -730,9 +819,11 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                     lg[r, k] = gamma_log_pdf(&pm, <EtaC*>&eta[r, 0], gamma_axis[k], lnorm)
                     if with_grad and gamma_in_support(&pm, gamma_axis[k]):
                         gamma_log_pdf_grad(<EtaC*>&eta[r, 0], gamma_axis[k], dnorm, &dlg[r, k, 0])
+        # lens-major: the eta of a batch are evaluated one after the other on each lens, whose points
+        # (~30 kB) then stay in cache (eta-major re-read all the grids from memory for every eta)
         for t in prange(ne * nl, schedule="guided", num_threads=nt):
-            r = t // nl
-            i = t - r * nl
+            i = t // ne
+            r = t - i * ne
             if not ok[r]:
                 out[r, i] = -INFINITY
                 if with_grad:

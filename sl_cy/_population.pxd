@@ -98,6 +98,27 @@ cdef inline double halo_z(const PopModel* pm, const EtaC* e, double inv_sh, doub
     return (logMh - halo_mean(pm, e, M, logRe)) * inv_sh
 
 
+# --- the four residuals at a grid point, affine in its lensing logM* L and logMh H ---
+cdef inline void residual_affine(const PopModel* pm, const EtaC* e, double logRe, double m_obs,
+                                 double* c) noexcept nogil:
+    """Coefficients of the standardised residuals of one lens at eta as affine functions of a grid
+    point's lensing logM* L and logMh H (M = L - alpha_sps): z_s = c[0] L + c[1] (skew-normal,
+    :func:`sk_z`), z_r = c[2] L + c[3] (size, :func:`size_z`), z_o = c[4] L + c[5] (observed mass
+    N(m_obs; M, sigma_obs)), z_h = c[6] L + c[7] + c[8] H (halo, :func:`halo_z`). The intercepts are
+    those functions at L = 0, the slopes their exact derivatives, so no formula is written twice;
+    a residual of size z then carries an absolute rounding error ~ |c[odd]| 1e-16 (~1e-14)."""
+    cdef double inv_sh = 1.0 / e.sigma_h
+    c[0] = pm.inv_ss
+    c[1] = sk_z(pm, -e.alpha_sps)
+    c[2] = -pm.beta_R * pm.inv_sR
+    c[3] = size_z(pm, -e.alpha_sps, logRe)
+    c[4] = -pm.inv_so
+    c[5] = (m_obs + e.alpha_sps) * pm.inv_so
+    c[6] = -halo_slope(pm, e) * inv_sh
+    c[7] = halo_z(pm, e, inv_sh, -e.alpha_sps, logRe, 0.0)
+    c[8] = inv_sh
+
+
 # --- truncated-normal gamma law p(gamma | eta) = exp(-z^2/2 + gamma_log_norm) on [lo, hi] ---
 cdef inline bint gamma_in_support(const PopModel* pm, double g) noexcept nogil:
     return g >= pm.gamma_lo and g <= pm.gamma_hi
