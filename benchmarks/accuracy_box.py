@@ -24,7 +24,51 @@ against the kernel on the gamma-finer grids (gamma step / 8: its own error is ne
 Table 3 refines the default rule uniformly (gamma step and/or adaptive column step) against the
 same both-finer reference, with the points per lens each costs.
 
-Run:  python benchmarks/accuracy_box.py [--galaxies 40000] [--seed 11] [--lenses 8]
+Table 6 is the kernel's eta-adaptive column rule (``LikelihoodKernel.column_rule``, the default
+since; Tables 1-5 are the plain rule, ``column_rule = False``): where the halo ridge is narrower
+than the node spacing, every segment of a column is cut in k and the eta-independent fields are
+interpolated there (cubic in the node index), mixing rules k and k + 1 continuously in eta.
+
+Run:  python benchmarks/accuracy_box.py [--galaxies 40000] [--seed 11] [--lenses 8] [--only-column-rule]
+
+Table 6 recorded (2026-12-01, same 8 lenses, ``--only-column-rule``, one core, load ~1.5 on 2
+cores; max |eps| plain -> column rule; "gamma left" = column rule vs gamma-finer grids under the
+same rule; points evaluated per lens, mean / max over eta and lenses; plain rule: 1456 / 2530):
+
+  group    subset          n   total (vs both finer)  column (vs column-finer)  gamma left  points
+  edges    sigma_h lo      1   0.175  -> 1.1e-4       0.175  -> 1.1e-4          1.3e-4      7137 / 8533
+  edges    sigma_gamma lo  1   0.016  -> 0.016        3.7e-4 -> 3.7e-4          0.016       1456 / 2530
+  edges    both lo         1   0.129  -> 0.0205       0.125  -> 1.1e-4          0.0205      7137 / 8533
+  corners  sigma_h lo      16  1.63   -> 1.63         0.76   -> 0.148           1.63        4582 / 7548
+  corners  sigma_gamma lo  16  0.254  -> 0.254        0.259  -> 0.259           0.105       1456 / 2530
+  corners  both lo         16  3.11   -> 0.844        3.09   -> 0.432           0.843       4582 / 7548
+  corners  neither         16  0.015  -> 0.015        9.5e-3 -> 9.5e-3          0.015       1456 / 2530
+  random   (40)                0.913  -> 0.913        0.185  -> 3.1e-3          0.913       1842 / 7569
+  near     (3)                 1.1e-4 -> 1.1e-4       1.05e-4 -> 1.05e-4        1.0e-4      1456 / 2530
+
+  Table 6b  Table 3's refinements with the column rule, max |eps| vs both finer (mean points
+  evaluated per lens over the group's eta; Table 3 above is the plain rule)
+  gamma step  column   edges           corners        random         near
+  0.1         x1       0.0205 (5243)   1.63 (3019)    0.91 (1842)    1.1e-4 (1456)
+  0.05        x1       2.9e-4 (10239)  0.94 (5895)    0.36 (3570)    8.2e-5 (2842)
+  0.025       x1       1.7e-4 (20234)  0.57 (11651)   0.088 (7056)   3.8e-5 (5617)
+  0.1         x1/2     0.0205 (3814)   1.63 (3434)    0.91 (2754)    3.7e-5 (2297)
+  0.05        x1/2     1.1e-4 (7447)   0.94 (6707)    0.36 (5378)    2.5e-5 (4485)
+
+(8) The column rule removes the halo-ridge aliasing: the sigma_h = 0.05 edge 0.175 -> 1.1e-4,
+the column part of the random eta 0.185 -> 3.1e-3, near the posterior nothing changes (rule 1
+there: the same sum bit for bit). What is left is the gamma direction (edges: the sigma_gamma =
+0.05 rows, 0.016-0.0205; corners 1.63 and random 0.91: wide gamma laws near gamma = 2) and, in
+the column direction, corners with alpha_sps = -0.5 and mu_h = 14 (0.26-0.43, at sigma_h = 1 as
+well as 0.05: not the halo ridge): there the integrand sits at the faint end of the columns, where
+the photometric factor F_phot falls off a cliff within one node (log W = -6.3, -7.0, -27.5, -85
+over consecutive nodes of lens 6, gamma = 0.2), which neither the plain rule nor interpolation
+between the nodes resolves (forcing finer sub-sampling, smaller zmax, moves it from 0.26 to ~0.5 at sigma_h = 1; 1.25 -> 0.43 at
+sigma_h = 0.05); a tabulation-side refinement of such cliffs (as ``peak_halvings`` does for peaks
+of W) would be needed. Cost (points: ``LikelihoodKernel.column_rule_of``; CPU time per lens per
+eta on the 167 lenses of mock seed 11 / 40000 galaxies, one core, load 2.9-3.0, the kernel of
+main bbe4945): near 4.7 us (plain 4.6-4.7: rule 1 costs nothing), random 6.9 (plain 4.5),
+corners 16.2 (3.0), edges 35.4 (4.3): 6-7 ns per evaluated point, the expansion included.
 
 Recorded (2026-12-01, mock seed 11, 8 lenses; ~1.5 min on one core at load ~0.6-2 on 2 cores; points per lens:
 default 1456, column / 8: 9104, gamma / 8: 11162, both: 69807):
@@ -321,11 +365,39 @@ def column_alias_corrected(k: LikelihoodKernel, grids, eta) -> np.ndarray:
     return logsumexp(col, axis=1)
 
 
+def column_rule_table(K: dict) -> None:
+    """Table 6: max |eps| of the default grids with the kernel's column rule off (plain) and on,
+    against both-finer (total) and column-finer (column part) grids, per box group and subset, and
+    the points evaluated per lens (mean / max over eta and lenses); "gamma left": the column rule
+    against the gamma-finer grids under the same column rule (what is left in the gamma direction)."""
+    print("\nTable 6  eta-adaptive column rule: max |eps| plain -> column rule; points per lens")
+    print(f"{'group':8s} {'subset':15s} {'n':>3s} {'total':>21s} {'column':>21s} {'gamma left':>10s} "
+          f"{'points mean / max':>18s}")
+    k = K["default"]
+    for g, E in dict(box_groups(), near=NEAR).items():
+        err = {}
+        for flag in (False, True):
+            k.column_rule = flag
+            lp = k.per_lens(E)
+            err[flag] = {n: np.abs(lp - K[n].per_lens(E)).max(axis=1) for n in ("both", "column")}
+        _, _, pts = k.column_rule_of(E)
+        gam = np.abs(k.per_lens(E) - K["gamma"].per_lens(E)).max(axis=1)
+        sh, sg = np.isclose(E[:, 3], LO[3]), np.isclose(E[:, 5], LO[5])
+        for name, m in (("sigma_h lo", sh & ~sg), ("sigma_gamma lo", sg & ~sh), ("both lo", sh & sg),
+                        ("neither", ~sh & ~sg), ("all", np.ones(len(E), bool))):
+            if m.any():
+                print(f"{g:8s} {name:15s} {m.sum():3d} "
+                      + " ".join(f"{err[False][n][m].max():9.2e} -> {err[True][n][m].max():8.2e}" for n in ("both", "column"))
+                      + f" {gam[m].max():10.2e} {pts[m].mean():9.0f} / {pts[m].max():6d}")
+    k.column_rule = True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--galaxies", type=int, default=40_000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--lenses", type=int, default=8)
+    ap.add_argument("--only-column-rule", action="store_true", help="Table 6 only")
     a = ap.parse_args()
     t0 = time.perf_counter()
     _, obs = run_mock_simulation(a.galaxies, seed=a.seed, show_progress=False)
@@ -338,6 +410,11 @@ def main():
     assert np.array_equal(K["default"].gamma_axis, DEFAULT_GAMMA_GRID)
     print(f"{len(sub)} lenses, points/lens: " + ", ".join(f"{n} {v.n_points / v.n_lenses:.0f}" for n, v in K.items())
           + f"  ({time.perf_counter() - t0:.0f} s)")
+    column_rule_table(K)
+    if a.only_column_rule:
+        return
+    for k in K.values():                        # Tables 1-5: the plain rule (the references too)
+        k.column_rule = False
     print("\nTable 1  max |eps|: total (vs both finer) / column part / gamma part")
     print(f"{'group':8s} {'subset':15s} {'n':>3s} {'total':>9s} {'column':>9s} {'gamma':>9s}")
     for g, E in sorted(box_groups().items()):
@@ -370,11 +447,23 @@ def main():
     print("\nTable 3  uniform refinement, max |eps| vs both finer")
     lp_ref = {n: K["both"].per_lens(E) for n, E in groups.items()}
     print(f"{'gamma step':>10s} {'column':>7s} {'pts/lens':>8s} " + " ".join(f"{n:>9s}" for n in groups))
+    refined = []
     for gs, cs in ((0.1, 1), (0.05, 1), (0.025, 1), (0.1, 0.5), (0.1, 0.25), (0.05, 0.5), (0.2, 1)):
         k = LikelihoodKernel(tabulate_likelihood_grids(sub, gamma_grid=np.round(np.arange(0.0, 2.0 + 1e-9, gs), 10),
                                                        adaptive_step=cs, show_progress=False), selection=False)
+        k.column_rule = False
+        refined.append((gs, cs, k))
         print(f"{gs:10.3f} {cs:7.2f} {k.n_points / k.n_lenses:8.0f} "
               + " ".join(f"{np.abs(k.per_lens(E) - lp_ref[n]).max():9.2e}" for n, E in groups.items()))
+    print("\nTable 6b  the same refinements with the eta-adaptive column rule, max |eps| vs both finer "
+          "(points per lens: mean evaluated over the group's eta)")
+    print(f"{'gamma step':>10s} {'column':>7s} " + " ".join(f"{n:>18s}" for n in groups))
+    for gs, cs, k in refined:
+        k.column_rule = True
+        cells = []
+        for n, E in groups.items():
+            cells.append(f"{np.abs(k.per_lens(E) - lp_ref[n]).max():9.2e} {k.column_rule_of(E)[2].mean():8.0f}")
+        print(f"{gs:10.3f} {cs:7.2f} " + " ".join(cells))
     print("\nTable 4  column product rule prototype (column_product_rule), max |eps| vs both finer")
     print(f"{'group':8s} {'trapezoid':>10s} {'z lin':>10s} {'+logquad':>10s} {'z quad':>10s} {'+logquad':>10s}")
     for g, E in groups.items():

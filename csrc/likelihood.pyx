@@ -48,7 +48,7 @@ CUT = 40), 8.8-8.9 with the gradient (13.4-13.8); see ``benchmarks/bench_likelih
 import numpy as np
 cimport cython
 from cython.parallel cimport prange, threadid
-from libc.math cimport exp, log, erfc, isfinite, INFINITY, NAN
+from libc.math cimport exp, log, erfc, isfinite, sqrt, INFINITY, NAN
 from scipy.special.cython_special cimport log_ndtr
 from sl_cy._numerics cimport (INV_SQRT2, LOG_SQRT_2PI, fast_log_ndtr, log_gauss_norm, log_ndtr_diff_h,
                               resolve_threads)
@@ -369,6 +369,243 @@ cdef double lens_logp(const PopModel* pm, const EtaC* e, const double* lg, doubl
     return const + ref + log(s)
 
 
+# --------------------------------------------------------------------------------------------
+# eta-adaptive sub-sampling of the columns (issue 16 item 1)
+# --------------------------------------------------------------------------------------------
+# A lens's points come in *runs*: consecutive compacted points that are adjacent nodes of one
+# piece of an adaptive column (uniform in arc length; ``runs`` entry = (start << 2) | first_half |
+# last_half << 1, start relative to the lens, the flags telling whether the run's first / last
+# point is a piece end, of half trapezoid weight). Along a run the eta-independent fields (logM*,
+# logMh, and log W without its trapezoid factor) are smooth; only the halo factor, a ridge of
+# width sigma_h in z_h, gets sharp. Rule r: every segment of a run cut into r sub-intervals, the
+# fields interpolated at the sub-points by Lagrange polynomials in the node index (``order`` 1-3,
+# through nodes of the same run), trapezoid weights h / r (h / 2r at a piece end; a run end that
+# is not a piece end - its neighbour was dropped - keeps the unrefined half segment: h/2r + h/2).
+# r = 1 is the plain rule (the original arrays are passed as they are). r is chosen from
+# rho = D(c1) / (sigma_h zmax), D(c1) = dmax sqrt(1 + c1^2) with dmax the longest segment of the
+# lens's runs in (logMh, logM*) (dex): by Cauchy-Schwarz an upper bound of |dlogMh - c1 dlogM*|,
+# the step of sigma_h z_h between adjacent nodes, on every segment (nearly attained: the columns
+# turn through the direction (1, -c1) for c1 >= 0), and smooth in c1. So the rule keeps every
+# segment's step of z_h below zmax. Between rho = k and k + tau the rules k and k + 1 are mixed
+# with weight lambda = smoothstep((rho - k) / tau): p = (1 - lambda) p_k + lambda p_(k+1),
+# continuous in eta with a continuous gradient.
+cdef double LOG2 = 0.6931471805599453
+
+
+cdef inline double _seg_bound(double dmax, double c1, double* slope) noexcept nogil:
+    """D(c1) = dmax sqrt(1 + c1^2) and its derivative in c1."""
+    cdef double q = sqrt(1.0 + c1 * c1)
+    slope[0] = dmax * c1 / q
+    return dmax * q
+
+
+cdef inline int _column_rule(double rho, double tau, int rmax, double* lam, double* dlam) noexcept nogil:
+    """Rule k and mixing weight lambda (with d lambda / d rho) for rho: k = 1 up to rho = 1;
+    for k < rho <= k + 1, lambda = smoothstep((rho - k) / tau) towards rule k + 1 (then pure k + 1);
+    at most rmax."""
+    cdef int k
+    cdef double t
+    lam[0] = 0.0
+    dlam[0] = 0.0
+    if not rho > 1.0:
+        return 1
+    if rho >= rmax:
+        return rmax
+    k = <int>rho             # rho in [k, k + 1)
+    t = (rho - k) / tau
+    if t >= 1.0:
+        return k + 1
+    lam[0] = t * t * (3.0 - 2.0 * t)
+    dlam[0] = 6.0 * t * (1.0 - t) / tau
+    if k >= rmax:
+        return rmax
+    return k
+
+
+# finest rule the kernel accepts (the Lagrange coefficients of the sub-points live on the stack)
+cdef enum:
+    RMAX_LIMIT = 64
+
+
+cdef inline void _lagrange_coef(int np_, int off, double u, double* c) noexcept nogil:
+    """c[i], i < np_: Lagrange coefficients at u of the nodes off + i (node-index coordinate)."""
+    cdef int i, m
+    for i in range(np_):
+        c[i] = 1.0
+        for m in range(np_):
+            if m != i:
+                c[i] = c[i] * (u - (off + m)) / (<double>(i - m))
+    for i in range(np_, 4):
+        c[i] = 0.0
+
+
+cdef Py_ssize_t _expand_lens(const double* L, const double* Mh, const double* lw, const int* nodes,
+                             Py_ssize_t nk, const int* runs, Py_ssize_t nr, Py_ssize_t n, int r, int order,
+                             double* xL, double* xM, double* xw, double* sm, int* xnodes) noexcept nogil:
+    """The points of rule r of one lens (module comment above) into xL, xM, xw (log weights) and
+    xnodes (the gamma-node starts); ``sm``: scratch of n doubles (log W without the trapezoid
+    factor). Returns the number of points."""
+    cdef Py_ssize_t ir = 0, k, s, e, j, nx = 0, a, q
+    cdef int code, np_, off, t
+    cdef double lr = -log(<double>r), lend_half = -log(2.0 * r), lend_cut = log(0.5 / r + 0.5)
+    cdef bint h0, h1
+    # coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4 + i]: the coefficients of stencils of
+    # np_ = 2..4 nodes starting off = 0, -1, -2 nodes from the segment's first node, at u = q / r
+    cdef double coef[3 * 3 * RMAX_LIMIT * 4]
+    cdef double* cf
+    for np_ in range(2, 5):
+        for off in range(0, -3, -1):
+            for q in range(1, r):
+                _lagrange_coef(np_, off, (<double>q) / r, &coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4])
+    for k in range(nk):
+        xnodes[k] = <int>nx
+        while ir < nr and (runs[ir] >> 2) < nodes[k + 1]:
+            code = runs[ir]
+            s = code >> 2
+            e = (runs[ir + 1] >> 2) if ir + 1 < nr else n
+            h0 = (code & 1) != 0
+            h1 = (code & 2) != 0
+            ir += 1
+            if e - s == 1:       # one point: its weight as it is
+                xL[nx] = L[s]
+                xM[nx] = Mh[s]
+                xw[nx] = lw[s]
+                nx += 1
+                continue
+            for j in range(s, e):
+                sm[j] = lw[j]
+            if h0:
+                sm[s] = sm[s] + LOG2
+            if h1:
+                sm[e - 1] = sm[e - 1] + LOG2
+            for j in range(s, e):
+                xL[nx] = L[j]
+                xM[nx] = Mh[j]
+                if j == s:
+                    xw[nx] = sm[j] + (lend_half if h0 else lend_cut)
+                elif j == e - 1:
+                    xw[nx] = sm[j] + (lend_half if h1 else lend_cut)
+                else:
+                    xw[nx] = sm[j] + lr
+                nx += 1
+                if j == e - 1:
+                    break
+                # the stencil of segment [j, j + 1]: order + 1 nodes of the run, centred
+                np_ = order + 1
+                if np_ > e - s:
+                    np_ = <int>(e - s)
+                a = j - (np_ - 1) // 2
+                if a < s:
+                    a = s
+                if a + np_ > e:
+                    a = e - np_
+                off = <int>(a - j)
+                for q in range(1, r):
+                    cf = &coef[((np_ - 2) * 3 - off) * RMAX_LIMIT * 4 + q * 4]
+                    if np_ == 4:
+                        xL[nx] = cf[0] * L[a] + cf[1] * L[a + 1] + cf[2] * L[a + 2] + cf[3] * L[a + 3]
+                        xM[nx] = cf[0] * Mh[a] + cf[1] * Mh[a + 1] + cf[2] * Mh[a + 2] + cf[3] * Mh[a + 3]
+                        xw[nx] = cf[0] * sm[a] + cf[1] * sm[a + 1] + cf[2] * sm[a + 2] + cf[3] * sm[a + 3] + lr
+                    else:
+                        xL[nx] = 0.0
+                        xM[nx] = 0.0
+                        xw[nx] = lr
+                        for t in range(np_):
+                            xL[nx] = xL[nx] + cf[t] * L[a + t]
+                            xM[nx] = xM[nx] + cf[t] * Mh[a + t]
+                            xw[nx] = xw[nx] + cf[t] * sm[a + t]
+                    nx += 1
+    xnodes[nk] = <int>nx
+    return nx
+
+
+cdef double _lens_logp_sub(const PopModel* pm, const EtaC* e, const double* lg, double logRe, double m_obs,
+                           const double* L, const double* logMh, const int* nodes, Py_ssize_t nk,
+                           const double* logw0, Py_ssize_t n, const double* dlg, double* grad, double* work,
+                           const int* runs, Py_ssize_t nr, double dmax, double zmax, double tau, int rmax,
+                           int order, double* xbuf, Py_ssize_t lay, int* xnodes) noexcept nogil:
+    """log p(d_i | eta) of one lens by the eta-adaptive column rule (module comment above; the
+    plain :func:`lens_logp` call when rule 1 applies). ``xbuf``: scratch of 3 lay + n doubles with
+    lay >= the points of the finest rule used, ``xnodes``: nk + 1 ints, ``work``: WORK_PER_POINT
+    lay doubles."""
+    cdef double slope, D, rho, lam, dlam, la, lb, wa, wb, mx, tot, drho_b, drho_s
+    cdef double ga[6]
+    cdef double gb[6]
+    cdef int kr, c
+    cdef Py_ssize_t nx
+    cdef double* xL = xbuf
+    cdef double* xM = xbuf + lay
+    cdef double* xw = xbuf + 2 * lay
+    cdef double* sm = xbuf + 3 * lay
+    if nr <= 0 or n <= 0:
+        return lens_logp(pm, e, lg, logRe, m_obs, L, logMh, nodes, nk, logw0, n, dlg, grad, work)
+    D = _seg_bound(dmax, halo_slope(pm, e), &slope)
+    rho = D / (e.sigma_h * zmax)
+    kr = _column_rule(rho, tau, rmax, &lam, &dlam)
+    if kr == 1 and lam == 0.0:
+        return lens_logp(pm, e, lg, logRe, m_obs, L, logMh, nodes, nk, logw0, n, dlg, grad, work)
+    if kr == 1:
+        la = lens_logp(pm, e, lg, logRe, m_obs, L, logMh, nodes, nk, logw0, n, dlg,
+                       ga if grad != NULL else NULL, work)
+    else:
+        nx = _expand_lens(L, logMh, logw0, nodes, nk, runs, nr, n, kr, order, xL, xM, xw, sm, xnodes)
+        la = lens_logp(pm, e, lg, logRe, m_obs, xL, xM, xnodes, nk, xw, nx, dlg, ga if grad != NULL else NULL,
+                       work)
+    if lam == 0.0:
+        if grad != NULL:
+            for c in range(6):
+                grad[c] = ga[c]
+        return la
+    nx = _expand_lens(L, logMh, logw0, nodes, nk, runs, nr, n, kr + 1, order, xL, xM, xw, sm, xnodes)
+    lb = lens_logp(pm, e, lg, logRe, m_obs, xL, xM, xnodes, nk, xw, nx, dlg, gb if grad != NULL else NULL, work)
+    # p = (1 - lam) p_k + lam p_(k+1)
+    if not (la > -INFINITY or lb > -INFINITY):
+        if grad != NULL:
+            for c in range(6):
+                grad[c] = NAN
+        return -INFINITY
+    mx = la if la > lb else lb
+    wa = (1.0 - lam) * exp(la - mx) if la > -INFINITY else 0.0
+    wb = lam * exp(lb - mx) if lb > -INFINITY else 0.0
+    tot = wa + wb
+    if grad != NULL:
+        # d rho / d beta_h = D'(c1) / (sigma_h zmax) (d c1 / d beta_h = 1); d rho / d sigma_h = -rho / sigma_h
+        drho_b = slope / (e.sigma_h * zmax)
+        drho_s = -rho / e.sigma_h
+        for c in range(6):
+            grad[c] = ((wa * ga[c] if wa > 0.0 else 0.0) + (wb * gb[c] if wb > 0.0 else 0.0)) / tot
+        slope = dlam * ((exp(lb - mx) if lb > -INFINITY else 0.0) - (exp(la - mx) if la > -INFINITY else 0.0)) / tot
+        grad[2] = grad[2] + slope * drho_b
+        grad[3] = grad[3] + slope * drho_s
+    return mx + log(tot)
+
+
+def column_rule(const double[:, ::1] eta, const double[::1] dmax, double xi_h, double beta_R, double zmax,
+                double tau, int rmax):
+    """Rule k and mixing weight lambda of the eta-adaptive column rule per (eta, lens) (as the
+    kernel chooses them from ``dmax``; lenses without runs get rule 1 in the kernel).
+
+    Returns
+    -------
+    k : (n_eta, n_lens) int32, lam : (n_eta, n_lens) float64
+    """
+    cdef Py_ssize_t ne = eta.shape[0], nl = dmax.shape[0], r, i
+    cdef double slope, lam, dlam
+    cdef PopModel pm
+    pm.xi_h = xi_h
+    pm.beta_R = beta_R
+    k_np = np.ones((ne, nl), dtype=np.int32)
+    lam_np = np.zeros((ne, nl))
+    cdef int[:, ::1] kv = k_np
+    cdef double[:, ::1] lv = lam_np
+    for r in range(ne):
+        for i in range(nl):
+            kv[r, i] = _column_rule(_seg_bound(dmax[i], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
+                                    / (eta[r, 3] * zmax), tau, rmax, &lam, &dlam)
+            lv[r, i] = lam
+    return k_np, lam_np
+
+
 cdef inline bint _eta_ok(const double* e) noexcept nogil:
     cdef int i
     for i in range(6):
@@ -395,7 +632,8 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                    const int[:, ::1] nodes, const double[::1] logw0, const long long[::1] offsets,
                    const double[::1] logRe, const double[::1] m_obs, const double[::1] gamma_axis,
                    bint use_gamma, tuple model, double gamma_lo=0.0, double gamma_hi=2.0,
-                   n_threads=1, bint with_grad=False):
+                   n_threads=1, bint with_grad=False, runs=None, run_off=None, dmax=None,
+                   double zmax=1.5, double tau=0.25, int rmax=16, int order=3):
     """Per-lens log p(d_i | eta) for a batch of eta (and, with ``with_grad``, its eta-gradient).
 
     Parameters
@@ -423,6 +661,14 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         OpenMP threads (None or -1: all cores; ``sl_cy.parallel.resolve_n_threads``).
     with_grad : bool
         Also return d log p_i / d eta from the same pass over the points.
+    runs, run_off, dmax : optional
+        The eta-adaptive column rule (see the comment above :func:`_lens_logp_sub`): ``runs``
+        (int32) the runs of all lenses, those of lens i at ``run_off[i]:run_off[i+1]`` (int64; none:
+        the plain rule for that lens), ``dmax`` (n_lens,) the longest segment of each lens's runs
+        in (logMh, logM*). None: the plain rule everywhere.
+    zmax, tau, rmax, order : float, float, int, int
+        Largest step of z_h between adjacent points of a rule, width of the mixing zones (in
+        rho), finest rule, and order of the interpolation of the fields along a run (1-3).
 
     Returns
     -------
@@ -483,6 +729,42 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
         raise ValueError(f"nodes[{bad}] = {np.asarray(nodes[bad])!r} does not partition the lens's "
                          f"{offsets[bad + 1] - offsets[bad]} points into its gamma nodes (0 = nodes[i, 0] <= ... "
                          f"<= nodes[i, -1] = its number of points)")
+    # the eta-adaptive column rule: runs, their offsets per lens, D(c1) per lens
+    cdef bint sub = runs is not None
+    cdef const int[::1] rv
+    cdef const long long[::1] ro
+    cdef const double[::1] dtv
+    cdef int[::1] runs_dummy = np.zeros(1, dtype=np.int32)
+    cdef long long[::1] ro_dummy = np.zeros(nl + 1, dtype=np.int64)
+    cdef double[::1] dt_dummy = np.zeros(max(nl, 1))
+    if sub:
+        rv = np.ascontiguousarray(runs, dtype=np.int32)
+        ro = np.ascontiguousarray(run_off, dtype=np.int64)
+        dtv = np.ascontiguousarray(dmax, dtype=np.float64)
+        if ro.shape[0] != nl + 1 or dtv.shape[0] != nl:
+            raise ValueError("run_off needs n_lens + 1 entries and dmax n_lens")
+        if not (zmax > 0 and tau > 0 and tau <= 1 and 1 <= rmax <= RMAX_LIMIT and 1 <= order <= 3):
+            raise ValueError(f"need zmax > 0, 0 < tau <= 1, 1 <= rmax <= {RMAX_LIMIT} and order in 1..3")
+        for i in range(nl):
+            if ro[i] < 0 or ro[i] > ro[i + 1] or ro[i + 1] > rv.shape[0]:
+                raise ValueError(f"run_off must be non-decreasing within [0, {rv.shape[0]}]")
+            for k in range(ro[i], ro[i + 1]):
+                a = rv[k] >> 2
+                if a < 0 or a >= offsets[i + 1] - offsets[i] or (k > ro[i] and a <= (rv[k - 1] >> 2)) \
+                        or (k == ro[i] and a != 0):
+                    raise ValueError(f"runs of lens {i} must start at 0 and increase within its points")
+            t = ro[i]
+            for k in range(nkg):          # every gamma node's first point starts a run
+                if nodes[i, k] == nodes[i, k + 1]:
+                    continue
+                while t < ro[i + 1] and (rv[t] >> 2) < nodes[i, k]:
+                    t += 1
+                if ro[i + 1] > ro[i] and (t == ro[i + 1] or (rv[t] >> 2) != nodes[i, k]):
+                    raise ValueError(f"runs of lens {i} must start a run at each gamma node's first point")
+    else:
+        rv = runs_dummy
+        ro = ro_dummy
+        dtv = dt_dummy
     pm.mu_star, pm.sigma_star, pm.a_skew, pm.mu_R0, pm.beta_R, pm.sigma_R, pm.xi_h, pm.sigma_obs, \
         pm.pivot = [float(v) for v in model]
     pm.gamma_lo = gamma_lo
@@ -504,8 +786,27 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
     cdef signed char[::1] ok = ok_np
     # scratch of lens_logp, one row per OpenMP thread (pass 1 stores what pass 2 reads)
     cdef Py_ssize_t nmax = int(np.max(np.diff(offsets))) if nl > 0 else 0
-    work_np = np.empty((nt, max(1, WORK_PER_POINT * nmax)), dtype=np.float64)
+    # the finest rule any (eta, lens) pair uses sizes the scratch of the expanded points
+    cdef Py_ssize_t rneed = 1, lay = 1
+    cdef int kr
+    cdef double lam, dlam, slope
+    if sub:
+        for r in range(ne):
+            if not (_eta_ok(&eta[r, 0]) and eta[r, 3] > 0):
+                continue
+            for i in range(nl):
+                if ro[i + 1] > ro[i]:
+                    kr = _column_rule(_seg_bound(dtv[i], halo_slope(&pm, <EtaC*>&eta[r, 0]), &slope)
+                                      / (eta[r, 3] * zmax), tau, rmax, &lam, &dlam)
+                    if kr + (1 if lam > 0.0 else 0) > rneed:
+                        rneed = kr + (1 if lam > 0.0 else 0)
+    lay = max(1, rneed * nmax)
+    work_np = np.empty((nt, max(1, WORK_PER_POINT * lay)), dtype=np.float64)
     cdef double[:, ::1] work = work_np
+    xbuf_np = np.empty((nt, (3 * lay + nmax + 1) if sub else 1), dtype=np.float64)
+    cdef double[:, ::1] xbuf = xbuf_np
+    xnodes_np = np.empty((nt, nkg + 1), dtype=np.int32)
+    cdef int[:, ::1] xnodes = xnodes_np
     with nogil:
         for r in range(ne):
             ok[r] = _eta_ok(&eta[r, 0])
@@ -532,10 +833,18 @@ def loglike_lenses(const double[:, ::1] eta, const double[::1] L, const double[:
                 continue
             a = offsets[i]
             b = offsets[i + 1]
-            out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
-                                  &L[a], &logMh[a], &nodes[i, 0], nkg, &logw0[a], b - a,
-                                  &dlg[r, 0, 0] if use_gamma else NULL,
-                                  &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0])
+            if sub and ro[i + 1] > ro[i]:
+                out[r, i] = _lens_logp_sub(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
+                                           &L[a], &logMh[a], &nodes[i, 0], nkg, &logw0[a], b - a,
+                                           &dlg[r, 0, 0] if use_gamma else NULL,
+                                           &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0],
+                                           &rv[ro[i]], ro[i + 1] - ro[i], dtv[i], zmax, tau, rmax, order,
+                                           &xbuf[threadid(), 0], lay, &xnodes[threadid(), 0])
+            else:
+                out[r, i] = lens_logp(&pm, <EtaC*>&eta[r, 0], &lg[r, 0], logRe[i], m_obs[i],
+                                      &L[a], &logMh[a], &nodes[i, 0], nkg, &logw0[a], b - a,
+                                      &dlg[r, 0, 0] if use_gamma else NULL,
+                                      &grad[r, i, 0] if with_grad else NULL, &work[threadid(), 0])
     if with_grad:
         return out_np, grad_np
     return out_np

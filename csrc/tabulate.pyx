@@ -58,6 +58,12 @@ cdef enum:
     FLAG_OK = 0
     FLAG_SLOTS = 1      # a column has more pieces than n_nodes / 2: pieces dropped
     FLAG_MEMORY = 2     # allocation failure: the lens has no nodes
+# piece code of a node slot (the ``piece`` output; 0 = unused slot / no piece information)
+cdef enum:
+    PIECE_FIRST = 1     # first node of a piece
+    PIECE_LAST = 2      # last node of a piece
+    PIECE_NODE = 4      # a node of an adaptive piece
+PIECE_CODES = dict(first=PIECE_FIRST, last=PIECE_LAST, node=PIECE_NODE)
 FLAGS = {FLAG_OK: "ok", FLAG_SLOTS: "pieces dropped (more pieces than n_nodes // 2)",
          FLAG_MEMORY: "allocation failure"}
 
@@ -300,10 +306,14 @@ cdef void _pchip_place(const double* x, const double* y, const double* d, Py_ssi
 
 
 cdef int _place_column(Trace* t, const Column* p, double a, double b, double step, int n_nodes,
-                       double wg, double* om, double* ow, Py_ssize_t stride, int* n_pieces) noexcept nogil:
-    """Pieces of the traced column and their nodes/weights (slots 0.. of om/ow, stride apart).
-    Returns FLAG_SLOTS if pieces had to be dropped for lack of slots, else 0."""
-    cdef Py_ssize_t i, s0, n = t.n, npieces = 0, need, total = 0, j = 0, nout
+                       double wg, double* om, double* ow, signed char* opc, Py_ssize_t stride,
+                       int* n_pieces) noexcept nogil:
+    """Pieces of the traced column and their nodes/weights (slots 0.. of om/ow, stride apart), and
+    each used slot's piece code in opc (PIECE_NODE, | PIECE_FIRST on a piece's first node,
+    | PIECE_LAST on its last: the nodes of a piece are uniform in arc length, its two ends have
+    half the trapezoid weight). Returns FLAG_SLOTS if pieces had to be dropped for lack of
+    slots, else 0."""
+    cdef Py_ssize_t i, s0, n = t.n, npieces = 0, need, total = 0, j = 0, nout, k
     cdef bint use
     cdef int flag = 0
     cdef double send
@@ -344,6 +354,10 @@ cdef int _place_column(Trace* t, const Column* p, double a, double b, double ste
             _pchip_slopes(&t.s[s0], &t.m[s0], &t.d[s0], i - s0)
             _pchip_place(&t.s[s0], &t.m[s0], &t.d[s0], i - s0, nout, wg, &om[j * stride],
                          &ow[j * stride], stride)
+            for k in range(nout):
+                opc[(j + k) * stride] = PIECE_NODE
+            opc[j * stride] |= PIECE_FIRST
+            opc[(j + nout - 1) * stride] |= PIECE_LAST
             j += nout
         if i == s0:
             i += 1
@@ -354,7 +368,7 @@ cdef int _lens_columns(const Cosmo* cosmo, double xA, double xB, double logRe, d
                        double zl, double zs, const double* gam, const double* wg, Py_ssize_t ng,
                        const double* m0, Py_ssize_t nm, double c_halo, double step, double a,
                        double b, double win_lo, double win_hi, int n_nodes, int max_rounds,
-                       bint exact, double* om, double* ow, long long* n_solved,
+                       bint exact, double* om, double* ow, signed char* opc, long long* n_solved,
                        int* n_pieces) noexcept nogil:
     """All columns of one lens into om/ow (shape (n_nodes, ng), pre-filled NaN / 0)."""
     cdef Column p
@@ -385,7 +399,7 @@ cdef int _lens_columns(const Cosmo* cosmo, double xA, double xB, double logRe, d
             flag = FLAG_MEMORY
             break
         n_solved[0] += t.n
-        f = _place_column(&t, &p, a, b, step, n_nodes, wg[k], &om[k], &ow[k], ng, &n_pieces[k])
+        f = _place_column(&t, &p, a, b, step, n_nodes, wg[k], &om[k], &ow[k], &opc[k], ng, &n_pieces[k])
         if f > flag:
             flag = f
     _trace_free(&t)
@@ -437,6 +451,10 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
         Points traced (logM* evaluations) per lens.
     n_pieces : (n_lens, n_gamma) int32
         Contiguous valid pieces per column.
+    piece : (n_lens, n_nodes, n_gamma) int8
+        Piece code of each slot: 0 unused, else ``PIECE_CODES["node"]`` plus ``"first"`` /
+        ``"last"`` on the first / last node of a piece (the pieces of a column are in consecutive
+        slots; within one, nodes are uniform in arc length).
     """
     _profiles.ensure_gnfw_table()
     cdef Py_ssize_t n = xA.shape[0], ng = gamma_axis.shape[0], nm = logMh_axis.shape[0], i
@@ -452,6 +470,8 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
     flags = np.zeros(n, dtype=np.int8)
     npts = np.zeros(n, dtype=np.int64)
     npc = np.zeros((n, ng), dtype=np.int32)
+    out_pc = np.zeros((n, n_nodes, ng), dtype=np.int8)
+    cdef signed char[:, :, ::1] opc = out_pc
     cdef double[:, :, ::1] om = out_m
     cdef double[:, :, ::1] ow = out_w
     cdef signed char[::1] fl = flags
@@ -461,14 +481,14 @@ def adaptive_columns_batch(const double[::1] xA, const double[::1] xB, const dou
     cdef int nt = resolve_threads(n_threads)
     cosmo_init(&cosmo, H0, Om, Ode)
     if n == 0 or ng == 0 or n_nodes == 0:
-        return out_m, out_w, flags, npts, npc
+        return out_m, out_w, flags, npts, npc, out_pc
     for i in prange(n, nogil=True, schedule="dynamic", num_threads=nt):
         fl[i] = _lens_columns(&cosmo, xA[i], xB[i], logRe[i], m_obs[i], zl[i], zs[i],
                               &gamma_axis[0], &gamma_weights[0], ng, &logMh_axis[0], nm, c_halo,
                               step, scale_mh, scale_mstar, window_lo, window_hi, n_nodes,
-                              max_rounds, exact_validity, &om[i, 0, 0], &ow[i, 0, 0], &npv[i],
-                              &npcv[i, 0])
-    return out_m, out_w, flags, npts, npc
+                              max_rounds, exact_validity, &om[i, 0, 0], &ow[i, 0, 0], &opc[i, 0, 0],
+                              &npv[i], &npcv[i, 0])
+    return out_m, out_w, flags, npts, npc, out_pc
 
 
 def point_validity(double xA, double xB, double logRe, const double[::1] logMh, double gamma,
@@ -512,7 +532,8 @@ def point_validity(double xA, double xB, double logRe, const double[::1] logMh, 
 
 
 def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double lo, double hi,
-                double step, double scale_mh, double scale_mstar, int n_nodes, double gamma_weight=1.0):
+                double step, double scale_mh, double scale_mstar, int n_nodes, double gamma_weight=1.0,
+                bint with_pieces=False):
     """Placement step alone, on a given column trace (for tests: traces with several pieces).
 
     Parameters
@@ -530,6 +551,8 @@ def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double
     -------
     logMh, wq : (n_nodes,) float64
     n_pieces, flag : int
+    piece : (n_nodes,) int8, only with ``with_pieces``
+        Piece codes of the slots (as :func:`adaptive_columns_batch`).
     """
     cdef Py_ssize_t n = logMh.shape[0], i
     if logM_star.shape[0] != n or len(ok) != n:
@@ -540,8 +563,10 @@ def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double
     cdef const unsigned char[::1] vok = okv
     out_m = np.full(n_nodes, np.nan)
     out_w = np.zeros(n_nodes)
+    out_pc = np.zeros(n_nodes, dtype=np.int8)
     cdef double[::1] om = out_m
     cdef double[::1] ow = out_w
+    cdef signed char[::1] opc = out_pc
     cdef Trace t
     cdef Column p
     cdef int npieces = 0, flag
@@ -556,7 +581,9 @@ def place_trace(const double[::1] logMh, const double[::1] logM_star, ok, double
     t.n = n
     p.lo = lo
     p.hi = hi
-    flag = _place_column(&t, &p, scale_mh, scale_mstar, step, n_nodes, gamma_weight, &om[0], &ow[0], 1,
+    flag = _place_column(&t, &p, scale_mh, scale_mstar, step, n_nodes, gamma_weight, &om[0], &ow[0], &opc[0], 1,
                          &npieces)
     _trace_free(&t)
+    if with_pieces:
+        return out_m, out_w, npieces, flag, out_pc
     return out_m, out_w, npieces, flag

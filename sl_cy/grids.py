@@ -41,6 +41,12 @@ SOLUTION_ARRAYS = ("logM_star", "beta", "ycaustic", "muA", "muB", "detJ", "F_pho
 #: All per-point arrays of a grid: the solution plus the point's halo mass and quadrature weight.
 GRID_ARRAYS = SOLUTION_ARRAYS + ("logMh", "wq")
 
+#: Per-slot piece codes of an adaptive grid (``LensGrid.piece``): ``node`` on every node of an
+#: adaptive piece, plus ``first`` / ``last`` on its end nodes (half trapezoid weight); 0 = no
+#: piece information (regular grid, padding, or grids tabulated before it was recorded).
+PIECE_CODES = dict(_tabulate.PIECE_CODES)
+#: Layout version of the tabulated grid arrays (part of the tabulation cache key): 2 adds ``piece``.
+GRID_LAYOUT = 2
 #: Status code of padding slots of an adaptive grid (a column with fewer nodes than the array).
 PADDING = 100
 
@@ -104,6 +110,11 @@ class LensGrid:
     valid : ndarray of int8, shape (n_Mh, n_gamma)
         0 where the point is a valid two-image lens, otherwise the :class:`sl_cy.lensing.Status` code
         (or :data:`PADDING` for an unused slot of an adaptive column).
+    piece : ndarray of int8, shape (n_Mh, n_gamma)
+        Piece codes of an adaptive grid (:data:`PIECE_CODES`: which slots are nodes of one piece
+        of a column, uniform in arc length, and which are its ends); all 0 (no information) for a
+        regular grid or adaptive grids saved before it was recorded (the likelihood then uses
+        the plain rule, without eta-adaptive sub-sampling of the columns).
     observed : dict
         The lens's observed inputs (``OBSERVED_FIELDS``).
     config : dict
@@ -131,9 +142,12 @@ class LensGrid:
     config: dict = field(default_factory=dict)
     logMh: np.ndarray | None = None
     wq: np.ndarray | None = None
+    piece: np.ndarray | None = None
 
     def __post_init__(self):
         shape = np.shape(self.logM_star)
+        if self.piece is None:
+            self.piece = np.zeros(shape, np.int8)
         if self.logMh is None:
             self.logMh = np.broadcast_to(np.asarray(self.logMh_axis, float)[:, None], shape).copy()
         if self.wq is None:
@@ -188,6 +202,7 @@ class LensGrid:
         for k in GRID_ARRAYS:
             group.create_dataset(k, data=getattr(self, k))
         group.create_dataset("valid", data=self.valid.astype(np.int8))
+        group.create_dataset("piece", data=self.piece.astype(np.int8))
         obs = group.create_group("observed")
         for k, v in self.observed.items():
             obs.attrs[k] = v
@@ -199,6 +214,7 @@ class LensGrid:
     def from_hdf5(cls, group) -> "LensGrid":
         """Read a grid written by :meth:`to_hdf5`."""
         arrays = {k: group[k][()] for k in GRID_ARRAYS}
+        arrays["piece"] = group["piece"][()].astype(np.int8) if "piece" in group else None    # older files: none
         observed = {k: _py(v) for k, v in group["observed"].attrs.items()}
         config = {k: _py(v) for k, v in group["config"].attrs.items()}
         config = {k: json.loads(v) if isinstance(v, str) and v.startswith("{") else v for k, v in config.items()}
@@ -208,7 +224,7 @@ class LensGrid:
     def equals(self, other: "LensGrid") -> bool:
         """Bit-for-bit equality of axes, arrays (NaN == NaN), status, inputs and configuration."""
         same = all(np.array_equal(getattr(self, k), getattr(other, k), equal_nan=True)
-                   for k in ("logMh_axis", "gamma_axis", "valid") + GRID_ARRAYS)
+                   for k in ("logMh_axis", "gamma_axis", "valid", "piece") + GRID_ARRAYS)
         return same and self.observed == other.observed and self.config == other.config
 
 
@@ -328,8 +344,9 @@ def adaptive_columns_batch(xA, xB, logRe, *, m_obs, gamma_axis, logMh_axis, c_ha
     n_threads : int or None
         OpenMP threads over lenses (-1 or None: all cores); results do not depend on it.
     info : bool
-        Also return a dict with ``n_points`` (logM* evaluations per lens) and ``n_pieces``
-        (contiguous valid pieces per lens and column, shape (n_lens, n_gamma)).
+        Also return a dict with ``n_points`` (logM* evaluations per lens), ``n_pieces``
+        (contiguous valid pieces per lens and column, shape (n_lens, n_gamma)) and ``piece`` (the
+        piece code of each slot, :data:`PIECE_CODES`, shape of ``logMh``).
 
     Returns
     -------
@@ -376,7 +393,7 @@ def adaptive_columns_batch(xA, xB, logRe, *, m_obs, gamma_axis, logMh_axis, c_ha
         raise ValueError(f"window must be (lo, hi) with lo < hi, got {window!r}")
     n_nodes = int(n_nodes or adaptive_n_nodes(m0, step, scales=scales, window=window))
     per_lens = [np.ascontiguousarray(v, dtype=float).ravel() for v in np.broadcast_arrays(xa, xb, re, mo, zlv, zsv)]
-    nodes, wq, flags, n_points, n_pieces = _tabulate.adaptive_columns_batch(
+    nodes, wq, flags, n_points, n_pieces, piece = _tabulate.adaptive_columns_batch(
         *per_lens, np.ascontiguousarray(gam), trapezoid_weights(gam), np.ascontiguousarray(m0), float(c),
         *get_cosmology(cosmo).params, step, a, b, w_lo, w_hi, n_nodes, int(max_rounds), n_threads)
     if flags.any():
@@ -384,7 +401,7 @@ def adaptive_columns_batch(xA, xB, logRe, *, m_obs, gamma_axis, logMh_axis, c_ha
         raise ValueError(f"adaptive_columns: lens {i}: {_tabulate.FLAGS.get(int(flags[i]), flags[i])} "
                          f"(n_nodes={n_nodes})")
     if info:
-        return nodes, wq, dict(n_points=n_points, n_pieces=n_pieces)
+        return nodes, wq, dict(n_points=n_points, n_pieces=n_pieces, piece=piece)
     return nodes, wq
 
 
@@ -559,14 +576,16 @@ def weight_peak_curvature(grids) -> np.ndarray:
 
 
 #: Value of each per-point array in a padding slot of an adaptive grid.
-_PAD_FILL = dict(valid=PADDING, F_phot=0.0, wq=0.0)
+_PAD_FILL = dict(valid=PADDING, F_phot=0.0, wq=0.0, piece=0)
+#: Every per-slot array of a tabulation result / stacked grids.
+_SLOT_ARRAYS = GRID_ARRAYS + ("valid", "piece")
 
 
 def _fit_slots(res: dict, width: int) -> dict:
     """Chunk result ``res`` with ``width`` node slots per column: padding slots appended, or
     unused trailing slots dropped (the adaptive rule fills each column from slot 0)."""
     out = dict(res)
-    for k in GRID_ARRAYS + ("valid",):
+    for k in _SLOT_ARRAYS:
         a = res[k]
         if a.shape[1] > width:
             out[k] = a[:, :width]
@@ -603,7 +622,7 @@ def _tabulate_task(task: dict) -> dict:
                                       task["logMh"], step, scales=ad["scales"], window=ad["window"]))))
         width = max(res["valid"].shape[1], int(np.isfinite(sub["logMh"]).sum(axis=1).max()))
         res, sub = _fit_slots(res, width), _fit_slots(sub, width)
-        for k in GRID_ARRAYS + ("valid",):
+        for k in _SLOT_ARRAYS:
             res[k] = res[k].copy()
             res[k][idx] = sub[k]
     return res
@@ -616,10 +635,12 @@ def _tabulate_once(task: dict) -> dict:
     col = {k: v[:, None, None] for k, v in o.items()}
     ad = task.get("adaptive")
     if ad:   # the whole chunk in one compiled call
-        nodes_mh, wq = adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], m_obs=o["logM_star_sps_observed"], gamma_axis=task["gamma"],
-                                              logMh_axis=task["logMh"], c_halo=task["c_halo"], zl=o["zl"], zs=o["zs"],
-                                              cosmo=task["cosmo"], step=ad["step"], scales=ad["scales"],
-                                              window=ad["window"], n_nodes=ad["n_nodes"])
+        nodes_mh, wq, inf = adaptive_columns_batch(o["xA"], o["xB"], o["logRe"], m_obs=o["logM_star_sps_observed"],
+                                                   gamma_axis=task["gamma"], logMh_axis=task["logMh"],
+                                                   c_halo=task["c_halo"], zl=o["zl"], zs=o["zs"], cosmo=task["cosmo"],
+                                                   step=ad["step"], scales=ad["scales"], window=ad["window"],
+                                                   n_nodes=ad["n_nodes"], info=True)
+        piece = inf["piece"]
         pad = ~np.isfinite(nodes_mh)
         mh = np.where(pad, task["logMh"][0], nodes_mh)
     else:
@@ -627,6 +648,7 @@ def _tabulate_once(task: dict) -> dict:
         wq = np.broadcast_to((trapezoid_weights(task["logMh"])[:, None] * trapezoid_weights(task["gamma"])[None, :])[None],
                              mh.shape)
         pad = np.zeros(mh.shape, bool)
+        piece = np.zeros(mh.shape, np.int8)
     if pad.any():   # solve only the used slots of an adaptive grid
         use = ~pad
         full = lambda a: np.broadcast_to(a, mh.shape)[use]
@@ -651,7 +673,7 @@ def _tabulate_once(task: dict) -> dict:
         mB = np.broadcast_to(col["magnitude_observedB"], shape)[finite]
         fph[finite] = phot.fphot(mA, mB, mu_A=r["mu_A"][finite], mu_B=r["mu_B"][finite])
     return dict(index=task["index"], logM_star=r["logM_star"], beta=r["beta"], ycaustic=r["y_caustic"],
-                muA=r["mu_A"], muB=r["mu_B"], detJ=r["detJ"], F_phot=fph, valid=status,
+                muA=r["mu_A"], muB=r["mu_B"], detJ=r["detJ"], F_phot=fph, valid=status, piece=piece,
                 logMh=np.where(pad, np.nan, mh), wq=np.where(pad, 0.0, wq),
                 nbkg_kpc2=np.asarray(survey.nbkg_kpc2(o["zl"], task["cosmo"]), dtype=float) * np.ones(len(o["zl"])))
 
@@ -694,7 +716,7 @@ def _read_chunk(path: Path, key: str, index: int):
         with h5py.File(path, "r") as f:
             if f.attrs.get("key") != key:
                 return None
-            res = {k: f[k][()] for k in GRID_ARRAYS + ("valid", "nbkg_kpc2")}
+            res = {k: f[k][()] for k in _SLOT_ARRAYS + ("nbkg_kpc2",)}
     except (OSError, KeyError):
         return None
     res["index"] = index
@@ -772,7 +794,8 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
     About 3 ms per lens on a 30 x 30 grid on one core (inversion + |J| ~3 us and F_phot ~0.1 us
     per point). The column-step refinement re-tabulates ~15 % of the mock lenses at half the step:
     ~1320 valid points per lens on average instead of ~1140 (~31.5 kB per lens held by the
-    likelihood at 24 bytes per point).
+    likelihood at 24 bytes per point, plus ~100 bytes of column runs for its eta-adaptive column
+    rule, from the piece codes of the grids).
 
     Precision
     ---------
@@ -842,7 +865,7 @@ def tabulate_likelihood_grids(mock_observed_data, logMh_grid=None, gamma_grid=No
                   peak_curvature=WEIGHT_PEAK_CURVATURE if halvings else 0.0, peak_halvings=halvings)
         config["adaptive"] = dict(ad, scales=list(ADAPTIVE_SCALES), window=list(win))
     key = config_hash(dict(inputs={k: array_digest(v) for k, v in obs.items()}, logMh=mh, gamma=gam,
-                           chunk=chunk, **config))
+                           chunk=chunk, layout=GRID_LAYOUT, **config))
     tasks = [dict(index=i, obs={k: v[s:s + chunk] for k, v in obs.items()}, logMh=mh, gamma=gam, c_halo=c_halo,
                   survey=survey.to_dict(), cosmo=cos, adaptive=ad) for i, s in enumerate(range(0, n, chunk))]
 
@@ -903,7 +926,7 @@ def _per_lens(res: dict) -> list:
     for j in range(len(res["nbkg_kpc2"])):
         w = _used_slots(res["valid"][j])
         out.append(dict(valid=res["valid"][j][:w].copy(), nbkg_kpc2=res["nbkg_kpc2"][j],
-                        **{k: res[k][j][:w].copy() for k in GRID_ARRAYS}))
+                        **{k: res[k][j][:w].copy() for k in GRID_ARRAYS + ("piece",)}))
     return out
 
 
@@ -931,7 +954,7 @@ def stack_grids(grids, *, width: int | None = None) -> dict:
             raise ValueError(f"grid {i} has different axes from grid 0; stacking needs shared axes")
     w = max(g.valid.shape[0] for g in grids) if width is None else int(width)
     out = {}
-    for k in GRID_ARRAYS + ("valid",):
+    for k in _SLOT_ARRAYS:
         a0 = getattr(g0, k)
         out[k] = np.full((len(grids), w) + a0.shape[1:], _PAD_FILL.get(k, np.nan), dtype=a0.dtype)
         for i, g in enumerate(grids):
@@ -969,11 +992,11 @@ def save_grids_hdf5(path, grids, attrs: dict | None = None) -> Path:
             f.create_dataset(k, data=st[k])
         f.create_dataset("nbkg_kpc2", data=np.array([g.config.get("nbkg_kpc2", np.nan) for g in grids]))
         # written in blocks of lenses: no stacked copy of all grids is held
-        for k in ("valid",) + GRID_ARRAYS:
+        for k in _SLOT_ARRAYS:
             f.create_dataset(k, shape=(n,) + st[k].shape[1:], dtype=st[k].dtype, compression="gzip")
         for a in range(0, n, block):
             sb = stack_grids(grids[a:a + block], width=width)
-            for k in ("valid",) + GRID_ARRAYS:
+            for k in _SLOT_ARRAYS:
                 f[k][a:a + len(sb[k])] = sb[k]
         obs = pd.DataFrame([g.observed for g in grids])
         obs["row"] = obs["row"].astype(str)
@@ -993,21 +1016,29 @@ def load_grids_hdf5(path, lenses=None) -> list:
         a = read_attrs(f)
         if a.get("kind") != "sl_cy.grids":
             raise ValueError(f"{path} is not an sl_cy grids file")
+        names = ("nbkg_kpc2",) + _SLOT_ARRAYS if "piece" in f else ("nbkg_kpc2", "valid") + GRID_ARRAYS
         if lenses is None:
-            data = {k: f[k][()] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
+            data = {k: f[k][()] for k in names}
         else:   # h5py wants increasing unique indices: read those, then reorder
             uniq, inv = np.unique(np.asarray(lenses, dtype=int), return_inverse=True)
-            data = {k: f[k][uniq][inv] for k in ("nbkg_kpc2", "valid") + GRID_ARRAYS}
+            data = {k: f[k][uniq][inv] for k in names}
         mh, gam = f["logMh_axis"][()], f["gamma_axis"][()]
         obs = read_dataframe(f["observed"])
     if lenses is not None:
         obs = obs.iloc[np.asarray(lenses)].reset_index(drop=True)
     cfg = a["config"]
+    if "piece" not in data and cfg.get("quadrature") == "adaptive":
+        warnings.warn(f"{path}: adaptive grids saved before their column pieces were recorded (grid layout < "
+                      f"{GRID_LAYOUT}): the likelihood keeps the plain column rule for them (no eta-adaptive "
+                      "sub-sampling: per-lens errors up to ~0.2 at sigma_h = 0.05); tabulate them again to get it",
+                      RuntimeWarning, stacklevel=2)
     out = []
     for j in range(len(data["valid"])):
         observed = {k: (str(v) if k == "row" else float(v)) for k, v in obs.iloc[j].items()}
         w = _used_slots(data["valid"][j])                  # the file's padding slots are dropped
+        # a file without piece codes (saved before they were recorded): none (the plain column rule)
+        piece = data["piece"][j][:w].astype(np.int8) if "piece" in data else None
         out.append(LensGrid(mh.copy(), gam.copy(), valid=data["valid"][j][:w].astype(np.int8), observed=observed,
-                            config=dict(cfg, nbkg_kpc2=float(data["nbkg_kpc2"][j])),
+                            config=dict(cfg, nbkg_kpc2=float(data["nbkg_kpc2"][j])), piece=piece,
                             **{k: data[k][j][:w].copy() for k in GRID_ARRAYS}))
     return out

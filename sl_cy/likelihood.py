@@ -330,7 +330,21 @@ class LikelihoodKernel:
         The valid points (lensing logM*, logMh, log of the eta-independent weight), ordered by
         lens, then gamma node (each gamma column contiguous); ``offsets`` (n_lenses + 1,) per lens,
         ``nodes`` (n_lenses, n_gamma + 1) int32 the start of each gamma node's points within its lens
-        (24 bytes per point and 4 (n_gamma + 1) per lens: ~32 kB per lens of the default grids).
+        (24 bytes per point and 4 (n_gamma + 1) per lens: ~31 kB per lens of the default grids).
+    runs, run_off, dmax : ndarray
+        The column pieces of the compacted points for the eta-adaptive column rule
+        (:func:`_column_runs`: one int32 per run of adjacent nodes of one piece, ~21 per lens; the
+        longest segment per lens; ~100 bytes per lens). A lens whose grid carries no piece codes
+        (regular grids, grids files written before they were recorded) has no runs.
+    column_rule : bool
+        The eta-adaptive sub-sampling of the columns (default True; :data:`COLUMN_RULE`): where
+        eta makes the halo factor a ridge narrower than the node spacing (small sigma_h, large
+        beta_h), each segment between adjacent nodes of a column piece is cut in k sub-intervals,
+        logM*, logMh and the log weight (without its trapezoid factor) interpolated there (cubic
+        in the node index), rules k and k + 1 mixed with a weight continuous in eta (value and
+        gradient continuous). k = 1, the plain rule bit for bit, in and around the posterior of
+        realistic populations (down to sigma_h ~ 0.16 at beta_h = 2); :meth:`column_rule_of`
+        gives k, the mixing weight and the points evaluated per (eta, lens). False: the plain rule.
     use_gamma : bool
         False for a one-node gamma axis (no gamma integral, p(gamma | eta) not applied).
 
@@ -352,10 +366,15 @@ class LikelihoodKernel:
     Precision
     ---------
     Equal to :func:`sl_cy.testing.log_likelihood_numpy` (same points, same weights) to ~1e-15 relative
-    (exp and erfc from glibc's vector library where available, within 4 ulp of libm). The
-    *quadrature* error of the grid itself is a separate matter: the adaptive grids of
-    :func:`sl_cy.grids.tabulate_likelihood_grids` (the default) agree with a 4x finer rule to
-    ~1e-3 at the default truth, where a uniform 41 x 21 grid errs by up to 100 %.
+    (exp and erfc from glibc's vector library where available, within 4 ulp of libm) where the
+    column rule is 1 (the numpy reference is the plain rule). The *quadrature* error of the grid
+    itself is a separate matter: the adaptive grids of :func:`sl_cy.grids.tabulate_likelihood_grids`
+    (the default) agree with a 4x finer rule to ~1e-3 at the default truth, where a uniform 41 x 21
+    grid errs by up to 100 %; with the column rule, sigma_h scans down to the box edge 0.05 at
+    beta_h = 2.04 and 4 stay within 2.3e-3 of an 8x finer rule (0.175 and more with the plain rule;
+    ``tests/test_likelihood_accuracy.py``, ``benchmarks/accuracy_box.py`` Table 6). Cost there:
+    k times the points (~5x at sigma_h = 0.05, beta_h = 2; 6-7 ns per evaluated point, the
+    expansion included, against ~3.6 for the plain rule's points).
 
     Examples
     --------
@@ -416,8 +435,15 @@ class LikelihoodKernel:
         self.rate_engine = rate_engine
         self.logw0 = np.ascontiguousarray(lw, dtype=float)
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        piece = st.get("piece")
+        if piece is None:
+            piece = np.zeros(ok.shape, np.int8)
+        self.runs, self.run_off, self.dmax = _column_runs(okt, piece.transpose(0, 2, 1)[okt], self.L, self.logMh,
+                                                          self.offsets)
         self.n_points = int(self.offsets[-1])
         self.grid_shape = (n_mh, n_g)
+        #: eta-adaptive sub-sampling of the columns (:data:`COLUMN_RULE`); False: the plain rule
+        self.column_rule = True
         self._model = _model_tuple(fm)
         from sl_cy.parallel import resolve_n_threads
 
@@ -432,7 +458,7 @@ class LikelihoodKernel:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
         out = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                          self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
-                                         GAMMA_HI, self.n_threads)
+                                         GAMMA_HI, self.n_threads, False, **self._rule_args())
         return out[0] if one else out
 
     def per_lens_and_grad(self, eta):
@@ -476,7 +502,7 @@ class LikelihoodKernel:
             raise ValueError(f"eta needs 6 values {ETA_NAMES}, got shape {np.shape(eta)}")
         out, grad = _likelihood.loglike_lenses(e, self.L, self.logMh, self.nodes, self.logw0, self.offsets, self.logRe,
                                                self.m_obs, self.gamma_axis, self.use_gamma, self._model, GAMMA_LO,
-                                               GAMMA_HI, self.n_threads, True)
+                                               GAMMA_HI, self.n_threads, True, **self._rule_args())
         return (out[0], grad[0]) if one else (out, grad)
 
     def value_and_grad(self, eta):
@@ -505,9 +531,79 @@ class LikelihoodKernel:
         with np.errstate(invalid="ignore"):
             return pl.sum(axis=1)
 
+    def _rule_args(self) -> dict:
+        if not self.column_rule:
+            return {}
+        return dict(runs=self.runs, run_off=self.run_off, dmax=self.dmax, **COLUMN_RULE)
+
+    def column_rule_of(self, eta):
+        """The eta-adaptive column rule per (eta, lens): rule k (segments cut in k), mixing weight
+        lambda towards rule k + 1, and the points evaluated (n_eta, n_lens) (all 1, 0 and the plain
+        point counts where the rule is off or the lens's grid has no piece codes)."""
+        e = np.ascontiguousarray(np.atleast_2d(np.asarray(eta, dtype=float)))
+        p = self._model
+        k, lam = _likelihood.column_rule(e, self.dmax, p[6], p[4], COLUMN_RULE["zmax"], COLUMN_RULE["tau"],
+                                         COLUMN_RULE["rmax"])
+        has = np.diff(self.run_off) > 0
+        if not self.column_rule:
+            has[:] = False
+        k = np.where(has, k, 1)
+        lam = np.where(has, lam, 0.0)
+        n = np.diff(self.offsets)
+        # points of rule r: n + (r - 1) * (segments) with segments = n - runs
+        seg = n - np.diff(self.run_off)
+        pts = np.where(k > 1, n + (k - 1) * seg, n) + np.where(lam > 0, n + k * seg, 0)
+        return k, lam, pts
+
     # pickling (process pools): arrays only
     def __getstate__(self):
         return self.__dict__.copy()
+
+
+#: The eta-adaptive column rule of the kernel (``csrc/likelihood.pyx``, comment above
+#: ``_lens_logp_sub``): largest step of the halo residual z_h between adjacent points (zmax), width
+#: of the mixing zones between rules k and k + 1 (tau, in rho = D / (sigma_h zmax)), finest rule
+#: (rmax) and order of the interpolation of logM*, logMh and log W along a run (order).
+COLUMN_RULE = dict(zmax=1.5, tau=0.25, rmax=16, order=3)
+
+
+def _column_runs(okt, piece, L, logMh, offsets):
+    """Runs of the compacted points (adjacent nodes of one piece of an adaptive column, in
+    consecutive slots, both kept), encoded per lens for the kernel as (start << 2) | first_half |
+    last_half << 1 (start relative to the lens; the flags: the run's first / last point is a piece
+    end of half trapezoid weight), their offsets per lens (no runs: a lens with a point without
+    piece code, which keeps the plain rule), and per lens the longest segment of its runs in
+    (logMh, logM*) (dex; 0 without runs)."""
+    from sl_cy.grids import PIECE_CODES
+
+    first, last, node = PIECE_CODES["first"], PIECE_CODES["last"], PIECE_CODES["node"]
+    nl = len(offsets) - 1
+    li, gi, si = np.nonzero(okt)                       # lens, gamma node, slot of each compacted point
+    pc = np.asarray(piece, dtype=np.int16)
+    n = len(li)
+    link = np.zeros(n, bool)                           # point p and p + 1 are adjacent nodes of one piece
+    if n > 1:
+        link[:-1] = ((li[1:] == li[:-1]) & (gi[1:] == gi[:-1]) & (si[1:] == si[:-1] + 1)
+                     & ((pc[:-1] & node) != 0) & ((pc[1:] & node) != 0) & ((pc[:-1] & last) == 0))
+    start = np.ones(n, bool)
+    start[1:] = ~link[:-1]
+    lens_info = np.ones(nl, bool)                      # every point of the lens has a piece code
+    np.logical_and.at(lens_info, li, (pc & node) != 0)
+    idx = np.flatnonzero(start & lens_info[li])
+    end = np.append(idx[1:] - 1, n - 1) if len(idx) else idx
+    # a run ends at the point before the next run's start, or at the last point of its lens
+    lens_end = offsets[1:][li[idx]] - 1 if len(idx) else idx
+    end = np.minimum(end, lens_end)
+    half = (pc & (first | last)) != 0
+    rel = idx - offsets[li[idx]] if len(idx) else idx
+    runs = ((rel.astype(np.int64) << 2) | half[idx].astype(np.int64) | (half[end].astype(np.int64) << 1)).astype(np.int32)
+    counts = np.bincount(li[idx], minlength=nl) if len(idx) else np.zeros(nl, np.int64)
+    run_off = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    dmax = np.zeros(nl)
+    seg = np.flatnonzero(link & lens_info[li])
+    if len(seg):
+        np.maximum.at(dmax, li[seg], np.hypot(logMh[seg + 1] - logMh[seg], L[seg + 1] - L[seg]))
+    return runs, run_off, dmax
 
 
 def _no_valid_point_message(st: dict, bad) -> str:

@@ -17,7 +17,12 @@ ETAS = [TRUTH,
         np.array([-0.45, 12.05, 3.9, 0.99, 1.75, 0.99]),
         np.array([-0.3, 12.2, 3.5, 0.8, 1.6, 0.9]),
         # the box corner with the largest quadrature error (sigma_h = sigma_gamma = 0.05 exactly, beta_h = 4)
-        np.array([-0.5, 12.0, 4.0, 0.05, 1.8, 0.05])]
+        np.array([-0.5, 12.0, 4.0, 0.05, 1.8, 0.05]),
+        # the eta-adaptive column rule (LikelihoodKernel.column_rule_of): mixing zones between
+        # rules 1 and 2 (sigma_h = 0.141) and rules 5 and 6 (beta_h = 4, sigma_h = 0.054), pure rule 3
+        np.array([0.05, 12.8, 2.04, 0.141, 1.1, 0.3]),
+        np.array([0.0, 13.5, 4.0, 0.054, 1.0, 0.2]),
+        np.array([-0.1, 13.0, 2.5, 0.075, 0.9, 0.25])]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,17 @@ def _fd5(f, x, j, h):
         y[..., j] += d
         return np.asarray(f(y), float)
     return (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+
+
+def test_gradient_etas_cover_the_column_rules(grids):
+    """ETAS include plain-rule points, pure sub-sampled rules and both kinds of mixing zones."""
+    k = LikelihoodKernel(grids, selection=False, n_threads=1)
+    rule, lam, _ = k.column_rule_of(np.array(ETAS))
+    assert np.all(rule[0] == 1) and np.all(lam[0] == 0)
+    mixing = (lam > 0.05) & (lam < 0.95)
+    assert mixing[6].mean() > 0.5 and np.all(rule[6][mixing[6]] == 1)
+    assert mixing[7].mean() > 0.5 and np.all(rule[7][mixing[7]] >= 4)
+    assert np.any((rule[8] >= 2) & (lam[8] == 0))
 
 
 @pytest.mark.parametrize("selection", [True, False])

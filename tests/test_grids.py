@@ -171,6 +171,40 @@ def test_hdf5_round_trips(mock, tmp_path):
     assert st["forward_model"] == ForwardModel().to_dict()
 
 
+def test_piece_codes_are_recorded_and_older_files_load_without_them(mock, tmp_path):
+    """Adaptive grids carry the piece codes of their columns (one first and one last node per
+    piece; the likelihood's eta-adaptive column rule needs them), saved and loaded with the grids;
+    a grids file written before they were recorded loads with none (all 0), and the likelihood
+    then keeps the plain column rule for those lenses (it cannot sub-sample)."""
+    import h5py
+
+    from sl_cy.grids import PIECE_CODES
+    from sl_cy.likelihood import LikelihoodKernel
+
+    _, observed = mock
+    grids = tabulate_likelihood_grids(observed.iloc[:4], gamma_grid=GAM)
+    for g in grids:
+        pc = g.piece.astype(int)
+        used = g.valid != 100
+        assert np.array_equal(pc != 0, used)
+        assert np.array_equal((pc & PIECE_CODES["first"]).astype(bool).sum(0), (pc & PIECE_CODES["last"]).astype(bool).sum(0))
+        assert np.all(pc[0][used[0]] & PIECE_CODES["first"])
+    save_grids_hdf5(tmp_path / "new.h5", grids)
+    with h5py.File(tmp_path / "new.h5", "a") as f:
+        del f["piece"]                                   # the layout before piece codes
+    with pytest.warns(RuntimeWarning, match="plain column rule"):
+        old = load_grids_hdf5(tmp_path / "new.h5")
+    assert all(np.all(g.piece == 0) for g in old)
+    eta = np.array([0.0, 13.5, 4.0, 0.05, 1.0, 0.2])
+    k_new, k_old = LikelihoodKernel(grids, selection=False), LikelihoodKernel(old, selection=False)
+    assert np.all(k_new.column_rule_of(eta)[0] > 1) and np.all(k_old.column_rule_of(eta)[0] == 1)
+    k_new.column_rule = False
+    np.testing.assert_array_equal(k_old.per_lens(eta), k_new.per_lens(eta))
+    # regular grids carry no piece codes either
+    reg = regular_grids(observed.iloc[:2], MH, GAM)
+    assert all(np.all(g.piece == 0) for g in reg)
+
+
 def test_fixed_gamma_is_a_one_dimensional_grid(mock):
     _, observed = mock
     g = regular_grids(observed.iloc[[0]], MH, [1.0])[0]

@@ -116,7 +116,37 @@ def test_placement_with_several_pieces_equals_python_placement():
         assert flag == 0
         multi += n_pieces >= 2
         assert _same((cm, cw), r)
+        _check_piece_codes(m, L, ok, step, n_nodes, cm, n_pieces)
     assert multi > 50 and refused > 10
+
+
+def _check_piece_codes(m, L, ok, step, n_nodes, cm, n_pieces):
+    """The piece codes of place_trace: every used slot a node, one first and one last node per
+    piece at the trace piece's ends (same logMh), pieces in consecutive slots."""
+    from sl_cy.grids import PIECE_CODES
+
+    out = _tabulate.place_trace(m, L, ok, 10.5, 11.5, step, 0.1, 0.1, n_nodes, 0.7, with_pieces=True)
+    assert np.array_equal(out[0], cm, equal_nan=True)
+    pc = out[4].astype(int)
+    used = np.isfinite(cm)
+    assert np.array_equal(pc != 0, used) and np.all(pc[used] & PIECE_CODES["node"])
+    first = np.flatnonzero(pc & PIECE_CODES["first"])
+    last = np.flatnonzero(pc & PIECE_CODES["last"])
+    assert len(first) == len(last) == n_pieces
+    inside = ok & (L >= 10.5) & (L <= 11.5)
+    runs, i = [], 0
+    while i < len(m):          # the trace's pieces: >= 2 consecutive points inside
+        j = i
+        while j < len(m) and inside[j]:
+            j += 1
+        if j - i >= 2:
+            runs.append((i, j - 1))
+        i = max(j, i + 1)
+    assert len(runs) == n_pieces
+    if n_pieces:
+        assert first[0] == 0 and np.all(first[1:] == last[:-1] + 1) and np.all(last > first)
+        np.testing.assert_allclose(cm[first], [m[a] for a, _ in runs], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(cm[last], [m[b] for _, b in runs], rtol=0, atol=1e-9)
 
 
 def test_too_few_slots_for_the_pieces_is_refused(mock11):

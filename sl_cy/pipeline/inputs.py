@@ -56,7 +56,8 @@ def check_writable(folder) -> Path:
 
 
 def grids_attrs(path) -> dict:
-    """The attributes of a ``grids.h5`` plus ``_complete``, ``_logMh_axis``, ``_gamma_axis``, ``_n_lenses``."""
+    """The attributes of a ``grids.h5`` plus ``_complete``, ``_pieces`` (the file holds the column piece
+    codes, grid layout >= 2), ``_logMh_axis``, ``_gamma_axis``, ``_n_lenses``."""
     import h5py
 
     from sl_cy.grids import GRID_ARRAYS
@@ -65,6 +66,7 @@ def grids_attrs(path) -> dict:
     with h5py.File(path, "r") as f:
         a = read_attrs(f)
         a["_complete"] = all(k in f for k in GRID_ARRAYS + ("valid", "nbkg_kpc2", "observed"))
+        a["_pieces"] = "piece" in f
         a["_logMh_axis"] = f["logMh_axis"][()]
         a["_gamma_axis"] = f["gamma_axis"][()]
         a["_n_lenses"] = int(f["valid"].shape[0])
@@ -72,9 +74,11 @@ def grids_attrs(path) -> dict:
 
 
 def _same_tabulation(a: dict, logMh_grid, gamma_grid) -> bool:
-    """Complete, tabulated by this version with the adaptive rule on these axes."""
+    """Complete, tabulated by this version with the adaptive rule on these axes, with the column piece
+    codes (older files are tabulated again: the likelihood's eta-adaptive column rule needs them)."""
     cfg = a.get("config", {})
-    return bool(a.get("_complete") and cfg.get("version") == __version__ and cfg.get("quadrature") == "adaptive"
+    return bool(a.get("_complete") and a.get("_pieces") and cfg.get("version") == __version__
+                and cfg.get("quadrature") == "adaptive"
                 and np.array_equal(a.get("_logMh_axis"), logMh_grid) and np.array_equal(a.get("_gamma_axis"), gamma_grid))
 
 
